@@ -1,0 +1,414 @@
+//! Command line of the `herald` binary.
+//!
+//! `herald [run flags]` runs the server; subcommands (`herald store …`, `herald user …`) are
+//! added by later issues without changing how a bare `herald` behaves. Every flag has a
+//! default so that `herald` alone serves 127.0.0.1:5060 over UDP and TCP.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+
+use clap::{Parser, Subcommand};
+
+/// herald: thread-per-core SIP presence and event server.
+#[derive(Debug, Parser)]
+#[command(name = "herald", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Optional subcommand; without one, herald runs the server.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands. The server itself is the default (no subcommand).
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the effective configuration and exit (useful to check flags).
+    ShowConfig,
+}
+
+/// Flags of the server run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Number of shards (one glommio executor per shard). Default: online CPUs.
+    #[arg(long, env = "HERALD_SHARDS")]
+    pub shards: Option<u16>,
+
+    /// CPUs to pin shards to, e.g. `0,1` or `0-3`; shard i goes to the i-th CPU of the list.
+    /// Default: shard i on CPU i when shards <= CPUs.
+    #[arg(long, value_parser = parse_cpu_list)]
+    pub cpus: Option<CpuList>,
+
+    /// Do not pin shards to CPUs.
+    #[arg(long)]
+    pub no_pin: bool,
+
+    /// Address to listen on: `udp:IP:PORT`, `tcp:IP:PORT`, or `IP:PORT` for both. Repeatable.
+    #[arg(long = "listen", value_parser = parse_listen, default_value = "127.0.0.1:5060")]
+    pub listen: Vec<Listen>,
+
+    /// SIP URI used as Contact in 2xx and NOTIFY. Default: `sip:IP:PORT` of the first listen address.
+    #[arg(long)]
+    pub server_address: Option<String>,
+
+    /// Local domain (repeatable). When given, SUBSCRIBE/PUBLISH for other domains get 403;
+    /// when absent, every domain is served.
+    #[arg(long = "domain")]
+    pub domains: Vec<String>,
+
+    /// Comma-separated CIDRs allowed to send requests; others get 403.
+    #[arg(long, value_delimiter = ',', value_parser = parse_cidr, default_value = "127.0.0.0/8,::1/128")]
+    pub trusted_peers: Vec<Cidr>,
+
+    /// Largest Expires granted to a SUBSCRIBE (seconds); larger values are clamped.
+    #[arg(long, default_value_t = 3600)]
+    pub max_expires_subscribe: u32,
+
+    /// Largest Expires granted to a PUBLISH (seconds); larger values are clamped.
+    #[arg(long, default_value_t = 3600)]
+    pub max_expires_publish: u32,
+
+    /// Smallest non-zero Expires accepted (seconds); below it the answer is 423 with Min-Expires.
+    #[arg(long, default_value_t = 60)]
+    pub min_expires: u32,
+
+    /// Extra seconds a record is kept after it expires (OpenSIPS expires_offset).
+    #[arg(long, default_value_t = 0)]
+    pub expires_offset: u32,
+
+    /// Seconds between expiry sweeps.
+    #[arg(long, default_value_t = 100)]
+    pub clean_period: u32,
+
+    /// Report presentities without a publication as `closed` in NOTIFY bodies.
+    #[arg(long)]
+    pub notify_offline_body: bool,
+
+    /// End a subscription when a NOTIFY times out (408 or Timer F). `--end-sub-on-timeout=false` to keep it.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true")]
+    pub end_sub_on_timeout: bool,
+
+    /// SIP timer T1 (RTT estimate) in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub t1_ms: u64,
+
+    /// SIP timer T2 (max retransmit interval for non-INVITE) in milliseconds.
+    #[arg(long, default_value_t = 4000)]
+    pub t2_ms: u64,
+
+    /// SIP timer T4 (max time a message stays in the network) in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub t4_ms: u64,
+
+    /// Largest SIP message accepted (bytes), for UDP datagrams and TCP frames.
+    #[arg(long, default_value_t = 65_535)]
+    pub max_message_size: usize,
+
+    /// Largest number of live subscriptions per shard.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_subscriptions: usize,
+
+    /// Largest number of subscriptions to one presentity.
+    #[arg(long, default_value_t = 1_000)]
+    pub max_subs_per_presentity: usize,
+
+    /// Largest number of presentities per shard.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_presentities: usize,
+
+    /// Largest number of publications per shard.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_publications: usize,
+
+    /// Depth of each cross-shard hand-off queue; when full, requests get 503 + Retry-After.
+    #[arg(long, default_value_t = 4096)]
+    pub handoff_queue: usize,
+
+    /// Busy-poll this many microseconds before an idle shard parks (0 = park at once).
+    #[arg(long, default_value_t = 0)]
+    pub spin_before_park_us: u64,
+
+    /// Close TCP connections idle for this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub tcp_idle_timeout: u64,
+
+    /// Largest number of TCP connections per shard (more are refused).
+    #[arg(long, default_value_t = 10_000)]
+    pub max_tcp_connections: usize,
+
+    /// Depth of each TCP connection's outgoing queue (messages); a full queue drops the message.
+    /// Must exceed one burst (a 16 KiB read plus a 256-item hand-off batch, both answered
+    /// with a response and a NOTIFY each) for proxies that multiplex many users on one connection.
+    #[arg(long, default_value_t = 4096)]
+    pub tcp_write_queue: usize,
+
+    /// Statistics listener (plain HTTP/1.0: `GET /stats`, `GET /stats.json`). `off` disables it.
+    #[arg(long, default_value = "127.0.0.1:5080")]
+    pub admin_listen: String,
+
+    /// Seconds to send Retry-After with 503 when overloaded.
+    #[arg(long, default_value_t = 5)]
+    pub retry_after: u32,
+
+    /// Log filter (tracing-subscriber EnvFilter syntax), e.g. `info` or `server=debug`.
+    #[arg(long = "log", env = "HERALD_LOG", default_value = "info")]
+    pub log: String,
+}
+
+impl RunArgs {
+    /// Number of shards after applying the default.
+    pub fn shard_count(&self) -> u16 {
+        self.shards
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get().min(u16::MAX as usize) as u16)
+                    .unwrap_or(1)
+            })
+            .max(1)
+    }
+
+    /// CPU for each shard, or None for "unbound".
+    pub fn placement(&self) -> Vec<Option<usize>> {
+        let n = self.shard_count() as usize;
+        if self.no_pin {
+            return vec![None; n];
+        }
+        if let Some(list) = &self.cpus {
+            return (0..n)
+                .map(|i| list.0.get(i % list.0.len()).copied())
+                .collect();
+        }
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        if n <= cpus {
+            (0..n).map(Some).collect()
+        } else {
+            vec![None; n]
+        }
+    }
+
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        self.listen
+            .iter()
+            .filter(|l| l.udp)
+            .map(|l| l.addr)
+            .collect()
+    }
+
+    pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.listen
+            .iter()
+            .filter(|l| l.tcp)
+            .map(|l| l.addr)
+            .collect()
+    }
+
+    /// `--server-address`, or `sip:IP:PORT` of the first listen address.
+    pub fn server_address(&self) -> String {
+        if let Some(s) = &self.server_address {
+            return s.clone();
+        }
+        match self.listen.first().map(|l| l.addr) {
+            Some(SocketAddr::V4(a)) => format!("sip:{}:{}", a.ip(), a.port()),
+            Some(SocketAddr::V6(a)) => format!("sip:[{}]:{}", a.ip(), a.port()),
+            None => "sip:127.0.0.1:5060".to_string(),
+        }
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        if self.admin_listen.eq_ignore_ascii_case("off") {
+            None
+        } else {
+            self.admin_listen.parse().ok()
+        }
+    }
+
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.trusted_peers.iter().any(|c| c.contains(ip))
+    }
+}
+
+/// One listen address and the transports on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    pub addr: SocketAddr,
+    pub udp: bool,
+    pub tcp: bool,
+}
+
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    let (udp, tcp, rest) = if let Some(r) = s.strip_prefix("udp:") {
+        (true, false, r)
+    } else if let Some(r) = s.strip_prefix("tcp:") {
+        (false, true, r)
+    } else {
+        (true, true, s)
+    };
+    let addr = rest
+        .parse::<SocketAddr>()
+        .map_err(|e| format!("`{s}`: expected [udp:|tcp:]IP:PORT ({e})"))?;
+    Ok(Listen { addr, udp, tcp })
+}
+
+/// List of CPU indices, from `0,1` / `0-3` / `0-1,4`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if let Some((a, b)) = part.split_once('-') {
+            let a: usize = a.trim().parse().map_err(|_| format!("bad CPU `{a}`"))?;
+            let b: usize = b.trim().parse().map_err(|_| format!("bad CPU `{b}`"))?;
+            if a > b || b - a > 4096 {
+                return Err(format!("bad CPU range `{part}`"));
+            }
+            out.extend(a..=b);
+        } else {
+            out.push(part.parse().map_err(|_| format!("bad CPU `{part}`"))?);
+        }
+    }
+    if out.is_empty() {
+        return Err("empty CPU list".into());
+    }
+    Ok(CpuList(out))
+}
+
+/// An IP network, `10.0.0.0/8` or `::1/128` (a bare IP means a single host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub net: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix as u32)
+                };
+                (u32::from(n) & mask) == (u32::from(a) & mask)
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix as u32)
+                };
+                (u128::from(n) & mask) == (u128::from(a) & mask)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.net, self.prefix)
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_cidr(s)
+    }
+}
+
+fn parse_cidr(s: &str) -> Result<Cidr, String> {
+    let s = s.trim();
+    let (ip, prefix) = match s.split_once('/') {
+        Some((ip, p)) => (ip, Some(p)),
+        None => (s, None),
+    };
+    let net: IpAddr = ip.parse().map_err(|_| format!("bad IP in `{s}`"))?;
+    let max = if net.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        Some(p) => p
+            .parse::<u8>()
+            .map_err(|_| format!("bad prefix in `{s}`"))?,
+        None => max,
+    };
+    if prefix > max {
+        return Err(format!("prefix too long in `{s}`"));
+    }
+    Ok(Cidr { net, prefix })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let cli = Cli::parse_from(["herald"]);
+        let r = &cli.run;
+        assert!(cli.command.is_none());
+        assert_eq!(r.listen.len(), 1);
+        assert!(r.listen[0].udp && r.listen[0].tcp);
+        assert_eq!(r.server_address(), "sip:127.0.0.1:5060");
+        assert!(r.end_sub_on_timeout);
+        assert!(r.is_trusted("127.0.0.1".parse().unwrap()));
+        assert!(r.is_trusted("::1".parse().unwrap()));
+        assert!(!r.is_trusted("10.0.0.1".parse().unwrap()));
+        assert_eq!(r.min_expires, 60);
+    }
+
+    #[test]
+    fn flags() {
+        let cli = Cli::parse_from([
+            "herald",
+            "--shards",
+            "2",
+            "--cpus",
+            "0-1",
+            "--listen",
+            "udp:127.0.0.1:7000",
+            "--listen",
+            "tcp:127.0.0.1:7001",
+            "--end-sub-on-timeout=false",
+            "--trusted-peers",
+            "10.0.0.0/8,192.168.1.1",
+        ]);
+        let r = &cli.run;
+        assert_eq!(r.shard_count(), 2);
+        assert_eq!(r.placement(), vec![Some(0), Some(1)]);
+        assert_eq!(
+            r.udp_addrs(),
+            vec!["127.0.0.1:7000".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(
+            r.tcp_addrs(),
+            vec!["127.0.0.1:7001".parse::<SocketAddr>().unwrap()]
+        );
+        assert!(!r.end_sub_on_timeout);
+        assert!(r.is_trusted("10.1.2.3".parse().unwrap()));
+        assert!(r.is_trusted("192.168.1.1".parse().unwrap()));
+        assert!(!r.is_trusted("192.168.1.2".parse().unwrap()));
+        assert!(!r.is_trusted("127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn cpu_list() {
+        assert_eq!(parse_cpu_list("0-1,4").unwrap().0, vec![0, 1, 4]);
+        assert!(parse_cpu_list("3-1").is_err());
+        assert!(parse_cpu_list("").is_err());
+    }
+
+    #[test]
+    fn verify_cli() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

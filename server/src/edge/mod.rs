@@ -1,0 +1,273 @@
+//! The glommio edge: executors, sockets, timers, the cross-shard hand-off mesh, TCP and
+//! statistics. It moves bytes, time and timer wake-ups in and out of the sans-IO
+//! [`crate::core::Core`]; it makes no protocol decision of its own except the stateless ones
+//! a proxy's front does (403 to untrusted peers, 503 when the owner's queue is full).
+//!
+//! Message path: `udp.rs` / `tcp.rs` receive → `shard.rs` (`Shard::deliver`: trust check,
+//! `core::route`) → local `Core::handle_message`, or `handoff.rs` to the owning shard →
+//! `Shard::flush` drains `Core::poll_transmit` → UDP socket or the TCP connection's queue
+//! (possibly on the shard that owns that connection).
+
+pub mod admin;
+pub mod handoff;
+pub mod reject;
+pub mod shard;
+pub mod stats;
+pub mod tcp;
+pub mod udp;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cli::{Cidr, RunArgs};
+use crate::core::{Config, ShardId};
+
+/// Process-wide monotonic epoch so every shard's `core::Instant` counts from the same zero.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    epoch: std::time::Instant,
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        Clock {
+            epoch: std::time::Instant::now(),
+        }
+    }
+    pub fn now(&self) -> crate::core::Instant {
+        crate::core::Instant(self.epoch.elapsed().as_millis() as u64)
+    }
+    /// Real time still to wait until `at`.
+    pub fn until(&self, at: crate::core::Instant) -> Duration {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        Duration::from_millis(at.0.saturating_sub(now))
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Everything a shard needs from the command line, owned and `Send`.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub shards: u16,
+    pub placement: Vec<Option<usize>>,
+    pub udp_addrs: Vec<SocketAddr>,
+    pub tcp_addrs: Vec<SocketAddr>,
+    pub trusted: Vec<Cidr>,
+    pub core: Config,
+    pub handoff_queue: usize,
+    pub spin_before_park: Duration,
+    pub tcp_idle_timeout: Duration,
+    pub max_tcp_connections: usize,
+    pub tcp_write_queue: usize,
+    pub retry_after: u32,
+}
+
+impl Settings {
+    pub fn from_args(a: &RunArgs) -> Self {
+        let limits = sip_parser::Limits {
+            max_message_len: a.max_message_size,
+            ..sip_parser::Limits::default()
+        };
+        let core = Config {
+            server_address: a.server_address().into_bytes(),
+            local_domains: a.domains.iter().map(|d| d.as_bytes().to_vec()).collect(),
+            max_expires_subscribe: a.max_expires_subscribe,
+            max_expires_publish: a.max_expires_publish,
+            min_expires: a.min_expires,
+            expires_offset: a.expires_offset,
+            clean_period: a.clean_period,
+            notify_offline_body: a.notify_offline_body,
+            end_sub_on_timeout: a.end_sub_on_timeout,
+            t1_ms: a.t1_ms,
+            t2_ms: a.t2_ms,
+            t4_ms: a.t4_ms,
+            max_subscriptions_per_presentity: a.max_subs_per_presentity,
+            max_subscriptions: a.max_subscriptions,
+            max_presentities: a.max_presentities,
+            max_publications: a.max_publications,
+            limits,
+            ..Config::default()
+        };
+        Settings {
+            shards: a.shard_count(),
+            placement: a.placement(),
+            udp_addrs: a.udp_addrs(),
+            tcp_addrs: a.tcp_addrs(),
+            trusted: a.trusted_peers.clone(),
+            core,
+            handoff_queue: a.handoff_queue.max(1),
+            spin_before_park: Duration::from_micros(a.spin_before_park_us),
+            tcp_idle_timeout: Duration::from_secs(a.tcp_idle_timeout.max(1)),
+            max_tcp_connections: a.max_tcp_connections.max(1),
+            tcp_write_queue: a.tcp_write_queue.max(1),
+            retry_after: a.retry_after,
+        }
+    }
+
+    pub fn is_trusted(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted.iter().any(|c| c.contains(ip))
+    }
+}
+
+/// Errors that stop the server from starting.
+#[derive(Debug)]
+pub enum StartError {
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    Executor {
+        shard: u16,
+        message: String,
+    },
+    NoListener,
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Bind { what, addr, source } => {
+                write!(f, "cannot bind {what} socket on {addr}: {source}")
+            }
+            StartError::Executor { shard, message } => {
+                write!(f, "cannot start executor for shard {shard}: {message}")
+            }
+            StartError::NoListener => write!(f, "no --listen address given"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Runs the server until `stop` becomes true (set by SIGINT/SIGTERM in `main`).
+/// Returns the final statistics text.
+pub fn run(
+    settings: Settings,
+    admin: Option<SocketAddr>,
+    stop: Arc<AtomicBool>,
+) -> Result<String, StartError> {
+    if settings.udp_addrs.is_empty() && settings.tcp_addrs.is_empty() {
+        return Err(StartError::NoListener);
+    }
+    let n = settings.shards as usize;
+    let stats = stats::StatsRegistry::new(n);
+    let clock = Clock::new();
+    // Bind every shard's sockets up front so a bad address fails before anything runs.
+    let mut sockets = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut udp = Vec::new();
+        for &addr in &settings.udp_addrs {
+            udp.push(udp::bind(addr).map_err(|source| StartError::Bind {
+                what: "UDP",
+                addr,
+                source,
+            })?);
+        }
+        let mut tcp_l = Vec::new();
+        for &addr in &settings.tcp_addrs {
+            tcp_l.push(tcp::bind(addr).map_err(|source| StartError::Bind {
+                what: "TCP",
+                addr,
+                source,
+            })?);
+        }
+        sockets.push((udp, tcp_l));
+    }
+    let mesh = handoff::Mesh::new(n, settings.handoff_queue);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<u16>();
+    let mut handles = Vec::with_capacity(n);
+    for (i, ((udp_socks, tcp_socks), ends)) in sockets.into_iter().zip(mesh.into_ends()).enumerate()
+    {
+        let mut builder = match settings.placement.get(i).copied().flatten() {
+            Some(cpu) => glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu)),
+            None => glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound),
+        }
+        .io_memory(1 << 20)
+        .name(&format!("shard-{i}"));
+        if !settings.spin_before_park.is_zero() {
+            builder = builder.spin_before_park(settings.spin_before_park);
+        }
+        let settings = settings.clone();
+        let shard_stats = stats.shards[i].clone();
+        let stop = stop.clone();
+        let ready_tx = ready_tx.clone();
+        let h = builder
+            .spawn(move || {
+                shard::run_shard(shard::ShardInit {
+                    id: ShardId(i as u16),
+                    settings,
+                    clock,
+                    stats: shard_stats,
+                    udp: udp_socks,
+                    tcp: tcp_socks,
+                    handoff: ends,
+                    stop,
+                    ready: ready_tx,
+                })
+            })
+            .map_err(|e| StartError::Executor {
+                shard: i as u16,
+                message: e.to_string(),
+            })?;
+        handles.push(h);
+    }
+    drop(ready_tx);
+    let mut ready = 0;
+    while ready < n {
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(_) => ready += 1,
+            Err(_) => {
+                stop.store(true, Ordering::Relaxed);
+                return Err(StartError::Executor {
+                    shard: ready as u16,
+                    message: "shard did not become ready".into(),
+                });
+            }
+        }
+    }
+    let admin_thread = match admin {
+        Some(addr) => match admin::spawn(addr, stats.clone(), stop.clone()) {
+            Ok((local, h)) => {
+                tracing::info!(%local, "admin statistics listener (GET /stats, /stats.json)");
+                Some(h)
+            }
+            Err(source) => {
+                stop.store(true, Ordering::Relaxed);
+                for h in handles {
+                    let _ = h.join();
+                }
+                return Err(StartError::Bind {
+                    what: "admin",
+                    addr,
+                    source,
+                });
+            }
+        },
+        None => None,
+    };
+    tracing::info!(
+        shards = n,
+        udp = ?settings.udp_addrs,
+        tcp = ?settings.tcp_addrs,
+        "herald ready"
+    );
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tracing::info!("stopping: draining shards");
+    for h in handles {
+        let _ = h.join();
+    }
+    if let Some(h) = admin_thread {
+        let _ = h.join();
+    }
+    Ok(stats.render_text())
+}

@@ -1,0 +1,418 @@
+//! One shard: a glommio executor thread owning one [`Core`] and its sockets.
+//!
+//! Every input (UDP datagram, framed TCP message, hand-off item, timer) goes through
+//! [`Shard::deliver`] / [`Shard::handle_local`] and is followed by [`Shard::flush`], which
+//! drains the core's output into the task's own reused [`Outbox`] and sends it. The core
+//! lives in a `RefCell` that is never borrowed across an `.await`, so tasks interleave freely.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::channels::shared_channel::ConnectedSender;
+use glommio::net::UdpSocket;
+
+use super::handoff::{self, Ends, Handoff};
+use super::stats::{EdgeCounters, ShardStats};
+use super::{reject, tcp, udp, Clock, Settings};
+use crate::core::{self, ConnId, Core, Instant, Peer, Route, ShardId, Transmit, Transport};
+
+/// Most hand-off items handled per wake-up before the output is flushed.
+const MAX_HANDOFF_BATCH: usize = 256;
+/// How often each shard republishes the core's counters for the admin listener.
+const STATS_PUBLISH_PERIOD: Duration = Duration::from_millis(250);
+/// How often a shard checks whether the process is stopping.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// Everything a shard thread is started with (all `Send`).
+pub struct ShardInit {
+    pub id: ShardId,
+    pub settings: Settings,
+    pub clock: Clock,
+    pub stats: Arc<ShardStats>,
+    pub udp: Vec<socket2::Socket>,
+    pub tcp: Vec<socket2::Socket>,
+    pub handoff: Ends,
+    pub stop: Arc<AtomicBool>,
+    pub ready: mpsc::Sender<u16>,
+}
+
+/// Output of one task: messages to send, appended into one reused buffer.
+#[derive(Default)]
+pub struct Outbox {
+    pub buf: Vec<u8>,
+    pub txs: Vec<Transmit>,
+}
+
+impl Outbox {
+    pub fn new() -> Self {
+        Outbox {
+            buf: Vec::with_capacity(64 * 1024),
+            txs: Vec::with_capacity(64),
+        }
+    }
+}
+
+pub struct Shard {
+    pub id: ShardId,
+    pub settings: Settings,
+    pub clock: Clock,
+    pub core: RefCell<Core>,
+    pub stats: Arc<ShardStats>,
+    pub udp: Vec<Rc<UdpSocket>>,
+    pub handoff_tx: Vec<Option<ConnectedSender<Handoff>>>,
+    pub tcp: tcp::Registry,
+    timer_wake: LocalSender<()>,
+    armed: Cell<Option<Instant>>,
+}
+
+impl Shard {
+    pub fn edge(&self) -> &EdgeCounters {
+        &self.stats.edge
+    }
+
+    /// Entry point for every message received from the network on this shard.
+    pub fn deliver(&self, from: Peer, bytes: &[u8], out: &mut Outbox) {
+        let limits = &self.settings.core.limits;
+        if !self.settings.is_trusted(from.addr.ip()) {
+            EdgeCounters::inc(&self.edge().untrusted_403);
+            if !reject::looks_like_response(bytes) {
+                let start = out.buf.len();
+                if let Some(len) = reject::forbidden(bytes, &mut out.buf, limits) {
+                    out.txs.push(Transmit {
+                        dst: from,
+                        offset: start,
+                        len,
+                    });
+                }
+            }
+            return;
+        }
+        if bytes.len() > limits.max_message_len {
+            EdgeCounters::inc(&self.edge().dropped_oversize);
+            return;
+        }
+        match core::route(bytes, self.settings.shards, limits) {
+            Route::Local => self.handle_local(from, bytes),
+            Route::Shard(s) if s == self.id => self.handle_local(from, bytes),
+            Route::Shard(s) => self.hand_over(s, from, bytes, out),
+            Route::Drop => EdgeCounters::inc(&self.edge().dropped_unroutable),
+        }
+    }
+
+    /// Runs the core on a message this shard owns.
+    pub fn handle_local(&self, from: Peer, bytes: &[u8]) {
+        let now = self.clock.now();
+        self.core.borrow_mut().handle_message(now, from, bytes);
+    }
+
+    fn hand_over(&self, to: ShardId, from: Peer, bytes: &[u8], out: &mut Outbox) {
+        let Some(Some(tx)) = self.handoff_tx.get(to.0 as usize) else {
+            EdgeCounters::inc(&self.edge().dropped_unroutable);
+            return;
+        };
+        let item = Handoff::Inbound {
+            from,
+            bytes: bytes.into(),
+        };
+        match tx.try_send(item) {
+            Ok(()) => EdgeCounters::inc(&self.edge().handoff_out),
+            Err(_) => {
+                let start = out.buf.len();
+                match core::reply_overloaded(
+                    bytes,
+                    self.settings.retry_after,
+                    &mut out.buf,
+                    &self.settings.core.limits,
+                ) {
+                    Some(len) => {
+                        EdgeCounters::inc(&self.edge().handoff_full_503);
+                        out.txs.push(Transmit {
+                            dst: from,
+                            offset: start,
+                            len,
+                        });
+                    }
+                    None => EdgeCounters::inc(&self.edge().handoff_full_dropped),
+                }
+            }
+        }
+    }
+
+    /// Sends bytes to a TCP connection held by another shard. False when its queue is full.
+    pub fn hand_over_outbound(&self, to: ShardId, dst: Peer, bytes: &[u8]) -> bool {
+        let Some(Some(tx)) = self.handoff_tx.get(to.0 as usize) else {
+            return false;
+        };
+        match tx.try_send(Handoff::Outbound {
+            dst,
+            bytes: bytes.into(),
+        }) {
+            Ok(()) => {
+                EdgeCounters::inc(&self.edge().handoff_out);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Tells the local core and every other shard's core that a connection held here closed.
+    pub fn conn_closed(&self, conn: ConnId) {
+        self.core.borrow_mut().handle_conn_closed(conn);
+        for tx in self.handoff_tx.iter().flatten() {
+            // Best effort: a full queue only means that shard's NOTIFY to this connection
+            // will find it gone and be re-dialled or fail its transaction.
+            let _ = tx.try_send(Handoff::ConnClosed(conn));
+        }
+    }
+
+    /// Drains everything the core wants to send (plus what the edge queued in `out`) and
+    /// sends it; re-arms the timer task if the core's earliest deadline moved earlier.
+    pub async fn flush(self: &Rc<Self>, out: &mut Outbox) {
+        {
+            let mut core = self.core.borrow_mut();
+            let mut produced = 0;
+            while let Some(t) = core.poll_transmit(&mut out.buf) {
+                out.txs.push(t);
+                produced += 1;
+            }
+            if produced > 0 {
+                EdgeCounters::add(&self.edge().core_transmits, produced);
+            }
+            let next = core.poll_timeout();
+            drop(core);
+            self.maybe_rearm(next);
+        }
+        if out.txs.is_empty() {
+            out.buf.clear();
+            return;
+        }
+        for i in 0..out.txs.len() {
+            let t = out.txs[i];
+            let Some(bytes) = out.buf.get(t.offset..t.offset + t.len) else {
+                continue;
+            };
+            self.send(t.dst, bytes).await;
+        }
+        out.txs.clear();
+        out.buf.clear();
+    }
+
+    async fn send(self: &Rc<Self>, dst: Peer, bytes: &[u8]) {
+        match dst.transport {
+            Transport::Udp => {
+                let Some(sock) = self.udp_for(dst.addr) else {
+                    EdgeCounters::inc(&self.edge().udp_send_errors);
+                    return;
+                };
+                match sock.send_to(bytes, dst.addr).await {
+                    Ok(_) => EdgeCounters::inc(&self.edge().udp_out),
+                    Err(e) => {
+                        EdgeCounters::inc(&self.edge().udp_send_errors);
+                        tracing::debug!(dst = %dst.addr, error = %e, "UDP send failed");
+                    }
+                }
+            }
+            Transport::Tcp => tcp::send(self, dst, bytes),
+        }
+    }
+
+    fn udp_for(&self, dst: SocketAddr) -> Option<&Rc<UdpSocket>> {
+        self.udp
+            .iter()
+            .find(|s| {
+                s.local_addr()
+                    .map(|a| a.is_ipv4() == dst.is_ipv4())
+                    .unwrap_or(false)
+            })
+            .or_else(|| self.udp.first())
+    }
+
+    fn maybe_rearm(&self, next: Option<Instant>) {
+        let earlier = match (next, self.armed.get()) {
+            (Some(n), Some(a)) => n < a,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if earlier {
+            self.armed.set(next);
+            let _ = self.timer_wake.try_send(());
+        }
+    }
+
+    fn publish_core_stats(&self) {
+        let snapshot = core_counters(&self.core.borrow());
+        if let Ok(mut g) = self.stats.core.lock() {
+            *g = snapshot;
+        }
+    }
+}
+
+/// The core's counters as (name, value) pairs.
+fn core_counters(core: &Core) -> Vec<(String, u64)> {
+    super::stats::parse_display_counters(&core.stats().to_string())
+}
+
+/// Body of one shard's executor.
+pub async fn run_shard(init: ShardInit) {
+    let ShardInit {
+        id,
+        settings,
+        clock,
+        stats,
+        udp: udp_socks,
+        tcp: tcp_socks,
+        handoff: ends,
+        stop,
+        ready,
+    } = init;
+
+    // Connect the mesh: every connect waits for its peer, so run them all concurrently.
+    let sender_tasks: Vec<_> = ends
+        .senders
+        .into_iter()
+        .map(|s| s.map(|s| glommio::spawn_local(s.connect())))
+        .collect();
+    let receiver_tasks: Vec<_> = ends
+        .receivers
+        .into_iter()
+        .map(|(from, r)| (from, glommio::spawn_local(r.connect())))
+        .collect();
+    let mut handoff_tx = Vec::with_capacity(sender_tasks.len());
+    for t in sender_tasks {
+        handoff_tx.push(match t {
+            Some(t) => Some(t.await),
+            None => None,
+        });
+    }
+    let mut receivers = Vec::with_capacity(receiver_tasks.len());
+    for (from, t) in receiver_tasks {
+        receivers.push((from, t.await));
+    }
+
+    let seed = (std::process::id() as u64) << 16 ^ id.0 as u64 ^ clock.now().0.rotate_left(32);
+    let core = Core::new(
+        settings.core.clone(),
+        id,
+        settings.shards,
+        seed,
+        clock.now(),
+    );
+    let (timer_wake, timer_rx) = local_channel::new_bounded(1);
+    let udp: Vec<Rc<UdpSocket>> = udp_socks
+        .into_iter()
+        .map(|s| Rc::new(udp::adopt(s)))
+        .collect();
+    let shard = Rc::new(Shard {
+        id,
+        settings,
+        clock,
+        core: RefCell::new(core),
+        stats,
+        udp,
+        handoff_tx,
+        tcp: tcp::Registry::new(id),
+        timer_wake,
+        armed: Cell::new(None),
+    });
+
+    for sock in shard.udp.clone() {
+        glommio::spawn_local(udp::recv_loop(shard.clone(), sock)).detach();
+    }
+    for l in tcp_socks {
+        glommio::spawn_local(tcp::accept_loop(shard.clone(), tcp::adopt_listener(l))).detach();
+    }
+    for (_from, rx) in receivers {
+        glommio::spawn_local(handoff_loop(shard.clone(), rx)).detach();
+    }
+    glommio::spawn_local(timer_loop(shard.clone(), timer_rx)).detach();
+
+    let _ = ready.send(id.0);
+    tracing::debug!(shard = id.0, "shard running");
+
+    let mut since_publish = Duration::ZERO;
+    while !stop.load(Ordering::Relaxed) {
+        glommio::timer::sleep(STOP_POLL).await;
+        since_publish += STOP_POLL;
+        if since_publish >= STATS_PUBLISH_PERIOD {
+            since_publish = Duration::ZERO;
+            shard.publish_core_stats();
+        }
+    }
+    shard.publish_core_stats();
+    tracing::info!(shard = id.0, stats = %shard.core.borrow().stats(), "shard stopped");
+}
+
+async fn handoff_loop(
+    shard: Rc<Shard>,
+    rx: glommio::channels::shared_channel::ConnectedReceiver<Handoff>,
+) {
+    let mut batch = Vec::with_capacity(MAX_HANDOFF_BATCH);
+    let mut out = Outbox::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        handoff::drain_ready(&rx, &mut batch, MAX_HANDOFF_BATCH);
+        let n = batch.len() as u64;
+        EdgeCounters::add(&shard.edge().handoff_in, n);
+        EdgeCounters::inc(&shard.edge().handoff_batches);
+        EdgeCounters::max(&shard.edge().handoff_queue_max, n);
+        for item in batch.drain(..) {
+            match item {
+                Handoff::Inbound { from, bytes } => {
+                    debug_assert!(
+                        matches!(
+                            core::route(&bytes, shard.settings.shards, &shard.settings.core.limits),
+                            Route::Local
+                        ) || core::route(
+                            &bytes,
+                            shard.settings.shards,
+                            &shard.settings.core.limits
+                        ) == Route::Shard(shard.id),
+                        "shard {} received a message it does not own",
+                        shard.id.0
+                    );
+                    shard.handle_local(from, &bytes);
+                }
+                Handoff::Outbound { dst, bytes } => tcp::send_local(&shard, dst, &bytes),
+                Handoff::ConnClosed(c) => shard.core.borrow_mut().handle_conn_closed(c),
+            }
+        }
+        shard.flush(&mut out).await;
+    }
+}
+
+async fn timer_loop(shard: Rc<Shard>, wake: LocalReceiver<()>) {
+    let mut out = Outbox::new();
+    loop {
+        let deadline = shard.core.borrow().poll_timeout();
+        shard.armed.set(deadline);
+        let wait = match deadline {
+            Some(d) => shard.clock.until(d),
+            None => Duration::from_secs(3600),
+        };
+        if !wait.is_zero() {
+            let woken = futures_lite::future::or(
+                async {
+                    glommio::timer::sleep(wait).await;
+                    false
+                },
+                async { wake.recv().await.is_some() },
+            )
+            .await;
+            if woken {
+                continue;
+            }
+        }
+        let now = shard.clock.now();
+        if deadline.is_some_and(|d| d <= now) {
+            EdgeCounters::inc(&shard.edge().timer_fires);
+            shard.core.borrow_mut().handle_timeout(now);
+            shard.flush(&mut out).await;
+        }
+    }
+}

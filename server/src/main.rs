@@ -1,0 +1,46 @@
+//! `herald`: parse flags, start one glommio executor per shard, stop on SIGINT/SIGTERM.
+
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use clap::Parser;
+use server::cli::{Cli, Command};
+use server::edge::{self, Settings};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.run.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let settings = Settings::from_args(&cli.run);
+    if let Some(Command::ShowConfig) = cli.command {
+        println!("{settings:#?}");
+        return ExitCode::SUCCESS;
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            eprintln!("herald: cannot install signal handler: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    match edge::run(settings, cli.run.admin_addr(), stop) {
+        Ok(final_stats) => {
+            tracing::info!("final statistics:\n{final_stats}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("herald: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

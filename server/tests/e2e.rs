@@ -1,0 +1,505 @@
+//! End-to-end tests: the real `herald` binary (2 shards) on fresh loopback ports, driven by
+//! Rust SIP clients over UDP and TCP. Every wait is bounded (see `common`).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn ok(m: &Msg) -> bool {
+    m.code.is_some_and(|c| (200..300).contains(&c))
+}
+
+#[test]
+fn stats_endpoints_answer() {
+    let s = Server::start(&[]);
+    let text = s.http_get("/stats").expect("/stats");
+    assert!(text.contains("shards 2"), "{text}");
+    assert!(text.contains("edge.udp_in"), "{text}");
+    let json = s.http_get("/stats.json").expect("/stats.json");
+    let v: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+    assert_eq!(v["shards"], 2);
+    assert!(v["total"]["edge.udp_in"].is_u64(), "{json}");
+    assert_eq!(v["per_shard"].as_array().map(|a| a.len()), Some(2));
+}
+
+#[test]
+fn sigterm_stops_cleanly() {
+    let mut s = Server::start(&[]);
+    let status = s.stop().expect("herald exits within 10 s of SIGTERM");
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn options_gets_200_with_allow() {
+    let s = Server::start(&[]);
+    let mut c = Client::udp(s.sip);
+    let r = c.request(&options(&c, "sip:herald@127.0.0.1"));
+    assert_eq!(r.code, Some(200), "{}", r.text());
+    let allow = r.header("Allow").expect("Allow").to_ascii_uppercase();
+    for m in ["SUBSCRIBE", "PUBLISH", "NOTIFY", "OPTIONS"] {
+        assert!(allow.contains(m), "Allow lacks {m}: {allow}");
+    }
+    assert!(
+        r.header("Allow-Events")
+            .expect("Allow-Events")
+            .contains("presence"),
+        "{}",
+        r.text()
+    );
+}
+
+#[test]
+fn untrusted_peer_gets_403() {
+    let s = Server::start(&["--trusted-peers", "10.0.0.0/8"]);
+    let mut c = Client::udp(s.sip);
+    let r = c.request(&options(&c, "sip:herald@127.0.0.1"));
+    assert_eq!(r.code, Some(403), "{}", r.text());
+}
+
+#[test]
+fn subscribe_gets_200_and_notify() {
+    let s = Server::start(&[]);
+    let mut c = Client::udp(s.sip);
+    let mut d = Dialog::new("sip:watcher@example.com", "sip:alice@example.com");
+    let r = d.send_subscribe(&mut c, 600);
+    assert_eq!(r.code, Some(200), "{}", r.text());
+    assert!(d.to_tag.is_some(), "200 has a To-tag: {}", r.text());
+    assert!(r.has_header("Contact"), "{}", r.text());
+    let exp: u32 = r
+        .header("Expires")
+        .expect("Expires")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(exp > 0 && exp <= 600, "{exp}");
+    let n = c.expect_notify("initial");
+    assert!(n.sub_state().starts_with("active"), "{}", n.text());
+    assert_eq!(n.call_id(), d.call_id);
+    assert_eq!(n.header("Event").map(|e| e.trim()), Some("presence"));
+    s.wait_stats("a subscription exists", |st| {
+        st.get("core.subscriptions").copied().unwrap_or(1) >= 1
+    });
+}
+
+#[test]
+fn publish_reaches_watcher_then_modify_refresh_remove() {
+    let s = Server::start(&[]);
+    let p = "sip:bob@example.com";
+    let mut w = Client::udp(s.sip);
+    let mut d = Dialog::new("sip:watcher@example.com", p);
+    assert!(ok(&d.send_subscribe(&mut w, 600)));
+    w.expect_notify("initial");
+
+    let mut pubc = Client::udp(s.sip);
+    let body1 = pidf(p, "t1", "open", "first-note");
+    let r = pubc.request(&publish(&pubc, p, 600, None, Some(&body1)));
+    assert_eq!(r.code, Some(200), "{}", r.text());
+    let etag1 = r.header("SIP-ETag").expect("SIP-ETag").trim().to_string();
+    assert!(r.has_header("Expires"));
+    let n = w.expect_notify_where("body with first-note", |n| {
+        n.body_str().contains("first-note")
+    });
+    assert!(
+        n.header("Content-Type").unwrap_or("").contains("pidf"),
+        "{}",
+        n.text()
+    );
+
+    // Modify: new body with SIP-If-Match.
+    let body2 = pidf(p, "t1", "closed", "second-note");
+    let r = pubc.request(&publish(&pubc, p, 600, Some(&etag1), Some(&body2)));
+    assert_eq!(r.code, Some(200), "{}", r.text());
+    let etag2 = r.header("SIP-ETag").expect("SIP-ETag").trim().to_string();
+    w.expect_notify_where("body with second-note", |n| {
+        n.body_str().contains("second-note") && !n.body_str().contains("first-note")
+    });
+
+    // Refresh: no body, new ETag.
+    let r = pubc.request(&publish(&pubc, p, 600, Some(&etag2), None));
+    assert_eq!(r.code, Some(200), "{}", r.text());
+    let etag3 = r.header("SIP-ETag").expect("SIP-ETag").trim().to_string();
+    assert_ne!(etag3, etag2);
+
+    // Remove: Expires 0.
+    let r = pubc.request(&publish(&pubc, p, 0, Some(&etag3), None));
+    assert_eq!(r.code, Some(200), "{}", r.text());
+    w.expect_notify_where("state without the publication", |n| {
+        !n.body_str().contains("second-note")
+    });
+}
+
+#[test]
+fn publish_with_unknown_etag_gets_412() {
+    let s = Server::start(&[]);
+    let mut c = Client::udp(s.sip);
+    let r = c.request(&publish(
+        &c,
+        "sip:carol@example.com",
+        600,
+        Some("no-such-etag"),
+        None,
+    ));
+    assert_eq!(r.code, Some(412), "{}", r.text());
+}
+
+#[test]
+fn unknown_event_gets_489() {
+    let s = Server::start(&[]);
+    let mut c = Client::udp(s.sip);
+    let mut d = Dialog::new("sip:watcher@example.com", "sip:dave@example.com");
+    d.event = "no-such-package".into();
+    let r = d.send_subscribe(&mut c, 600);
+    assert_eq!(r.code, Some(489), "{}", r.text());
+    assert!(r.has_header("Allow-Events"), "{}", r.text());
+}
+
+#[test]
+fn too_brief_subscription_gets_423() {
+    let s = Server::start(&[]);
+    let mut c = Client::udp(s.sip);
+    let mut d = Dialog::new("sip:watcher@example.com", "sip:erin@example.com");
+    let r = d.send_subscribe(&mut c, 10);
+    assert_eq!(r.code, Some(423), "{}", r.text());
+    assert_eq!(r.header("Min-Expires").map(|v| v.trim()), Some("60"));
+}
+
+#[test]
+fn unsubscribe_gets_terminated_notify() {
+    let s = Server::start(&[]);
+    let mut c = Client::udp(s.sip);
+    let mut d = Dialog::new("sip:watcher@example.com", "sip:frank@example.com");
+    assert!(ok(&d.send_subscribe(&mut c, 600)));
+    c.expect_notify("initial");
+    let r = d.send_subscribe(&mut c, 0);
+    assert_eq!(r.code, Some(200), "{}", r.text());
+    let n = c.expect_notify_where("terminated", |n| n.sub_state().starts_with("terminated"));
+    assert_eq!(n.call_id(), d.call_id);
+}
+
+#[test]
+fn refresh_in_dialog_gets_200_and_notify() {
+    let s = Server::start(&[]);
+    let mut c = Client::udp(s.sip);
+    let mut d = Dialog::new("sip:watcher@example.com", "sip:gina@example.com");
+    assert!(ok(&d.send_subscribe(&mut c, 600)));
+    let n1 = c.expect_notify("initial");
+    let r = d.send_subscribe(&mut c, 900);
+    assert_eq!(r.code, Some(200), "{}", r.text());
+    assert_eq!(r.tag_of("To"), d.to_tag, "same dialog");
+    let n2 = c.expect_notify("after refresh");
+    assert!(n2.sub_state().starts_with("active"), "{}", n2.text());
+    assert!(n2.cseq().0 > n1.cseq().0, "NOTIFY CSeq increases");
+}
+
+#[test]
+fn subscription_expires_with_timeout_notify() {
+    let s = Server::start(&["--min-expires", "1"]);
+    let mut c = Client::udp(s.sip);
+    let mut d = Dialog::new("sip:watcher@example.com", "sip:hank@example.com");
+    let r = d.send_subscribe(&mut c, 2);
+    assert_eq!(r.code, Some(200), "{}", r.text());
+    c.expect_notify("initial");
+    let n = c
+        .next_notify(Duration::from_secs(10))
+        .expect("terminated NOTIFY on expiry");
+    let st = n.sub_state();
+    assert!(st.starts_with("terminated"), "{}", n.text());
+    assert!(st.contains("timeout"), "{}", n.text());
+}
+
+#[test]
+fn notify_answered_481_removes_subscription() {
+    let s = Server::start(&[]);
+    let p = "sip:ivan@example.com";
+    let mut w = Client::udp(s.sip);
+    w.notify_answer = Some(481);
+    let mut d = Dialog::new("sip:watcher@example.com", p);
+    assert!(ok(&d.send_subscribe(&mut w, 600)));
+    w.expect_notify("initial (answered 481)");
+    // Give the 481 time to land, then change state: no NOTIFY may follow.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut pubc = Client::udp(s.sip);
+    let r = pubc.request(&publish(
+        &pubc,
+        p,
+        600,
+        None,
+        Some(&pidf(p, "t", "open", "x")),
+    ));
+    assert_eq!(r.code, Some(200), "{}", r.text());
+    let late = w.collect_notifies(Duration::from_secs(2));
+    assert!(
+        late.iter().all(|n| n.call_id() != d.call_id),
+        "NOTIFY after 481: {:?}",
+        late.iter().map(|n| n.text()).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn tcp_subscribe_and_notify() {
+    let s = Server::start(&[]);
+    let p = "sip:judy@example.com";
+    let mut w = Client::tcp(s.sip);
+    let mut d = Dialog::new("sip:watcher@example.com", p);
+    let r = d.send_subscribe(&mut w, 600);
+    assert_eq!(r.code, Some(200), "{}", r.text());
+    w.expect_notify("initial over TCP");
+    let mut pubc = Client::tcp(s.sip);
+    let r = pubc.request(&publish(
+        &pubc,
+        p,
+        600,
+        None,
+        Some(&pidf(p, "t", "open", "tcp-note")),
+    ));
+    assert_eq!(r.code, Some(200), "{}", r.text());
+    w.expect_notify_where("PUBLISH state over TCP", |n| {
+        n.body_str().contains("tcp-note")
+    });
+    s.wait_stats("tcp connections counted", |st| {
+        st.get("edge.tcp_accepted").copied().unwrap_or(0) >= 2
+    });
+}
+
+/// Presentities owned by each shard, each driven from several client sockets (so the
+/// kernel's SO_REUSEPORT spread lands requests on both shards and hand-offs happen).
+#[test]
+fn presentities_on_both_shards() {
+    let s = Server::start(&[]);
+    for shard in 0..2u16 {
+        let p = aor_on_shard("shardy", shard, 2);
+        let mut watchers: Vec<(Client, Dialog)> = (0..3)
+            .map(|i| {
+                let mut c = Client::udp(s.sip);
+                let mut d = Dialog::new(&format!("sip:w{i}@example.com"), &p);
+                let r = d.send_subscribe(&mut c, 600);
+                assert_eq!(r.code, Some(200), "shard {shard}: {}", r.text());
+                c.expect_notify("initial");
+                (c, d)
+            })
+            .collect();
+        let note = format!("note-for-shard-{shard}");
+        for attempt in 0..3 {
+            let mut pubc = Client::udp(s.sip);
+            let r = pubc.request(&publish(
+                &pubc,
+                &p,
+                600,
+                None,
+                Some(&pidf(&p, &format!("t{attempt}"), "open", &note)),
+            ));
+            assert_eq!(r.code, Some(200), "{}", r.text());
+        }
+        for (c, d) in watchers.iter_mut() {
+            let n = c.expect_notify_where("published note", |n| n.body_str().contains(&note));
+            assert_eq!(n.call_id(), d.call_id);
+        }
+    }
+    s.wait_stats("both shards took part", |st| {
+        st.get("edge.handoff_out").copied().unwrap_or(0) > 0
+    });
+}
+
+/// TCP watchers and publishers for presentities on both shards: messages that arrive on a
+/// connection held by a non-owner shard are handed over, and the owner's replies and NOTIFYs
+/// come back through the connection's shard.
+#[test]
+fn tcp_presentities_on_both_shards() {
+    let s = Server::start(&[]);
+    for shard in 0..2u16 {
+        let p = aor_on_shard("tcpshard", shard, 2);
+        let mut watchers: Vec<(Client, Dialog)> = (0..3)
+            .map(|i| {
+                let mut c = Client::tcp(s.sip);
+                let mut d = Dialog::new(&format!("sip:tw{i}@example.com"), &p);
+                let r = d.send_subscribe(&mut c, 600);
+                assert_eq!(r.code, Some(200), "shard {shard}: {}", r.text());
+                c.expect_notify("initial over TCP");
+                (c, d)
+            })
+            .collect();
+        let note = format!("tcp-note-shard-{shard}");
+        let mut pubc = Client::tcp(s.sip);
+        let r = pubc.request(&publish(
+            &pubc,
+            &p,
+            600,
+            None,
+            Some(&pidf(&p, "t", "open", &note)),
+        ));
+        assert_eq!(r.code, Some(200), "{}", r.text());
+        for (c, d) in watchers.iter_mut() {
+            let n =
+                c.expect_notify_where("published note over TCP", |n| n.body_str().contains(&note));
+            assert_eq!(n.call_id(), d.call_id);
+        }
+    }
+}
+
+/// A TCP watcher whose connection closed gets its next NOTIFY on a connection the server
+/// dials to the watcher's address.
+#[test]
+fn tcp_notify_redials_closed_connection() {
+    use std::io::{Read, Write};
+    let s = Server::start(&[]);
+    let p = "sip:redial@example.com";
+    // Connect from a fixed local port so we can listen on it afterwards.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_reuse_address(true).unwrap();
+    sock.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    let local = sock.local_addr().unwrap().as_socket().unwrap();
+    sock.connect_timeout(&s.sip.into(), Duration::from_secs(5))
+        .unwrap();
+    let stream: std::net::TcpStream = sock.into();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut w = Client::tcp_from(stream, s.sip);
+    let mut d = Dialog::new("sip:watcher@example.com", p);
+    assert!(ok(&d.send_subscribe(&mut w, 600)));
+    w.expect_notify("initial");
+    drop(w);
+    // Listen where the watcher was.
+    let l = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    l.set_reuse_address(true).unwrap();
+    l.bind(&local.into()).unwrap();
+    l.listen(8).unwrap();
+    let listener: std::net::TcpListener = l.into();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut pubc = Client::udp(s.sip);
+    let r = pubc.request(&publish(
+        &pubc,
+        p,
+        600,
+        None,
+        Some(&pidf(p, "t", "open", "redialled")),
+    ));
+    assert_eq!(r.code, Some(200), "{}", r.text());
+    let deadline = std::time::Instant::now() + REPLY_TIMEOUT;
+    let mut conn = loop {
+        match listener.accept() {
+            Ok((c, _)) => break c,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("server never dialled the watcher: {e}"),
+        }
+    };
+    conn.set_nonblocking(false).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let deadline = std::time::Instant::now() + REPLY_TIMEOUT;
+    while std::time::Instant::now() < deadline {
+        if let Ok(n) = conn.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        if let Some((m, _)) = Msg::parse(&buf, sip_parser::Framing::Stream) {
+            assert!(m.is_notify(), "{}", m.text());
+            assert_eq!(m.call_id(), d.call_id);
+            let _ = conn.write_all(&response_to(&m, 200, "OK"));
+            return;
+        }
+    }
+    panic!(
+        "no NOTIFY on the dialled connection: {:?}",
+        String::from_utf8_lossy(&buf)
+    );
+}
+
+/// Reads from a raw TCP stream until EOF/reset; true if the server closed within `within`.
+fn closed_by_server(s: &mut std::net::TcpStream, within: Duration) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = std::time::Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    while std::time::Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+#[test]
+fn tcp_idle_connection_is_closed() {
+    let s = Server::start(&["--tcp-idle-timeout", "1"]);
+    let mut c = std::net::TcpStream::connect(s.sip).unwrap();
+    assert!(
+        closed_by_server(&mut c, Duration::from_secs(8)),
+        "idle connection left open"
+    );
+    s.wait_stats("idle close counted", |st| {
+        st.get("edge.tcp_idle_closed").copied().unwrap_or(0) >= 1
+    });
+}
+
+#[test]
+fn tcp_garbage_closes_connection() {
+    use std::io::Write;
+    let s = Server::start(&[]);
+    let mut c = std::net::TcpStream::connect(s.sip).unwrap();
+    c.write_all(b"\x16\x03\x01 this is not SIP at all\r\n\r\n")
+        .unwrap();
+    assert!(
+        closed_by_server(&mut c, Duration::from_secs(8)),
+        "garbage connection left open"
+    );
+}
+
+/// A burst against a one-slot hand-off queue: every request still gets a final answer,
+/// either 200 or 503 with Retry-After (never silence), and the 503s are counted.
+#[test]
+fn full_handoff_queue_answers_503_with_retry_after() {
+    let s = Server::start(&["--handoff-queue", "1"]);
+    let mut clients: Vec<(Client, Vec<String>)> =
+        (0..16).map(|_| (Client::udp(s.sip), Vec::new())).collect();
+    for (i, (c, reqs)) in clients.iter_mut().enumerate() {
+        for j in 0..8 {
+            let p = format!("sip:burst{i}x{j}@example.com");
+            let mut d = Dialog::new("sip:w@example.com", &p);
+            let req = d.subscribe(c, 600);
+            c.send_raw(req.as_bytes());
+            reqs.push(req);
+        }
+    }
+    let mut n503 = 0;
+    for (c, reqs) in clients.iter_mut() {
+        for req in reqs.iter() {
+            // Retransmits until answered (a 503 answer is final too).
+            let r = c.request(req);
+            match r.code {
+                Some(200) => {}
+                Some(503) => {
+                    assert!(r.has_header("Retry-After"), "{}", r.text());
+                    n503 += 1;
+                }
+                other => panic!("unexpected {other:?}: {}", r.text()),
+            }
+        }
+    }
+    if n503 > 0 {
+        s.wait_stats("503s counted", |st| {
+            st.get("edge.handoff_full_503").copied().unwrap_or(0) >= 1
+        });
+    }
+    eprintln!("burst of 128 SUBSCRIBEs with --handoff-queue 1: {n503} answered 503");
+}
