@@ -1,0 +1,130 @@
+//! Parses arbitrary bytes as a datagram and as a stream, calls every accessor, builds a
+//! response with the writer and checks the writer's output parses back with the same
+//! dialog identifiers. Any panic is a bug.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use sip_parser::*;
+
+fuzz_target!(|data: &[u8]| {
+    for framing in [Framing::Datagram, Framing::Stream] {
+        let mut slots = [Header::EMPTY; 64];
+        let Ok(Status::Complete(m)) = parse(data, &mut slots, framing, &Limits::default()) else {
+            continue;
+        };
+        assert!(m.len <= data.len());
+        exercise(&m);
+        if m.is_request() {
+            check_response_writer(&m);
+        }
+    }
+});
+
+fn exercise(m: &Message<'_, '_>) {
+    let _ = (m.is_request(), m.method(), m.status(), m.reason());
+    if let Some(ruri) = m.request_uri() {
+        if let Ok(u) = Uri::parse(ruri) {
+            let _ = Aor::from_uri(&u);
+        }
+        let _ = Uri::parse_request_uri(ruri);
+    }
+    for h in m.headers {
+        let _ = m.values(h.kind).count();
+        let _ = m.header_named(h.name);
+    }
+    let _ = m.via().map(|v| {
+        (
+            v.host_ip(),
+            v.received_ip(),
+            v.param(b"maddr"),
+            v.has_rfc3261_branch(),
+        )
+    });
+    for v in m.vias() {
+        let _ = v;
+    }
+    for n in [m.from(), m.to()].into_iter().flatten() {
+        let _ = (n.tag(), n.param(b"x"));
+        if let Ok(u) = n.parse_uri() {
+            let _ = Aor::from_uri(&u);
+            assert!(u.equivalent(&u));
+        }
+    }
+    let _ = (
+        m.call_id(),
+        m.cseq(),
+        m.max_forwards(),
+        m.expires(),
+        m.min_expires(),
+    );
+    let _ = (
+        m.contact(),
+        m.contacts().count(),
+        m.event()
+            .map(|e| e.map(|e| (e.full_name(), e.has_param(b"sla")))),
+    );
+    for a in m.accept().flatten() {
+        let _ = (
+            a.matches(b"application/pidf+xml"),
+            a.accepts(b"application/pidf+xml"),
+        );
+    }
+    let _ = (
+        m.content_type(),
+        m.content_length(),
+        m.sip_etag(),
+        m.sip_if_match(),
+        m.retry_after(),
+    );
+    let _ = m.subscription_state();
+    let _ = (m.routes().count(), m.record_routes().count());
+    let _ = (
+        m.require().count(),
+        m.supported().count(),
+        m.allow_events().count(),
+        m.allow().count(),
+    );
+    let _ = (
+        m.unsupported().count(),
+        m.proxy_require().count(),
+        m.validate(),
+    );
+}
+
+fn check_response_writer(req: &Message<'_, '_>) {
+    let mut out = Vec::new();
+    let mut w = ResponseWriter::new(&mut out, req, 200, reason_phrase(200), Some(b"fuzztag"));
+    w.header_u32("Expires", 600)
+        .header("Contact", b"<sip:herald@127.0.0.1>");
+    w.finish_with_body("application/pidf+xml", b"<presence/>");
+    let big = Limits {
+        max_message_len: usize::MAX,
+        max_headers: usize::MAX,
+        max_header_len: usize::MAX,
+    };
+    let mut slots = vec![Header::EMPTY; req.headers.len() + 8];
+    let resp = match parse(&out, &mut slots, Framing::Stream, &big) {
+        Ok(Status::Complete(r)) => r,
+        other => panic!(
+            "writer output does not parse: {other:?}\n{}",
+            String::from_utf8_lossy(&out)
+        ),
+    };
+    assert_eq!(resp.len, out.len());
+    assert_eq!(resp.status(), Some(200));
+    assert_eq!(resp.body, b"<presence/>");
+    assert_eq!(
+        resp.values(HeaderKind::Via).count(),
+        req.values(HeaderKind::Via).count()
+    );
+    assert_eq!(resp.call_id().ok(), req.call_id().ok());
+    assert_eq!(resp.cseq().ok(), req.cseq().ok());
+    assert_eq!(resp.from().ok(), req.from().ok());
+    if let (Ok(to), Ok(rto)) = (req.to(), resp.to()) {
+        if to.param(b"tag").is_none() {
+            assert_eq!(rto.tag(), Some(&b"fuzztag"[..]));
+        } else {
+            assert_eq!(rto.tag(), to.tag());
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! SIP request methods. Method names are case-sensitive (RFC 3261 §7.1), so recognition is an
+//! exact byte compare; unknown extension methods stay borrowed in `Other`.
+
+use core::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method<'b> {
+    Invite,
+    Ack,
+    Bye,
+    Cancel,
+    Options,
+    Register,
+    Subscribe,
+    Notify,
+    Publish,
+    Info,
+    Refer,
+    Message,
+    Update,
+    Prack,
+    Other(&'b [u8]),
+}
+
+impl<'b> Method<'b> {
+    pub fn as_bytes(&self) -> &'b [u8] {
+        match *self {
+            Method::Invite => b"INVITE",
+            Method::Ack => b"ACK",
+            Method::Bye => b"BYE",
+            Method::Cancel => b"CANCEL",
+            Method::Options => b"OPTIONS",
+            Method::Register => b"REGISTER",
+            Method::Subscribe => b"SUBSCRIBE",
+            Method::Notify => b"NOTIFY",
+            Method::Publish => b"PUBLISH",
+            Method::Info => b"INFO",
+            Method::Refer => b"REFER",
+            Method::Message => b"MESSAGE",
+            Method::Update => b"UPDATE",
+            Method::Prack => b"PRACK",
+            Method::Other(m) => m,
+        }
+    }
+
+    /// Never fails: anything unknown is `Other`. Callers wanting token validation use
+    /// `parse` (start line) or `CSeq`, which check it.
+    pub fn from_bytes(b: &'b [u8]) -> Method<'b> {
+        match b {
+            b"INVITE" => Method::Invite,
+            b"ACK" => Method::Ack,
+            b"BYE" => Method::Bye,
+            b"CANCEL" => Method::Cancel,
+            b"OPTIONS" => Method::Options,
+            b"REGISTER" => Method::Register,
+            b"SUBSCRIBE" => Method::Subscribe,
+            b"NOTIFY" => Method::Notify,
+            b"PUBLISH" => Method::Publish,
+            b"INFO" => Method::Info,
+            b"REFER" => Method::Refer,
+            b"MESSAGE" => Method::Message,
+            b"UPDATE" => Method::Update,
+            b"PRACK" => Method::Prack,
+            other => Method::Other(other),
+        }
+    }
+}
+
+impl fmt::Display for Method<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        for m in [
+            Method::Invite,
+            Method::Ack,
+            Method::Bye,
+            Method::Cancel,
+            Method::Options,
+            Method::Register,
+            Method::Subscribe,
+            Method::Notify,
+            Method::Publish,
+            Method::Info,
+            Method::Refer,
+            Method::Message,
+            Method::Update,
+            Method::Prack,
+        ] {
+            assert_eq!(Method::from_bytes(m.as_bytes()), m);
+        }
+        assert_eq!(
+            Method::from_bytes(b"subscribe"),
+            Method::Other(b"subscribe")
+        );
+        assert_eq!(Method::from_bytes(b"NEWMETHOD").as_bytes(), b"NEWMETHOD");
+    }
+}

@@ -1,0 +1,189 @@
+//! name-addr / addr-spec with header parameters (RFC 3261 §20.10, §25.1): From, To, Contact,
+//! Route, Record-Route. Without angle brackets every `;param` belongs to the header, not to
+//! the URI, which is why the URI is kept raw here and parsed separately by `Uri::parse`.
+
+use crate::error::UriError;
+use crate::lex;
+use crate::params;
+use crate::uri::Uri;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NameAddr<'b> {
+    /// Display name: the content of a quoted string (quotes removed, `\` escapes kept), or the
+    /// tokens before `<` as written. `None` if absent or empty.
+    pub display_name: Option<&'b [u8]>,
+    /// The URI as written, without `<>`; parse it with [`Uri::parse`].
+    pub uri: &'b [u8],
+    /// Raw header parameters starting at the first `;` (empty if none).
+    pub params: &'b [u8],
+}
+
+impl<'b> NameAddr<'b> {
+    pub fn parse(s: &'b [u8]) -> Option<NameAddr<'b>> {
+        let s = lex::trim(s);
+        let (display_name, rest) = if s.first() == Some(&b'"') {
+            let close = lex::closing_quote(s)?;
+            let rest = lex::trim_start(&s[close + 1..]);
+            if rest.first() != Some(&b'<') {
+                return None;
+            }
+            (Some(&s[1..close]), rest)
+        } else {
+            match memchr::memchr(b'<', s) {
+                Some(lt) => {
+                    let name = lex::trim(&s[..lt]);
+                    // *(token LWS): only tokens and whitespace before the '<'.
+                    if !name.iter().all(|&b| lex::is_token(b) || lex::is_ws(b)) {
+                        return None;
+                    }
+                    ((!name.is_empty()).then_some(name), &s[lt..])
+                }
+                None => (None, s),
+            }
+        };
+        let (uri, params) = if rest.first() == Some(&b'<') {
+            let gt = memchr::memchr(b'>', rest)?;
+            (&rest[1..gt], lex::trim_start(&rest[gt + 1..]))
+        } else {
+            // addr-spec: the URI ends at the first ';' (header params follow) or whitespace.
+            let end = rest
+                .iter()
+                .position(|&b| b == b';' || lex::is_ws(b))
+                .unwrap_or(rest.len());
+            let after = lex::trim_start(&rest[end..]);
+            let uri = &rest[..end];
+            // §20.10: a URI with `,` `?` or `;` must be in angle brackets (RFC 4475 `regbadct`).
+            if uri.iter().any(|&b| b == b'?' || b == b',') {
+                return None;
+            }
+            (uri, after)
+        };
+        if uri.is_empty()
+            || uri
+                .iter()
+                .any(|&b| b <= b' ' || b == b'<' || b == b'"' || b == 0x7f)
+        {
+            return None;
+        }
+        if !params::validate(params) {
+            return None;
+        }
+        Some(NameAddr {
+            display_name,
+            uri,
+            params,
+        })
+    }
+
+    /// The `tag` parameter (From/To dialog identification, RFC 3261 §19.3).
+    pub fn tag(&self) -> Option<&'b [u8]> {
+        self.param(b"tag").flatten()
+    }
+
+    pub fn param(&self, name: &[u8]) -> Option<Option<&'b [u8]>> {
+        params::param(self.params, name)
+    }
+
+    /// Parses the URI.
+    pub fn parse_uri(&self) -> Result<Uri<'b>, UriError> {
+        Uri::parse(self.uri)
+    }
+}
+
+/// One Contact value: a name-addr with the `expires` parameter decoded, or `*`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Contact<'b> {
+    /// For `Contact: *` the URI is `b"*"` and there are no params (see [`Contact::is_star`]).
+    pub addr: NameAddr<'b>,
+    pub expires: Option<u32>,
+}
+
+impl<'b> Contact<'b> {
+    pub fn parse(s: &'b [u8]) -> Option<Contact<'b>> {
+        let s = lex::trim(s);
+        if s == b"*" {
+            return Some(Contact {
+                addr: NameAddr {
+                    display_name: None,
+                    uri: s,
+                    params: b"",
+                },
+                expires: None,
+            });
+        }
+        let addr = NameAddr::parse(s)?;
+        let expires = match addr.param(b"expires") {
+            None => None,
+            Some(v) => Some(lex::parse_u32(v?)?),
+        };
+        Some(Contact { addr, expires })
+    }
+
+    pub fn is_star(&self) -> bool {
+        self.addr.uri == b"*"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms() {
+        let n =
+            NameAddr::parse(b"\"Alice \\\"A\\\" Smith\" <sip:alice@atlanta.com>;tag=1928301774")
+                .unwrap();
+        assert_eq!(n.display_name, Some(&b"Alice \\\"A\\\" Smith"[..]));
+        assert_eq!(n.uri, b"sip:alice@atlanta.com");
+        assert_eq!(n.tag(), Some(&b"1928301774"[..]));
+
+        let n = NameAddr::parse(b"Bob Smith <sip:bob@b.com;transport=tcp> ; tag = x").unwrap();
+        assert_eq!(n.display_name, Some(&b"Bob Smith"[..]));
+        assert_eq!(n.uri, b"sip:bob@b.com;transport=tcp");
+        assert_eq!(n.tag(), Some(&b"x"[..]));
+
+        let n = NameAddr::parse(b"sip:carol@c.com;tag=77").unwrap();
+        assert_eq!(n.display_name, None);
+        assert_eq!(n.uri, b"sip:carol@c.com");
+        assert_eq!(n.tag(), Some(&b"77"[..]));
+
+        let n = NameAddr::parse(b"<sip:d@d.com>").unwrap();
+        assert_eq!(n.display_name, None);
+        assert_eq!(n.tag(), None);
+        assert_eq!(n.parse_uri().unwrap().host, b"d.com");
+    }
+
+    #[test]
+    fn rejects() {
+        for bad in [
+            &b""[..],
+            b"\"open <sip:a@b>",
+            b"\"x\" sip:a@b",
+            b"<sip:a@b",
+            b"<>",
+            b"<sip:a @b>",
+            b"sip:a@b;tag",
+            b"<sip:a@b> junk",
+            b"a,b <sip:a@b>",
+        ] {
+            let r = NameAddr::parse(bad);
+            if bad == b"sip:a@b;tag" {
+                assert!(r.is_some());
+                continue;
+            }
+            assert!(r.is_none(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn contact() {
+        let c =
+            Contact::parse(b"<sip:a@10.0.0.1:5060;ob>;expires=600;+sip.instance=\"<urn:uuid:1>\"")
+                .unwrap();
+        assert_eq!(c.expires, Some(600));
+        assert_eq!(c.addr.uri, b"sip:a@10.0.0.1:5060;ob");
+        assert!(Contact::parse(b" * ").unwrap().is_star());
+        assert!(Contact::parse(b"<sip:a@b>;expires=99999999999").is_none());
+        assert!(Contact::parse(b"<sip:a@b>;expires").is_none());
+    }
+}
