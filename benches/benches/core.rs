@@ -1,0 +1,193 @@
+//! The sans-IO core alone (no sockets, no clock reads inside the core):
+//! - `subscribe_200_notify`: one initial SUBSCRIBE in, its 200 and first NOTIFY out.
+//!   Goal: ≥ 1M pairs/s per core.
+//! - `publish_fanout_100`: one PUBLISH modifying a presentity watched by 100 dialogs, in;
+//!   its 200 and the 100 NOTIFYs out (the watchers' 200s are fed back untimed, so every
+//!   iteration notifies all 100 instead of coalescing).
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use server::core::{Config, Core, Instant, Peer, ShardId, Transport};
+use sip_parser::{parse, Framing, Header, Limits, ResponseWriter, Status};
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// herald runs on mimalloc (see server/src/main.rs): measure with it too.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const BATCH: usize = 20_000;
+
+fn peer(i: usize) -> Peer {
+    let addr = SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 5060));
+    Peer {
+        transport: Transport::Udp,
+        addr,
+        conn: None,
+    }
+}
+
+fn subscribe(i: usize, presentities: usize) -> Vec<u8> {
+    format!(
+        "SUBSCRIBE sip:p{p}@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKb{i}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:w{i}@example.com>;tag=f{i}\r\nTo: <sip:p{p}@example.com>\r\n\
+         Call-ID: c{i}@bench\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:w{i}@10.0.0.1:5060>\r\nEvent: presence\r\n\
+         Expires: 3600\r\nAccept: application/pidf+xml\r\nContent-Length: 0\r\n\r\n",
+        p = i % presentities
+    )
+    .into_bytes()
+}
+
+fn config() -> Config {
+    Config {
+        max_server_transactions: 1 << 16,
+        max_pending_transmits: 1 << 20,
+        ..Config::default()
+    }
+}
+
+fn bench_subscribe(c: &mut Criterion) {
+    let msgs: Vec<Vec<u8>> = (0..BATCH).map(|i| subscribe(i, 1000)).collect();
+    let mut g = c.benchmark_group("core");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("subscribe_200_notify", |b| {
+        b.iter_custom(|iters| {
+            let mut out = Vec::with_capacity(4096);
+            let mut total = Duration::ZERO;
+            let mut done = 0u64;
+            while done < iters {
+                let mut core = Core::new(config(), ShardId(0), 1, 7, Instant(1_000_000));
+                let n = ((iters - done) as usize).min(BATCH);
+                let start = std::time::Instant::now();
+                for (i, m) in msgs[..n].iter().enumerate() {
+                    core.handle_message(Instant(1_000_000), peer(i), m);
+                    out.clear();
+                    let a = core.poll_transmit(&mut out);
+                    let b = core.poll_transmit(&mut out);
+                    black_box((a, b));
+                }
+                total += start.elapsed();
+                assert_eq!(core.stats().notify_sent, n as u64);
+                done += n as u64;
+                drop(core);
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+/// A 200 for a NOTIFY we received.
+fn answer(notify: &[u8], out: &mut Vec<u8>) {
+    let mut slots = [Header::EMPTY; 32];
+    let Ok(Status::Complete(m)) = parse(notify, &mut slots, Framing::Datagram, &Limits::default())
+    else {
+        panic!("core sent an unparseable NOTIFY")
+    };
+    ResponseWriter::new(out, &m, 200, "OK", None).finish();
+}
+
+fn pidf(n: u64) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" \
+         xmlns:dm=\"urn:ietf:params:xml:ns:pidf:data-model\" entity=\"sip:p0@example.com\">\n\
+         <tuple id=\"t1\"><status><basic>open</basic></status><note>version {n}</note></tuple>\n\
+         <dm:person id=\"p1\"><dm:note>available</dm:note></dm:person>\n</presence>\n"
+    )
+}
+
+fn publish(n: u64, etag: Option<&str>) -> Vec<u8> {
+    let body = pidf(n);
+    let if_match = etag
+        .map(|e| format!("SIP-If-Match: {e}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "PUBLISH sip:p0@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.9.1:5060;branch=z9hG4bKpub{n}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:p0@example.com>;tag=pt\r\nTo: <sip:p0@example.com>\r\n\
+         Call-ID: pub{n}@bench\r\nCSeq: {n} PUBLISH\r\nEvent: presence\r\nExpires: 3600\r\n{if_match}\
+         Content-Type: application/pidf+xml\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn etag_of(resp: &[u8]) -> String {
+    let s = std::str::from_utf8(resp).unwrap();
+    s.split("\r\n")
+        .find_map(|l| l.strip_prefix("SIP-ETag: "))
+        .expect("SIP-ETag")
+        .to_string()
+}
+
+/// Answers every NOTIFY the core sends until it has nothing more to say.
+fn settle(core: &mut Core, now: Instant, out: &mut Vec<u8>, resp: &mut Vec<u8>) {
+    loop {
+        out.clear();
+        let mut sent = Vec::new();
+        while let Some(t) = core.poll_transmit(out) {
+            sent.push(t);
+        }
+        if sent.is_empty() {
+            return;
+        }
+        for t in sent {
+            let m = &out[t.offset..t.offset + t.len];
+            if m.starts_with(b"NOTIFY") {
+                answer(m, resp);
+                core.handle_message(now, t.dst, resp);
+            }
+        }
+    }
+}
+
+fn bench_fanout(c: &mut Criterion) {
+    const WATCHERS: usize = 100;
+    let mut g = c.benchmark_group("core");
+    g.throughput(Throughput::Elements(WATCHERS as u64));
+    g.bench_with_input(
+        BenchmarkId::new("publish_fanout", WATCHERS),
+        &WATCHERS,
+        |b, &watchers| {
+            let now = Instant(1_000_000);
+            let mut core = Core::new(config(), ShardId(0), 1, 7, now);
+            let mut out = Vec::new();
+            let mut resp = Vec::new();
+            for i in 0..watchers {
+                core.handle_message(now, peer(i), &subscribe(i, 1));
+            }
+            settle(&mut core, now, &mut out, &mut resp);
+            let mut n = 1u64;
+            core.handle_message(now, peer(9999), &publish(n, None));
+            out.clear();
+            let t = core.poll_transmit(&mut out).unwrap();
+            let mut etag = etag_of(&out[t.offset..t.offset + t.len]);
+            settle(&mut core, now, &mut out, &mut resp);
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    n += 1;
+                    let msg = publish(n, Some(&etag));
+                    out.clear();
+                    let start = std::time::Instant::now();
+                    core.handle_message(now, peer(9999), &msg);
+                    let mut sent = Vec::with_capacity(watchers + 1);
+                    while let Some(t) = core.poll_transmit(&mut out) {
+                        sent.push(t);
+                    }
+                    total += start.elapsed();
+                    assert_eq!(sent.len(), watchers + 1);
+                    etag = etag_of(&out[sent[0].offset..sent[0].offset + sent[0].len]);
+                    for t in &sent[1..] {
+                        answer(&out[t.offset..t.offset + t.len], &mut resp);
+                        core.handle_message(now, t.dst, &resp);
+                    }
+                }
+                total
+            })
+        },
+    );
+    g.finish();
+}
+
+criterion_group!(benches, bench_subscribe, bench_fanout);
+criterion_main!(benches);

@@ -1,0 +1,727 @@
+//! The sans-IO presence core: SIP transactions, subscriptions, publications, timers and
+//! NOTIFY generation as plain Rust.
+//!
+//! The core never touches a socket, a clock, an executor or the disk. The edge (glommio,
+//! sockets, LMDB) feeds it messages and the current time and drains what it wants to send
+//! and when it wants to be woken. That keeps every protocol decision testable with a
+//! simulated clock and a lossy simulated network (see `tests/sim.rs`).
+//!
+//! This file is the contract between the core and the edge; keep these signatures stable.
+
+use std::net::SocketAddr;
+
+/// Milliseconds on the core's monotonic clock. The edge converts from its real clock;
+/// the simulator advances it by hand. The core never reads a clock itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Instant(pub u64);
+
+impl Instant {
+    pub const fn from_millis(ms: u64) -> Self {
+        Instant(ms)
+    }
+    pub const fn as_millis(self) -> u64 {
+        self.0
+    }
+    pub const fn add_millis(self, ms: u64) -> Self {
+        Instant(self.0.saturating_add(ms))
+    }
+}
+
+/// Index of a shard (one executor pinned to one core).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ShardId(pub u16);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// Identifies one accepted or dialled TCP connection on a shard; chosen by the edge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnId(pub u64);
+
+/// The far end of a message: where it came from, or where it must go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Peer {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+    /// For TCP: the connection the message arrived on / should preferably leave on.
+    pub conn: Option<ConnId>,
+}
+
+/// One message the core wants sent: its bytes were appended to the buffer given to
+/// [`Core::poll_transmit`], starting at `offset`, `len` bytes long.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    pub dst: Peer,
+    pub offset: usize,
+    pub len: usize,
+}
+
+/// Where a received message must be processed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// This shard owns it (or it is stateless: OPTIONS, errors).
+    Local,
+    /// Hand it over, once, to that shard.
+    Shard(ShardId),
+    /// Not even parseable enough to route: drop and count.
+    Drop,
+}
+
+pub mod auth;
+mod config;
+mod notify;
+pub mod package;
+mod persist;
+pub mod pidf;
+mod presentity;
+mod publish;
+pub mod rng;
+mod route;
+pub mod routing;
+mod stats;
+mod subscribe;
+mod subscription;
+pub mod tags;
+pub mod timers;
+pub mod transaction;
+
+pub use config::Config;
+pub use persist::{PersistOp, PublicationRecord, RestoreError, SubStatus, SubscriptionRecord};
+pub use route::{reply_overloaded, route, shard_for};
+pub use stats::Stats;
+
+use package::{EventPackage, PkgId};
+use presentity::Presentities;
+use rng::Rng;
+use routing::{Extra, Reason, Reject};
+use sip_parser::{parse, Framing, Header, Message, Method, ResponseWriter, Status, Via};
+use std::collections::VecDeque;
+use subscription::Subscriptions;
+use timers::Timers;
+use transaction::server::{ServerTxs, TxSeq};
+
+/// Header slots on the stack per parsed message; `Limits::max_headers` above this is capped.
+pub const MAX_HEADER_SLOTS: usize = 128;
+/// Every this many NOTIFYs a dialog's local CSeq is persisted; a restored dialog resumes
+/// this much higher, so CSeq keeps increasing across a crash without a write per NOTIFY.
+pub const CSEQ_PERSIST_EVERY: u32 = 256;
+/// Closed TCP connections remembered so NOTIFYs stop naming them.
+const MAX_CLOSED_CONNS: usize = 1024;
+/// NOTIFY buffers kept for reuse.
+const MAX_POOLED_BUFFERS: usize = 4096;
+
+/// Something waiting in the transmit queue: a small descriptor, the bytes are produced (or
+/// copied) only in `poll_transmit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Out {
+    /// The response stored in a server transaction.
+    Response(TxSeq),
+    /// Build the dialog's next NOTIFY now (coalesces every change queued before).
+    Notify(u64),
+    /// Timer E: resend the NOTIFY with this CSeq.
+    Retransmit(u64, u32),
+}
+
+/// What a timer is for. Tokens / CSeqs tell live timers from stale ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKey {
+    SubExpiry { id: u64, token: u64 },
+    Notify { id: u64, cseq: u32 },
+    PubExpiry { pres: u32, token: u64 },
+}
+
+/// Extra header of a response.
+#[derive(Clone, Copy, Debug)]
+enum Add<'a> {
+    Expires(u32),
+    ETag(&'a [u8]),
+    Contact,
+    Extra(Extra),
+}
+
+/// One shard's presence engine: owns the presentities whose AoR hashes to this shard and
+/// every subscription dialog watching them. Sans-IO: see the module docs.
+pub struct Core {
+    cfg: Config,
+    shard: ShardId,
+    shards: u16,
+    rng: Rng,
+    /// Keys the server-transaction hash so peers cannot aim collisions.
+    key_seed: u64,
+    /// Latest time seen by any `handle_*` call (used by `poll_transmit`).
+    now: Instant,
+    stats: Stats,
+    packages: Vec<Box<dyn EventPackage>>,
+    allow_events: Vec<u8>,
+    /// `<server_address>`.
+    contact_hdr: Vec<u8>,
+    /// host[:port] of server_address, for our Via.
+    via_sent_by: Vec<u8>,
+    subs: Subscriptions,
+    pres: Presentities,
+    stx: ServerTxs,
+    timers: Timers<TimerKey>,
+    ready: VecDeque<Out>,
+    gated: VecDeque<(u64, Out)>,
+    persist_q: VecDeque<PersistOp>,
+    next_persist_seq: u64,
+    persisted_seq: u64,
+    next_token: u64,
+    next_order: u64,
+    reason: String,
+    scratch: Vec<u8>,
+    scratch_ids: Vec<u64>,
+    pool: Vec<Vec<u8>>,
+    closed_conns: VecDeque<ConnId>,
+}
+
+fn sent_by_of(server_address: &[u8]) -> Vec<u8> {
+    let mut s = server_address;
+    for scheme in [&b"sips:"[..], b"sip:"] {
+        if s.len() >= scheme.len() && s[..scheme.len()].eq_ignore_ascii_case(scheme) {
+            s = &s[scheme.len()..];
+        }
+    }
+    if let Some(at) = memchr::memchr(b'@', s) {
+        s = &s[at + 1..];
+    }
+    let end = s
+        .iter()
+        .position(|&b| b == b';' || b == b'?' || b == b'>')
+        .unwrap_or(s.len());
+    let s = &s[..end];
+    if s.is_empty() {
+        b"127.0.0.1".to_vec()
+    } else {
+        s.to_vec()
+    }
+}
+
+/// FNV-1a over several parts, keyed: the server-transaction key.
+fn keyed_hash(seed: u64, parts: &[&[u8]]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+    for p in parts {
+        for &b in *p {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^ (h >> 29)
+}
+
+impl Core {
+    /// `seed` must differ between starts of the same shard (e.g. wall clock ^ shard) so
+    /// fresh tags and ETags never repeat ones handed out before a restart.
+    pub fn new(config: Config, shard: ShardId, shards: u16, seed: u64, now: Instant) -> Core {
+        let packages = package::registry();
+        let mut allow_events = Vec::new();
+        for (i, p) in packages.iter().enumerate() {
+            if i > 0 {
+                allow_events.extend_from_slice(b", ");
+            }
+            allow_events.extend_from_slice(p.name().as_bytes());
+        }
+        let mut contact_hdr = Vec::with_capacity(config.server_address.len() + 2);
+        contact_hdr.push(b'<');
+        contact_hdr.extend_from_slice(&config.server_address);
+        contact_hdr.push(b'>');
+        let via_sent_by = sent_by_of(&config.server_address);
+        let mut rng = Rng::new(seed ^ (shard.0 as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let key_seed = rng.next_u64();
+        Core {
+            stx: ServerTxs::new(config.max_server_transactions),
+            cfg: config,
+            shard,
+            shards: shards.max(1),
+            rng,
+            key_seed,
+            now,
+            stats: Stats::default(),
+            packages,
+            allow_events,
+            contact_hdr,
+            via_sent_by,
+            subs: Subscriptions::default(),
+            pres: Presentities::default(),
+            timers: Timers::default(),
+            ready: VecDeque::new(),
+            gated: VecDeque::new(),
+            persist_q: VecDeque::new(),
+            next_persist_seq: 1,
+            persisted_seq: 0,
+            next_token: 1,
+            next_order: 1,
+            reason: String::new(),
+            scratch: Vec::new(),
+            scratch_ids: Vec::new(),
+            pool: Vec::new(),
+            closed_conns: VecDeque::new(),
+        }
+    }
+
+    pub fn shard(&self) -> ShardId {
+        self.shard
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    fn advance(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    /// One SIP message (a UDP datagram, or one framed TCP message). Parses it itself.
+    pub fn handle_message(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
+        self.advance(now);
+        let now = self.now;
+        let framing = match from.transport {
+            Transport::Udp => Framing::Datagram,
+            Transport::Tcp => Framing::Stream,
+        };
+        let mut slots = [Header::EMPTY; MAX_HEADER_SLOTS];
+        let n = self.cfg.limits.max_headers.clamp(1, MAX_HEADER_SLOTS);
+        let msg = match parse(bytes, &mut slots[..n], framing, &self.cfg.limits) {
+            Ok(Status::Complete(m)) => m,
+            _ => {
+                self.stats.rx_dropped += 1;
+                return;
+            }
+        };
+        if msg.is_request() {
+            self.stats.rx_requests += 1;
+            self.on_request(now, from, &msg);
+        } else {
+            self.stats.rx_responses += 1;
+            self.on_response(now, &msg);
+        }
+        self.refresh_gauges();
+    }
+
+    fn tx_key(&self, msg: &Message<'_, '_>, via: &Via<'_>, method: Method<'_>) -> u64 {
+        match via.branch {
+            Some(b) if via.has_rfc3261_branch() => {
+                let port = via.port.unwrap_or(0).to_be_bytes();
+                keyed_hash(self.key_seed, &[b, via.host, &port, method.as_bytes()])
+            }
+            _ => {
+                // RFC 2543 peers: match on the request identity instead (§17.2.3).
+                let cid = msg.call_id().unwrap_or(b"");
+                let cseq = msg.header(sip_parser::HeaderKind::CSeq).unwrap_or(b"");
+                let from = msg.header(sip_parser::HeaderKind::From).unwrap_or(b"");
+                let v = msg.header(sip_parser::HeaderKind::Via).unwrap_or(b"");
+                keyed_hash(self.key_seed, &[cid, cseq, from, v])
+            }
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, from: Peer, msg: &Message<'_, '_>) {
+        let Some(method) = msg.method() else { return };
+        if method == Method::Ack {
+            // Only INVITE transactions are acknowledged; we have none.
+            return;
+        }
+        let Ok(via) = msg.via() else {
+            // Nowhere to send a response.
+            self.stats.rx_dropped += 1;
+            return;
+        };
+        let key = self.tx_key(msg, &via, method);
+        if let Some(seq) = self.stx.lookup(key) {
+            self.stats.rx_retransmissions += 1;
+            if self.stx.get(seq).is_some_and(|t| t.sent) {
+                self.ready.push_back(Out::Response(seq));
+            }
+            return;
+        }
+        if self.ready.len() + self.gated.len() >= self.cfg.max_pending_transmits {
+            self.stats.rx_dropped += 1;
+            return;
+        }
+        match method {
+            Method::Subscribe => self.stats.rx_subscribe += 1,
+            Method::Publish => self.stats.rx_publish += 1,
+            Method::Notify => self.stats.rx_notify += 1,
+            Method::Options => self.stats.rx_options += 1,
+            _ => self.stats.rx_other += 1,
+        }
+        if let Err(rej) = routing::screen(msg, method) {
+            self.reject(now, from, key, msg, rej);
+            return;
+        }
+        let result = match method {
+            Method::Subscribe => self.on_subscribe(now, from, key, msg),
+            Method::Publish => self.on_publish(now, from, key, msg),
+            Method::Options => {
+                let adds = [
+                    Add::Extra(Extra::Allow),
+                    Add::Extra(Extra::AllowEvents),
+                    Add::Extra(Extra::Accept(0)),
+                ];
+                self.respond(now, from, key, msg, 200, Reason::Std, None, &adds, 0);
+                Ok(())
+            }
+            // We never subscribe to anything, so no NOTIFY can match a dialog of ours.
+            _ => Err(Reject::std(481)),
+        };
+        if let Err(rej) = result {
+            self.reject(now, from, key, msg, rej);
+        }
+    }
+
+    fn reject(&mut self, now: Instant, from: Peer, key: u64, msg: &Message<'_, '_>, rej: Reject) {
+        let adds = [Add::Extra(rej.extra)];
+        self.respond(now, from, key, msg, rej.code, rej.reason, None, &adds, 0);
+    }
+
+    /// Writes a final response into a new server transaction and queues it (held until
+    /// `gate` is persisted when non-zero).
+    #[allow(clippy::too_many_arguments)]
+    fn respond(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        key: u64,
+        msg: &Message<'_, '_>,
+        code: u16,
+        reason: Reason,
+        to_tag: Option<&[u8]>,
+        adds: &[Add<'_>],
+        gate: u64,
+    ) {
+        let timer_j = match peer.transport {
+            Transport::Udp => 64 * self.cfg.t1_ms,
+            Transport::Tcp => 0,
+        };
+        let Ok(seq) = self.stx.insert(now, key, peer, timer_j) else {
+            self.stats.rx_dropped += 1;
+            return;
+        };
+        self.stats.server_tx_evicted = self.stx.evicted;
+        reason.write(code, &mut self.reason);
+        let Some(tx) = self.stx.get_mut(seq) else {
+            return;
+        };
+        let mut w = ResponseWriter::new(&mut tx.response, msg, code, &self.reason, to_tag);
+        for a in adds {
+            match *a {
+                Add::Expires(e) => {
+                    w.header_u32("Expires", e);
+                }
+                Add::ETag(t) => {
+                    w.header("SIP-ETag", t);
+                }
+                Add::Contact => {
+                    w.header("Contact", &self.contact_hdr);
+                }
+                Add::Extra(Extra::None) => {}
+                Add::Extra(Extra::Allow) => {
+                    w.header("Allow", routing::ALLOW);
+                }
+                Add::Extra(Extra::AllowEvents) => {
+                    w.header("Allow-Events", &self.allow_events);
+                }
+                Add::Extra(Extra::MinExpires(m)) => {
+                    w.header_u32("Min-Expires", m);
+                }
+                Add::Extra(Extra::Accept(pkg)) => {
+                    if let Some(p) = self.packages.get(pkg as usize) {
+                        for ct in p.content_types() {
+                            w.header("Accept", ct.as_bytes());
+                        }
+                    }
+                }
+                Add::Extra(Extra::Unsupported) => {
+                    for v in msg.require() {
+                        w.header("Unsupported", v);
+                    }
+                }
+                Add::Extra(Extra::RetryAfter(s)) => {
+                    w.header_u32("Retry-After", s);
+                }
+            }
+        }
+        w.finish();
+        self.stats.tx_responses += 1;
+        match code {
+            200..=299 => self.stats.tx_2xx += 1,
+            400..=499 => self.stats.tx_4xx += 1,
+            500..=599 => self.stats.tx_5xx += 1,
+            600..=699 => self.stats.tx_6xx += 1,
+            _ => {}
+        }
+        if gate > self.persisted_seq {
+            self.gated.push_back((gate, Out::Response(seq)));
+        } else {
+            self.ready.push_back(Out::Response(seq));
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        let now = self.now;
+        self.stx.expire(now);
+        while let Some((_, key)) = self.timers.pop_due(now) {
+            match key {
+                TimerKey::SubExpiry { id, token } => self.on_sub_expiry_timer(now, id, token),
+                TimerKey::Notify { id, cseq } => self.on_notify_timer(now, id, cseq),
+                TimerKey::PubExpiry { pres, token } => self.on_pub_expiry_timer(now, pres, token),
+            }
+        }
+        self.maybe_compact_timers();
+        self.refresh_gauges();
+    }
+
+    /// Earliest instant at which [`Core::handle_timeout`] must be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// Appends the next outgoing message to `out` and says where it goes. Call after
+    /// every `handle_*` until it returns `None`.
+    pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> Option<Transmit> {
+        let now = self.now;
+        while let Some(item) = self.ready.pop_front() {
+            match item {
+                Out::Response(seq) => {
+                    let Some(tx) = self.stx.get_mut(seq) else {
+                        continue;
+                    };
+                    tx.sent = true;
+                    let offset = out.len();
+                    out.extend_from_slice(&tx.response);
+                    return Some(Transmit {
+                        dst: tx.peer,
+                        offset,
+                        len: tx.response.len(),
+                    });
+                }
+                Out::Notify(id) => {
+                    if let Some(t) = self.build_notify(now, id, out) {
+                        self.refresh_gauges();
+                        return Some(t);
+                    }
+                }
+                Out::Retransmit(id, cseq) => {
+                    let Some(sub) = self.subs.get(&id) else {
+                        continue;
+                    };
+                    let Some(tx) = sub.tx.as_ref().filter(|t| t.cseq == cseq) else {
+                        continue;
+                    };
+                    self.stats.notify_retransmitted += 1;
+                    let offset = out.len();
+                    out.extend_from_slice(&tx.request);
+                    return Some(Transmit {
+                        dst: self.notify_dst(sub.peer),
+                        offset,
+                        len: tx.request.len(),
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    fn notify_dst(&self, mut peer: Peer) -> Peer {
+        if let Some(c) = peer.conn {
+            if self.closed_conns.contains(&c) {
+                peer.conn = None;
+            }
+        }
+        peer
+    }
+
+    /// TCP connection closed by the edge: later NOTIFYs for dialogs that used it go out
+    /// with `conn: None`, so the edge dials the watcher's address again.
+    pub fn handle_conn_closed(&mut self, conn: ConnId) {
+        if self.closed_conns.len() >= MAX_CLOSED_CONNS {
+            self.closed_conns.pop_front();
+        }
+        self.closed_conns.push_back(conn);
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    fn refresh_gauges(&mut self) {
+        self.stats.subscriptions = self.subs.len() as u64;
+        self.stats.presentities = self.pres.len() as u64;
+        self.stats.publications = self.pres.publications as u64;
+        self.stats.pending_transmits = (self.ready.len() + self.gated.len()) as u64;
+        self.stats.pending_persist = self.persist_q.len() as u64;
+    }
+
+    fn fresh_token(&mut self) -> u64 {
+        let t = self.next_token;
+        self.next_token += 1;
+        t
+    }
+
+    /// A random dialog id not in use (0 is never used).
+    fn fresh_sub_id(&mut self) -> u64 {
+        loop {
+            let id = self.rng.next_u64();
+            if id != 0 && !self.subs.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    fn package_index(&self, name: &[u8]) -> Option<PkgId> {
+        self.packages
+            .iter()
+            .position(|p| p.name().as_bytes() == name)
+            .map(|i| i as PkgId)
+    }
+
+    fn owns(&mut self, hash: u32) {
+        if hash % self.shards as u32 != self.shard.0 as u32 {
+            // The edge routed it here anyway; serve it but count, it means split state.
+            self.stats.misrouted += 1;
+        }
+    }
+
+    fn domain_served(&self, host: &[u8]) -> bool {
+        self.cfg.local_domains.is_empty()
+            || self
+                .cfg
+                .local_domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(host))
+    }
+
+    fn maybe_compact_timers(&mut self) {
+        let live = self.subs.len() * 2 + self.pres.publications + 1024;
+        if self.timers.len() > 4 * live {
+            let subs = &self.subs;
+            let pres = &self.pres;
+            self.timers.compact(|k| match *k {
+                TimerKey::SubExpiry { id, token } => {
+                    subs.get(&id).is_some_and(|s| s.expiry_token == token)
+                }
+                TimerKey::Notify { id, cseq } => subs
+                    .get(&id)
+                    .and_then(|s| s.tx.as_ref())
+                    .is_some_and(|t| t.cseq == cseq),
+                TimerKey::PubExpiry { pres: slot, token } => pres
+                    .get(slot)
+                    .is_some_and(|p| p.pubs.iter().any(|q| q.timer == token)),
+            });
+        }
+    }
+
+    fn give_buffer(&mut self, mut b: Vec<u8>) {
+        if self.pool.len() < MAX_POOLED_BUFFERS && b.capacity() > 0 {
+            b.clear();
+            self.pool.push(b);
+        }
+    }
+
+    /// Whether the dialog whose To-tag we handed out still exists (diagnostics, tests).
+    pub fn dialog_exists(&self, to_tag: &[u8]) -> bool {
+        tags::Token::decode(to_tag).is_some_and(|(_, id)| self.subs.contains_key(&id))
+    }
+
+    /// Whether `presentity` has a live publication with this SIP-ETag (diagnostics, tests).
+    pub fn publication_exists(&self, presentity: &sip_parser::Aor, etag: &[u8]) -> bool {
+        (0..self.packages.len()).any(|pkg| {
+            self.pres
+                .lookup(&(presentity.clone(), pkg as PkgId))
+                .and_then(|slot| self.pres.get(slot))
+                .is_some_and(|p| p.find_pub(etag).is_some())
+        })
+    }
+
+    /// Test aid: checks the core's internal invariants, describing the first violation.
+    /// Every live subscription has exactly one live expiry timer; every NOTIFY
+    /// transaction exactly one live timer; indexes agree.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut expiry = std::collections::HashMap::<u64, usize>::new();
+        let mut tx_timers = std::collections::HashMap::<u64, usize>::new();
+        for (_, k) in self.timers.iter() {
+            match k {
+                TimerKey::SubExpiry { id, token } => {
+                    if self
+                        .subs
+                        .get(&id)
+                        .is_some_and(|s| s.expiry_token == token && s.is_live())
+                    {
+                        *expiry.entry(id).or_default() += 1;
+                    }
+                }
+                TimerKey::Notify { id, cseq } => {
+                    if self
+                        .subs
+                        .get(&id)
+                        .and_then(|s| s.tx.as_ref())
+                        .is_some_and(|t| t.cseq == cseq)
+                    {
+                        *tx_timers.entry(id).or_default() += 1;
+                    }
+                }
+                TimerKey::PubExpiry { .. } => {}
+            }
+        }
+        for (id, s) in &self.subs {
+            if s.is_live() && expiry.get(id) != Some(&1) {
+                return Err(format!(
+                    "live subscription {id:x} has {:?} expiry timers",
+                    expiry.get(id)
+                ));
+            }
+            if s.tx.is_some() && tx_timers.get(id) != Some(&1) {
+                return Err(format!(
+                    "NOTIFY transaction of {id:x} has {:?} timers",
+                    tx_timers.get(id)
+                ));
+            }
+            match self.pres.get(s.pres) {
+                Some(p) if p.watchers.contains(id) => {}
+                _ => {
+                    return Err(format!(
+                        "subscription {id:x} missing from its presentity's watchers"
+                    ))
+                }
+            }
+        }
+        let mut pubs = 0;
+        for (slot, p) in self.pres.iter() {
+            pubs += p.pubs.len();
+            for w in &p.watchers {
+                if self.subs.get(w).map(|s| s.pres) != Some(slot) {
+                    return Err(format!("presentity {} lists unknown watcher {w:x}", p.aor));
+                }
+            }
+            if p.hash != tags::aor_hash(p.aor.as_bytes())
+                || p.hash % self.shards as u32 != self.shard.0 as u32
+            {
+                return Err(format!("presentity {} hash/shard mismatch", p.aor));
+            }
+            if p.pubs.is_empty() && p.watchers.is_empty() {
+                return Err(format!("empty presentity {} kept", p.aor));
+            }
+            if p.pubs.windows(2).any(|w| w[0].order <= w[1].order) {
+                return Err(format!("publications of {} not newest first", p.aor));
+            }
+        }
+        if pubs != self.pres.publications {
+            return Err(format!(
+                "publication count {} != {}",
+                self.pres.publications, pubs
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,29 @@
+//! `presence` (RFC 3856): PIDF bodies aggregated across a presentity's publications.
+
+use super::{BodyError, BodyIndex, EventPackage};
+use crate::core::pidf;
+use sip_parser::Aor;
+
+pub struct Presence;
+
+impl EventPackage for Presence {
+    fn name(&self) -> &'static str {
+        "presence"
+    }
+    fn content_types(&self) -> &'static [&'static str] {
+        &[pidf::PIDF_CONTENT_TYPE]
+    }
+    fn default_expires(&self) -> u32 {
+        3600
+    }
+    fn validate(&self, body: &[u8]) -> Result<BodyIndex, BodyError> {
+        pidf::validate(body).map_err(BodyError::Pidf)
+    }
+    fn aggregate(&self, docs: &[(&[u8], &BodyIndex)], out: &mut Vec<u8>) {
+        pidf::aggregate(docs, out)
+    }
+    fn offline_body(&self, presentity: &Aor, out: &mut Vec<u8>) -> bool {
+        pidf::offline_body(presentity.as_bytes(), out);
+        true
+    }
+}

@@ -1,0 +1,449 @@
+//! What the store must write so that nothing acknowledged is lost (issue 4).
+//!
+//! The core emits one [`PersistOp`] per state change, numbered by a per-shard sequence.
+//! With `Config::durability_gate`, a 2xx is released only once the edge reports, through
+//! `Core::handle_persisted(seq)`, that every op up to its own has been committed. Instants
+//! in records are the core's clock: the edge should feed Unix-epoch milliseconds as
+//! [`Instant`] so persisted expiries stay meaningful across restarts.
+
+use super::{Instant, Transport};
+use sip_parser::Aor;
+use std::fmt;
+use std::net::SocketAddr;
+
+/// A publication as the `presentity` table stores it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicationRecord {
+    pub presentity: Aor,
+    /// Event package name, e.g. `presence`.
+    pub event: Vec<u8>,
+    pub etag: Vec<u8>,
+    pub expires_at: Instant,
+    pub content_type: Vec<u8>,
+    pub body: Vec<u8>,
+    /// Publication order within the presentity (newest = largest); keeps aggregation
+    /// order stable across restarts.
+    pub order: u64,
+}
+
+/// Authorization / lifecycle state of a subscription dialog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubStatus {
+    Active,
+    Pending,
+    Terminated,
+}
+
+/// A subscription dialog as the `active_watchers` table stores it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubscriptionRecord {
+    /// Stable dialog id (also encoded in our To-tag): primary key.
+    pub id: u64,
+    pub presentity: Aor,
+    pub event: Vec<u8>,
+    /// Event header `id` parameter, kept in every NOTIFY.
+    pub event_id: Option<Vec<u8>>,
+    pub call_id: Vec<u8>,
+    /// The watcher's tag (From tag of the SUBSCRIBE, To tag of our NOTIFYs).
+    pub from_tag: Vec<u8>,
+    /// Our tag (To tag of our 2xx, From tag of our NOTIFYs).
+    pub to_tag: Vec<u8>,
+    /// Watcher's From header value without tag (name-addr), becomes NOTIFY To.
+    pub from_uri: Vec<u8>,
+    /// SUBSCRIBE To header value without tag (name-addr), becomes NOTIFY From.
+    pub to_uri: Vec<u8>,
+    pub remote_cseq: u32,
+    pub local_cseq: u32,
+    /// Record-Route values joined by ", " in received order: NOTIFY Route header.
+    pub route_set: Vec<u8>,
+    /// Watcher's Contact URI: NOTIFY Request-URI.
+    pub contact: Vec<u8>,
+    pub transport: Transport,
+    pub peer: SocketAddr,
+    pub status: SubStatus,
+    pub reason: Option<Vec<u8>>,
+    pub expires_at: Instant,
+    /// Bumped on every change; the store keeps the highest.
+    pub version: u64,
+}
+
+/// One state change to persist, in sequence order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PersistOp {
+    PutPublication {
+        seq: u64,
+        rec: PublicationRecord,
+    },
+    DeletePublication {
+        seq: u64,
+        presentity: Aor,
+        event: Vec<u8>,
+        etag: Vec<u8>,
+    },
+    PutSubscription {
+        seq: u64,
+        rec: SubscriptionRecord,
+    },
+    DeleteSubscription {
+        seq: u64,
+        id: u64,
+        presentity: Aor,
+        event: Vec<u8>,
+    },
+}
+
+impl PersistOp {
+    pub fn seq(&self) -> u64 {
+        match self {
+            PersistOp::PutPublication { seq, .. }
+            | PersistOp::DeletePublication { seq, .. }
+            | PersistOp::PutSubscription { seq, .. }
+            | PersistOp::DeleteSubscription { seq, .. } => *seq,
+        }
+    }
+}
+
+/// Why a record from the store was not loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestoreError {
+    /// It expired while the server was down: the store may delete it.
+    Expired,
+    /// Its presentity belongs to another shard (shard count changed): hand it over.
+    WrongShard,
+    /// Unknown event package.
+    UnknownEvent,
+    /// A table limit was reached.
+    Full,
+    /// The record is inconsistent (bad body, bad tag, ...).
+    Invalid,
+}
+
+impl fmt::Display for RestoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RestoreError::Expired => "record expired while the server was down",
+            RestoreError::WrongShard => "record belongs to another shard",
+            RestoreError::UnknownEvent => "unknown event package",
+            RestoreError::Full => "table limit reached",
+            RestoreError::Invalid => "inconsistent record",
+        })
+    }
+}
+
+impl std::error::Error for RestoreError {}
+
+use super::package::BodyError;
+use super::presentity::Publication;
+use super::subscription::{DialogStrings, Subscription, TermReason};
+use super::tags::{aor_hash, Token};
+use super::{Core, Peer, CSEQ_PERSIST_EVERY};
+
+impl Core {
+    fn persist_on(&self) -> bool {
+        self.cfg.persist || self.cfg.durability_gate
+    }
+
+    fn push_op(&mut self, make: impl FnOnce(u64) -> PersistOp) -> u64 {
+        let seq = self.next_persist_seq;
+        self.next_persist_seq += 1;
+        self.persist_q.push_back(make(seq));
+        seq
+    }
+
+    /// The gate a 2xx must wait for, given the op it acknowledges.
+    pub(super) fn gate_of(&self, seq: u64) -> u64 {
+        if self.cfg.durability_gate {
+            seq
+        } else {
+            0
+        }
+    }
+
+    /// Too many ops not yet drained by the edge: refuse state changes.
+    pub(super) fn persist_backlog(&self) -> bool {
+        self.persist_on() && self.persist_q.len() >= self.cfg.max_pending_persist
+    }
+
+    pub(super) fn sub_record(&self, sub: &Subscription) -> Option<SubscriptionRecord> {
+        let pres = self.pres.get(sub.pres)?;
+        let s = sub.strings();
+        Some(SubscriptionRecord {
+            id: sub.id,
+            presentity: pres.aor.clone(),
+            event: self.packages[sub.pkg as usize].name().as_bytes().to_vec(),
+            event_id: s.event_id.map(<[u8]>::to_vec),
+            call_id: s.call_id.to_vec(),
+            from_tag: s.from_tag.to_vec(),
+            to_tag: Token::new(sub.hash, sub.id).as_bytes().to_vec(),
+            from_uri: s.from_hdr.to_vec(),
+            to_uri: s.to_hdr.to_vec(),
+            remote_cseq: sub.remote_cseq,
+            local_cseq: sub.local_cseq,
+            route_set: s.routes.to_vec(),
+            contact: s.contact.to_vec(),
+            transport: sub.peer.transport,
+            peer: sub.peer.addr,
+            status: sub.status,
+            reason: sub.reason.map(|r| r.as_str().as_bytes().to_vec()),
+            expires_at: sub.expires_at,
+            version: sub.version,
+        })
+    }
+
+    /// Emits PutSubscription for a dialog; returns its sequence (0 when not persisting).
+    pub(super) fn persist_put_sub(&mut self, id: u64) -> u64 {
+        if !self.persist_on() {
+            return 0;
+        }
+        let Some(sub) = self.subs.get_mut(&id) else {
+            return 0;
+        };
+        sub.version += 1;
+        sub.stored = true;
+        let Some(rec) = self.subs.get(&id).and_then(|s| self.sub_record(s)) else {
+            return 0;
+        };
+        self.push_op(|seq| PersistOp::PutSubscription { seq, rec })
+    }
+
+    pub(super) fn persist_delete_sub(&mut self, id: u64) -> u64 {
+        let Some(sub) = self.subs.get_mut(&id) else {
+            return 0;
+        };
+        if !sub.stored {
+            return 0;
+        }
+        sub.stored = false;
+        let (pres, pkg) = (sub.pres, sub.pkg);
+        let Some(p) = self.pres.get(pres) else {
+            return 0;
+        };
+        let presentity = p.aor.clone();
+        let event = self.packages[pkg as usize].name().as_bytes().to_vec();
+        self.push_op(|seq| PersistOp::DeleteSubscription {
+            seq,
+            id,
+            presentity,
+            event,
+        })
+    }
+
+    pub(super) fn persist_put_pub(&mut self, slot: u32, etag: &Token) -> u64 {
+        if !self.persist_on() {
+            return 0;
+        }
+        let Some(p) = self.pres.get(slot) else {
+            return 0;
+        };
+        let Some(i) = p.find_pub(etag.as_bytes()) else {
+            return 0;
+        };
+        let q = &p.pubs[i];
+        let rec = PublicationRecord {
+            presentity: p.aor.clone(),
+            event: self.packages[p.pkg as usize].name().as_bytes().to_vec(),
+            etag: q.etag.as_bytes().to_vec(),
+            expires_at: q.expires_at,
+            content_type: q.content_type.to_vec(),
+            body: q.body.clone(),
+            order: q.order,
+        };
+        self.push_op(|seq| PersistOp::PutPublication { seq, rec })
+    }
+
+    pub(super) fn persist_delete_pub(&mut self, slot: u32, etag: &Token) -> u64 {
+        if !self.persist_on() {
+            return 0;
+        }
+        let Some(p) = self.pres.get(slot) else {
+            return 0;
+        };
+        let presentity = p.aor.clone();
+        let event = self.packages[p.pkg as usize].name().as_bytes().to_vec();
+        let etag = etag.as_bytes().to_vec();
+        self.push_op(|seq| PersistOp::DeletePublication {
+            seq,
+            presentity,
+            event,
+            etag,
+        })
+    }
+
+    /// Next state change to write, in sequence order.
+    pub fn poll_persist(&mut self) -> Option<PersistOp> {
+        let op = self.persist_q.pop_front();
+        self.stats.pending_persist = self.persist_q.len() as u64;
+        op
+    }
+
+    /// Every op with `seq <= up_to_seq` is durable: release the 2xx (and NOTIFYs) that
+    /// waited for them.
+    pub fn handle_persisted(&mut self, now: Instant, up_to_seq: u64) {
+        if now > self.now {
+            self.now = now;
+        }
+        if up_to_seq <= self.persisted_seq {
+            return;
+        }
+        self.persisted_seq = up_to_seq;
+        let mut keep = std::collections::VecDeque::with_capacity(self.gated.len());
+        while let Some((gate, out)) = self.gated.pop_front() {
+            if gate <= up_to_seq {
+                self.ready.push_back(out);
+            } else {
+                keep.push_back((gate, out));
+            }
+        }
+        self.gated = keep;
+    }
+
+    fn restore_presentity(
+        &mut self,
+        aor: &sip_parser::Aor,
+        event: &[u8],
+    ) -> Result<(u32, u32, u8), RestoreError> {
+        let pkg = self
+            .package_index(event)
+            .ok_or(RestoreError::UnknownEvent)?;
+        let hash = aor_hash(aor.as_bytes());
+        if hash % self.shards as u32 != self.shard.0 as u32 {
+            return Err(RestoreError::WrongShard);
+        }
+        let key = (aor.clone(), pkg);
+        let slot = match self.pres.lookup(&key) {
+            Some(s) => s,
+            None => {
+                if self.pres.len() >= self.cfg.max_presentities {
+                    return Err(RestoreError::Full);
+                }
+                self.pres.insert(key.0, hash, pkg)
+            }
+        };
+        Ok((slot, hash, pkg))
+    }
+
+    /// Loads a publication from the store at start-up: it keeps its ETag (a refresh with
+    /// it works) and its expiry timer is re-armed. No NOTIFY is sent.
+    pub fn restore_publication(
+        &mut self,
+        now: Instant,
+        rec: PublicationRecord,
+    ) -> Result<(), RestoreError> {
+        self.advance(now);
+        if rec.expires_at <= now {
+            return Err(RestoreError::Expired);
+        }
+        let mut etag = [0u8; super::tags::TOKEN_LEN];
+        if rec.etag.len() != etag.len() || Token::decode(&rec.etag).is_none() {
+            return Err(RestoreError::Invalid);
+        }
+        etag.copy_from_slice(&rec.etag);
+        let etag = Token(etag);
+        if self.pres.publications >= self.cfg.max_publications {
+            return Err(RestoreError::Full);
+        }
+        let (slot, _, pkg) = self.restore_presentity(&rec.presentity, &rec.event)?;
+        let index = match self.packages[pkg as usize].validate(&rec.body) {
+            Ok(i) => i,
+            Err(BodyError::Pidf(_)) => {
+                self.pres.gc(slot);
+                return Err(RestoreError::Invalid);
+            }
+        };
+        if self
+            .pres
+            .get(slot)
+            .is_some_and(|p| p.find_pub(etag.as_bytes()).is_some())
+        {
+            return Err(RestoreError::Invalid);
+        }
+        let token = self.fresh_token();
+        self.next_order = self.next_order.max(rec.order + 1);
+        let at = rec
+            .expires_at
+            .add_millis(self.cfg.expires_offset as u64 * 1000);
+        let publication = Publication {
+            etag,
+            order: rec.order,
+            expires_at: rec.expires_at,
+            timer: token,
+            expiry_armed: at,
+            content_type: rec.content_type.into_boxed_slice(),
+            body: rec.body,
+            index,
+        };
+        let pkgref = &*self.packages[pkg as usize];
+        if let Some(p) = self.pres.get_mut(slot) {
+            p.insert_pub(publication);
+            p.reaggregate(pkgref);
+        }
+        self.pres.publications += 1;
+        self.timers
+            .push(at, super::TimerKey::PubExpiry { pres: slot, token });
+        self.refresh_gauges();
+        Ok(())
+    }
+
+    /// Loads a subscription dialog at start-up: same dialog id and tags, CSeq resumes
+    /// `CSEQ_PERSIST_EVERY` higher, expiry timer re-armed. No NOTIFY is sent.
+    pub fn restore_subscription(
+        &mut self,
+        now: Instant,
+        rec: SubscriptionRecord,
+    ) -> Result<(), RestoreError> {
+        self.advance(now);
+        if rec.expires_at <= now || rec.status == SubStatus::Terminated {
+            return Err(RestoreError::Expired);
+        }
+        if rec.id == 0 || self.subs.contains_key(&rec.id) {
+            return Err(RestoreError::Invalid);
+        }
+        if self.subs.len() >= self.cfg.max_subscriptions {
+            return Err(RestoreError::Full);
+        }
+        let (slot, hash, pkg) = self.restore_presentity(&rec.presentity, &rec.event)?;
+        if Token::decode(&rec.to_tag) != Some((hash, rec.id)) {
+            self.pres.gc(slot);
+            return Err(RestoreError::Invalid);
+        }
+        let strings = DialogStrings {
+            call_id: &rec.call_id,
+            from_tag: &rec.from_tag,
+            from_hdr: &rec.from_uri,
+            to_hdr: &rec.to_uri,
+            contact: &rec.contact,
+            routes: &rec.route_set,
+            event_id: rec.event_id.as_deref(),
+        };
+        let peer = Peer {
+            transport: rec.transport,
+            addr: rec.peer,
+            conn: None,
+        };
+        let mut sub = Subscription::new(
+            rec.id,
+            hash,
+            slot,
+            pkg,
+            strings,
+            rec.remote_cseq,
+            peer,
+            rec.expires_at,
+        );
+        sub.local_cseq = rec.local_cseq.saturating_add(CSEQ_PERSIST_EVERY);
+        sub.status = rec.status;
+        sub.reason = rec.reason.as_deref().and_then(TermReason::parse);
+        sub.version = rec.version;
+        sub.stored = true;
+        self.subs.insert(rec.id, sub);
+        if let Some(p) = self.pres.get_mut(slot) {
+            p.watchers.push(rec.id);
+        }
+        self.arm_sub_expiry(rec.id);
+        if self.cfg.notify_on_restore {
+            self.mark_changed(rec.id);
+        }
+        self.refresh_gauges();
+        Ok(())
+    }
+}

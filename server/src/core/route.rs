@@ -1,0 +1,91 @@
+//! Which shard owns a message, decided from its bytes alone (no table lookup), before any
+//! hand-off; and the stateless 503 for when a hand-off queue is full.
+//!
+//! State-creating requests go to `shard_for(AoR of the Request-URI)`; in-dialog requests
+//! carry the presentity hash in our To-tag, responses to our NOTIFYs in our Via branch
+//! (see `tags`), so both reach the owner with `hash % shards`.
+
+use super::tags::{aor_hash, Branch, Token};
+use super::{Route, ShardId, MAX_HEADER_SLOTS};
+use sip_parser::{parse, Aor, Framing, Header, Limits, Method, ResponseWriter, Status, Uri};
+
+/// Owner shard of a presentity: FNV-1a-64 of the normalised AoR bytes folded to 32 bits
+/// (`tags::aor_hash`), modulo the shard count. Stable across builds: the store uses it to
+/// redistribute records when `--shards` changes.
+pub fn shard_for(aor: &Aor, shards: u16) -> ShardId {
+    ShardId((aor_hash(aor.as_bytes()) % shards.max(1) as u32) as u16)
+}
+
+fn by_hash(hash: u32, shards: u16) -> Route {
+    Route::Shard(ShardId((hash % shards.max(1) as u32) as u16))
+}
+
+/// Pure routing used by the edge before any hand-off: which shard owns this message?
+/// Unparseable messages are `Drop`; stateless work (OPTIONS, errors) is `Local`.
+pub fn route(bytes: &[u8], shards: u16, limits: &Limits) -> Route {
+    let mut slots = [Header::EMPTY; MAX_HEADER_SLOTS];
+    let n = limits.max_headers.clamp(1, MAX_HEADER_SLOTS);
+    let msg = match parse(bytes, &mut slots[..n], Framing::Datagram, limits) {
+        Ok(Status::Complete(m)) => m,
+        _ => return Route::Drop,
+    };
+    if !msg.is_request() {
+        let Ok(via) = msg.via() else {
+            return Route::Drop;
+        };
+        return match via.branch.and_then(Branch::decode) {
+            Some((hash, _, _)) => by_hash(hash, shards),
+            None => Route::Drop,
+        };
+    }
+    if shards <= 1 {
+        return Route::Local;
+    }
+    match msg.method() {
+        Some(Method::Subscribe | Method::Publish | Method::Notify) => {}
+        _ => return Route::Local,
+    }
+    // PUBLISH is never in a dialog of ours: its Request-URI names the presentity.
+    let in_dialog = msg.method() != Some(Method::Publish);
+    if let Some(to) = msg.to().ok().filter(|_| in_dialog) {
+        if let Some(tag) = to.tag() {
+            return match Token::decode(tag) {
+                Some((hash, _)) => by_hash(hash, shards),
+                // A dialog we did not create: any shard answers 481.
+                None => Route::Local,
+            };
+        }
+    }
+    if msg.method() == Some(Method::Notify) {
+        return Route::Local;
+    }
+    match msg.request_uri().map(Uri::parse_request_uri) {
+        Some(Ok(uri)) => Route::Shard(shard_for(&Aor::from_uri(&uri), shards)),
+        _ => Route::Local,
+    }
+}
+
+/// Stateless reply for a request the edge cannot queue (hand-off queue full): 503 +
+/// Retry-After, appended to `out`; returns its length. `None` for responses and ACK.
+pub fn reply_overloaded(
+    bytes: &[u8],
+    retry_after_s: u32,
+    out: &mut Vec<u8>,
+    limits: &Limits,
+) -> Option<usize> {
+    let mut slots = [Header::EMPTY; MAX_HEADER_SLOTS];
+    let n = limits.max_headers.clamp(1, MAX_HEADER_SLOTS);
+    let msg = match parse(bytes, &mut slots[..n], Framing::Datagram, limits) {
+        Ok(Status::Complete(m)) => m,
+        _ => return None,
+    };
+    if !msg.is_request() || msg.method() == Some(Method::Ack) || msg.via().is_err() {
+        return None;
+    }
+    let mut buf = Vec::new();
+    let mut w = ResponseWriter::new(&mut buf, &msg, 503, "Service Unavailable", None);
+    w.header_u32("Retry-After", retry_after_s);
+    w.finish();
+    out.extend_from_slice(&buf);
+    Some(buf.len())
+}

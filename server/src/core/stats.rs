@@ -1,0 +1,83 @@
+//! Per-shard counters, plain integers so the edge can copy them out while running.
+
+use std::fmt;
+
+/// Counters of one shard's core. Cheap to copy; `Display` prints `name=value` pairs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub rx_requests: u64,
+    pub rx_responses: u64,
+    pub rx_subscribe: u64,
+    pub rx_publish: u64,
+    pub rx_notify: u64,
+    pub rx_options: u64,
+    pub rx_other: u64,
+    pub rx_retransmissions: u64,
+    pub rx_dropped: u64,
+    pub rx_stray_responses: u64,
+    pub tx_responses: u64,
+    pub tx_2xx: u64,
+    pub tx_4xx: u64,
+    pub tx_5xx: u64,
+    pub tx_6xx: u64,
+    pub notify_sent: u64,
+    pub notify_retransmitted: u64,
+    pub notify_failed: u64,
+    pub notify_coalesced: u64,
+    pub subscriptions: u64,
+    pub presentities: u64,
+    pub publications: u64,
+    pub subscriptions_expired: u64,
+    pub publications_expired: u64,
+    pub server_tx_evicted: u64,
+    pub misrouted: u64,
+    pub pending_transmits: u64,
+    pub pending_persist: u64,
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        macro_rules! fields {
+            ($($n:ident),*) => {{
+                let mut first = true;
+                $(
+                    if !first { f.write_str(" ")?; }
+                    first = false;
+                    write!(f, concat!(stringify!($n), "={}"), self.$n)?;
+                )*
+                let _ = first;
+                Ok(())
+            }};
+        }
+        fields!(
+            rx_requests,
+            rx_responses,
+            rx_subscribe,
+            rx_publish,
+            rx_notify,
+            rx_options,
+            rx_other,
+            rx_retransmissions,
+            rx_dropped,
+            rx_stray_responses,
+            tx_responses,
+            tx_2xx,
+            tx_4xx,
+            tx_5xx,
+            tx_6xx,
+            notify_sent,
+            notify_retransmitted,
+            notify_failed,
+            notify_coalesced,
+            subscriptions,
+            presentities,
+            publications,
+            subscriptions_expired,
+            publications_expired,
+            server_tx_evicted,
+            misrouted,
+            pending_transmits,
+            pending_persist
+        )
+    }
+}

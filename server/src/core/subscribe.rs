@@ -1,0 +1,253 @@
+//! The SUBSCRIBE path (RFC 6665 §4.2.1, RFC 3856 §6): create, refresh, fetch and end
+//! subscription dialogs. Every accepted SUBSCRIBE gets a 200 (RFC 6665 deprecates 202)
+//! with our To-tag, Expires and Contact, and is followed at once by a NOTIFY.
+
+use super::auth::{authorize, AuthDecision};
+use super::routing::{Extra, Reason, Reject};
+use super::subscription::{DialogStrings, Subscription, TermReason};
+use super::tags::{aor_hash, Token};
+use super::{Add, Core, Instant, Peer};
+use sip_parser::{Aor, FieldError, HeaderKind, Message, Scheme, Uri, UriError};
+
+/// Request-URI → presentity AoR, or the right refusal.
+pub(super) fn request_aor(msg: &Message<'_, '_>) -> Result<Aor, Reject> {
+    let raw = msg.request_uri().unwrap_or(b"");
+    match Uri::parse_request_uri(raw) {
+        Ok(uri) if uri.scheme != Scheme::Tel && uri.host.is_empty() => {
+            Err(Reject::text(400, "Bad Request-URI"))
+        }
+        Ok(uri) => Ok(Aor::from_uri(&uri)),
+        Err(UriError::UnsupportedScheme) => Err(Reject::std(416)),
+        Err(_) => Err(Reject::text(400, "Bad Request-URI")),
+    }
+}
+
+impl Core {
+    /// Expires of a request: default when absent, 423 below the minimum, clamped to `max`.
+    pub(super) fn granted_expires(
+        &self,
+        msg: &Message<'_, '_>,
+        default: u32,
+        max: u32,
+    ) -> Result<u32, Reject> {
+        let e = msg.expires()?.unwrap_or(default);
+        if e != 0 && e < self.cfg.min_expires {
+            return Err(Reject::new(
+                423,
+                Reason::Std,
+                Extra::MinExpires(self.cfg.min_expires),
+            ));
+        }
+        Ok(e.min(max))
+    }
+
+    pub(super) fn on_subscribe(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        key: u64,
+        msg: &Message<'_, '_>,
+    ) -> Result<(), Reject> {
+        if self.persist_backlog() {
+            return Err(Reject::new(
+                500,
+                Reason::Text("Store backlog"),
+                Extra::RetryAfter(1),
+            ));
+        }
+        let to = msg.to()?;
+        let event = msg.event()?.ok_or(FieldError::Missing(HeaderKind::Event))?;
+        let pkg = self.package_index(event.full_name()).ok_or(Reject::new(
+            489,
+            Reason::Std,
+            Extra::AllowEvents,
+        ))?;
+        if let Some(tag) = to.tag() {
+            return self.on_refresh(now, peer, key, msg, tag, pkg, event.id);
+        }
+        let aor = request_aor(msg)?;
+        if !self.domain_served(aor.host()) {
+            return Err(Reject::text(403, "Domain not served here"));
+        }
+        let max = self.cfg.max_expires_subscribe;
+        let expires =
+            self.granted_expires(msg, self.packages[pkg as usize].default_expires(), max)?;
+        let contact = msg
+            .contact()?
+            .ok_or(FieldError::Missing(HeaderKind::Contact))?;
+        if contact.is_star() {
+            return Err(Reject::field(FieldError::Malformed(HeaderKind::Contact)));
+        }
+        let from = msg.from()?;
+        let from_tag = from.tag().ok_or(Reject::text(400, "Missing From tag"))?;
+        let watcher = from.parse_uri().ok().map(|u| Aor::from_uri(&u));
+        let hash = aor_hash(aor.as_bytes());
+        self.owns(hash);
+        let auth = authorize(watcher.as_ref(), &aor, self.packages[pkg as usize].name());
+        if auth == AuthDecision::Terminated {
+            return Err(Reject::text(403, "Subscription refused by policy"));
+        }
+        if expires != 0 && self.subs.len() >= self.cfg.max_subscriptions {
+            return Err(Reject::new(
+                503,
+                Reason::Text("Subscription table full"),
+                Extra::RetryAfter(60),
+            ));
+        }
+        let pkey = (aor, pkg);
+        let slot = match self.pres.lookup(&pkey) {
+            Some(s) => s,
+            None => {
+                if self.pres.len() >= self.cfg.max_presentities {
+                    return Err(Reject::new(
+                        503,
+                        Reason::Text("Presentity table full"),
+                        Extra::RetryAfter(60),
+                    ));
+                }
+                self.pres.insert(pkey.0, hash, pkg)
+            }
+        };
+        if self
+            .pres
+            .get(slot)
+            .is_some_and(|p| p.watchers.len() >= self.cfg.max_subscriptions_per_presentity)
+        {
+            self.pres.gc(slot);
+            return Err(Reject::new(
+                503,
+                Reason::Text("Too many watchers for this presentity"),
+                Extra::RetryAfter(60),
+            ));
+        }
+        let mut routes = Vec::new();
+        for rr in msg.values(HeaderKind::RecordRoute) {
+            if !routes.is_empty() {
+                routes.extend_from_slice(b", ");
+            }
+            routes.extend_from_slice(rr);
+        }
+        let strings = DialogStrings {
+            call_id: msg.call_id()?,
+            from_tag,
+            from_hdr: msg.header(HeaderKind::From).unwrap_or(b""),
+            to_hdr: msg.header(HeaderKind::To).unwrap_or(b""),
+            contact: contact.addr.uri,
+            routes: &routes,
+            event_id: event.id,
+        };
+        let id = self.fresh_sub_id();
+        let cseq = msg.cseq()?.seq;
+        let expires_at = now.add_millis(expires as u64 * 1000);
+        let mut sub = Subscription::new(id, hash, slot, pkg, strings, cseq, peer, expires_at);
+        sub.auth = auth;
+        if auth == AuthDecision::Pending {
+            sub.status = super::SubStatus::Pending;
+        }
+        self.subs.insert(id, sub);
+        if let Some(p) = self.pres.get_mut(slot) {
+            p.watchers.push(id);
+        }
+        let tag = Token::new(hash, id);
+        let mut gate = 0;
+        if expires == 0 {
+            // Fetch (RFC 6665 §4.4.3): one NOTIFY with the state, then the dialog ends.
+            if let Some(s) = self.subs.get_mut(&id) {
+                s.status = super::SubStatus::Terminated;
+                s.reason = Some(TermReason::Timeout);
+            }
+        } else {
+            self.arm_sub_expiry(id);
+            gate = {
+                let s = self.persist_put_sub(id);
+                self.gate_of(s)
+            };
+            if let Some(s) = self.subs.get_mut(&id) {
+                s.gate = gate;
+            }
+        }
+        let adds = [Add::Expires(expires), Add::Contact];
+        self.respond(
+            now,
+            peer,
+            key,
+            msg,
+            200,
+            Reason::Std,
+            Some(tag.as_bytes()),
+            &adds,
+            gate,
+        );
+        self.mark_changed(id);
+        Ok(())
+    }
+
+    /// SUBSCRIBE inside an existing dialog: refresh, or unsubscribe with `Expires: 0`.
+    #[allow(clippy::too_many_arguments)]
+    fn on_refresh(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        key: u64,
+        msg: &Message<'_, '_>,
+        tag: &[u8],
+        pkg: super::package::PkgId,
+        event_id: Option<&[u8]>,
+    ) -> Result<(), Reject> {
+        const GONE: Reject = Reject::text(481, "Subscription does not exist");
+        let (_, id) = Token::decode(tag).ok_or(GONE)?;
+        let call_id = msg.call_id()?;
+        let from_tag = msg.from()?.tag();
+        let cseq = msg.cseq()?.seq;
+        let sub = self.subs.get(&id).ok_or(GONE)?;
+        let s = sub.strings();
+        if s.call_id != call_id
+            || Some(s.from_tag) != from_tag
+            || sub.pkg != pkg
+            || s.event_id != event_id
+            || !sub.is_live()
+        {
+            return Err(GONE);
+        }
+        if cseq <= sub.remote_cseq {
+            return Err(Reject::text(500, "CSeq out of order"));
+        }
+        let max = self.cfg.max_expires_subscribe;
+        let expires =
+            self.granted_expires(msg, self.packages[pkg as usize].default_expires(), max)?;
+        let contact = match msg.contact()? {
+            Some(c) if c.is_star() => {
+                return Err(Reject::field(FieldError::Malformed(HeaderKind::Contact)))
+            }
+            Some(c) => Some(c.addr.uri),
+            None => None,
+        };
+        let sub = self.subs.get_mut(&id).ok_or(GONE)?;
+        sub.remote_cseq = cseq;
+        sub.peer = peer;
+        if let Some(c) = contact {
+            sub.set_contact(c);
+        }
+        let gate;
+        if expires == 0 {
+            gate = {
+                let s = self.terminate(id, TermReason::Timeout);
+                self.gate_of(s)
+            };
+        } else {
+            sub.expires_at = now.add_millis(expires as u64 * 1000);
+            self.arm_sub_expiry(id);
+            gate = {
+                let s = self.persist_put_sub(id);
+                self.gate_of(s)
+            };
+            if let Some(s) = self.subs.get_mut(&id) {
+                s.gate = s.gate.max(gate);
+            }
+        }
+        let adds = [Add::Expires(expires), Add::Contact];
+        self.respond(now, peer, key, msg, 200, Reason::Std, None, &adds, gate);
+        self.mark_changed(id);
+        Ok(())
+    }
+}

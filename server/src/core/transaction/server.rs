@@ -1,0 +1,184 @@
+//! Non-INVITE server transactions (RFC 3261 §17.2.2).
+//!
+//! Every request we answer gets its final response at once, so each transaction is born
+//! "Completed" and only lives to replay that response to retransmissions until Timer J
+//! (64·T1 over UDP, 0 over TCP). Completed transactions therefore expire in creation
+//! order: a FIFO ring is the whole timer machinery, and its capacity bounds memory. When
+//! full, the oldest transaction is evicted early (counted) rather than growing.
+
+use super::IdMap;
+use crate::core::{Instant, Peer};
+use std::collections::VecDeque;
+
+/// One answered request.
+#[derive(Debug)]
+pub struct ServerTx {
+    /// Keyed hash of branch + sent-by + method (RFC 3261 §17.2.3).
+    pub key: u64,
+    pub peer: Peer,
+    /// The final response, replayed verbatim.
+    pub response: Vec<u8>,
+    pub expires: Instant,
+    /// The response left through `poll_transmit` at least once (before that a
+    /// retransmitted request is absorbed silently).
+    pub sent: bool,
+}
+
+/// Sequence number of a transaction in the ring (stable while it lives).
+pub type TxSeq = u64;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum InsertError {
+    /// The oldest transaction's response has not even been sent yet: overloaded.
+    Full,
+}
+
+#[derive(Debug)]
+pub struct ServerTxs {
+    ring: VecDeque<ServerTx>,
+    first: TxSeq,
+    index: IdMap<TxSeq>,
+    cap: usize,
+    spare: Vec<Vec<u8>>,
+    pub evicted: u64,
+}
+
+/// Spare response buffers kept for reuse.
+const MAX_SPARE_BUFFERS: usize = 1024;
+
+impl ServerTxs {
+    pub fn new(cap: usize) -> ServerTxs {
+        ServerTxs {
+            ring: VecDeque::new(),
+            first: 0,
+            index: IdMap::default(),
+            cap: cap.max(1),
+            spare: Vec::new(),
+            evicted: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+
+    pub fn lookup(&self, key: u64) -> Option<TxSeq> {
+        self.index.get(&key).copied()
+    }
+
+    pub fn get(&self, seq: TxSeq) -> Option<&ServerTx> {
+        let i = seq.checked_sub(self.first)?;
+        self.ring.get(i as usize)
+    }
+
+    pub fn get_mut(&mut self, seq: TxSeq) -> Option<&mut ServerTx> {
+        let i = seq.checked_sub(self.first)?;
+        self.ring.get_mut(i as usize)
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(tx) = self.ring.pop_front() {
+            if self.index.get(&tx.key) == Some(&self.first) {
+                self.index.remove(&tx.key);
+            }
+            self.first += 1;
+            if self.spare.len() < MAX_SPARE_BUFFERS {
+                let mut b = tx.response;
+                b.clear();
+                self.spare.push(b);
+            }
+        }
+    }
+
+    /// Forgets transactions whose Timer J fired and whose response has been sent.
+    pub fn expire(&mut self, now: Instant) {
+        while let Some(f) = self.ring.front() {
+            if f.expires > now || !f.sent {
+                break;
+            }
+            self.pop_front();
+        }
+    }
+
+    /// Creates a transaction; its (cleared) response buffer is to be filled by the caller.
+    pub fn insert(
+        &mut self,
+        now: Instant,
+        key: u64,
+        peer: Peer,
+        timer_j_ms: u64,
+    ) -> Result<TxSeq, InsertError> {
+        self.expire(now);
+        if self.ring.len() >= self.cap {
+            match self.ring.front() {
+                Some(f) if f.sent => {
+                    self.evicted += 1;
+                    self.pop_front();
+                }
+                _ => return Err(InsertError::Full),
+            }
+        }
+        let seq = self.first + self.ring.len() as u64;
+        let response = self.spare.pop().unwrap_or_default();
+        self.ring.push_back(ServerTx {
+            key,
+            peer,
+            response,
+            expires: now.add_millis(timer_j_ms),
+            sent: false,
+        });
+        self.index.insert(key, seq);
+        Ok(seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::Transport;
+
+    fn peer() -> Peer {
+        Peer {
+            transport: Transport::Udp,
+            addr: "127.0.0.1:5060".parse().unwrap(),
+            conn: None,
+        }
+    }
+
+    #[test]
+    fn absorbs_then_expires() {
+        let mut t = ServerTxs::new(8);
+        let s = t.insert(Instant(0), 42, peer(), 32_000).unwrap();
+        assert_eq!(t.lookup(42), Some(s));
+        t.expire(Instant(40_000));
+        assert_eq!(t.lookup(42), Some(s), "unsent responses are kept");
+        t.get_mut(s).unwrap().sent = true;
+        t.expire(Instant(31_999));
+        assert_eq!(t.lookup(42), Some(s));
+        t.expire(Instant(32_000));
+        assert_eq!(t.lookup(42), None);
+        assert!(t.get(s).is_none());
+    }
+
+    #[test]
+    fn bounded_evicts_oldest_sent_or_refuses() {
+        let mut t = ServerTxs::new(2);
+        let a = t.insert(Instant(0), 1, peer(), 32_000).unwrap();
+        let b = t.insert(Instant(0), 2, peer(), 32_000).unwrap();
+        assert_eq!(
+            t.insert(Instant(0), 3, peer(), 32_000),
+            Err(InsertError::Full)
+        );
+        t.get_mut(a).unwrap().sent = true;
+        let c = t.insert(Instant(0), 3, peer(), 32_000).unwrap();
+        assert_eq!(t.evicted, 1);
+        assert_eq!(t.lookup(1), None);
+        assert_eq!(t.lookup(2), Some(b));
+        assert_eq!(t.lookup(3), Some(c));
+        assert_eq!(t.len(), 2);
+    }
+}
