@@ -1,0 +1,8 @@
+//! herald server library: the sans-IO core (`core`), the glommio edge (`edge`) and the
+//! command line (`cli`).
+
+pub mod cli;
+pub mod core;
+pub mod edge;
+pub mod persist;
+pub mod xcap_front;

@@ -1,0 +1,291 @@
+//! Driver and load tests: a fake core on a real glommio executor, a real LMDB store.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sip_parser::Aor;
+use store::{Store, StoreOptions};
+
+use super::*;
+use crate::core::{
+    Instant, PersistOp, PublicationRecord, ShardId, SubStatus, SubscriptionRecord, Transport,
+};
+
+/// A private directory removed on drop (server has no tempfile dev-dependency).
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "herald-persist-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[derive(Default)]
+struct FakeCore {
+    queue: VecDeque<PersistOp>,
+    persisted: Vec<u64>,
+    /// For each handle_persisted: was every op up to that seq visible in the store?
+    store: Option<Arc<Store>>,
+    violations: u32,
+}
+
+impl PersistCore for FakeCore {
+    fn poll_persist(&mut self) -> Option<PersistOp> {
+        self.queue.pop_front()
+    }
+    fn handle_persisted(&mut self, _now: Instant, up_to_seq: u64) {
+        if let Some(st) = &self.store {
+            // The publication with this seq must already be committed (readable).
+            let aor = format!("sip:u{up_to_seq}@example.com");
+            let r = st.read_txn().unwrap();
+            let k = store::PresentityKey {
+                presentity: aor.as_bytes(),
+                event: b"presence",
+                etag: b"etag",
+            };
+            if st.get_presentity(&r, k).unwrap().is_none() {
+                self.violations += 1;
+            }
+        }
+        self.persisted.push(up_to_seq);
+    }
+}
+
+fn publication(seq: u64, expires_at: u64) -> PersistOp {
+    PersistOp::PutPublication {
+        seq,
+        rec: PublicationRecord {
+            presentity: Aor::parse(format!("sip:u{seq}@example.com").as_bytes()).unwrap(),
+            event: b"presence".to_vec(),
+            etag: b"etag".to_vec(),
+            expires_at: Instant::from_millis(expires_at),
+            content_type: b"application/pidf+xml".to_vec(),
+            body: b"<presence/>".to_vec(),
+            order: seq,
+        },
+    }
+}
+
+fn subscription(id: u64, expires_at: u64) -> SubscriptionRecord {
+    SubscriptionRecord {
+        id,
+        presentity: Aor::parse(b"sip:p@example.com").unwrap(),
+        event: b"presence".to_vec(),
+        event_id: Some(b"7".to_vec()),
+        call_id: b"c@h".to_vec(),
+        from_tag: b"ft".to_vec(),
+        to_tag: b"tt".to_vec(),
+        from_uri: b"<sip:w@example.com>".to_vec(),
+        to_uri: b"<sip:p@example.com>".to_vec(),
+        remote_cseq: 4,
+        local_cseq: 9,
+        route_set: b"<sip:proxy;lr>".to_vec(),
+        contact: b"sip:w@192.0.2.1".to_vec(),
+        transport: Transport::Tcp,
+        peer: "192.0.2.1:5070".parse().unwrap(),
+        status: SubStatus::Active,
+        reason: None,
+        expires_at: Instant::from_millis(expires_at),
+        version: 3,
+    }
+}
+
+fn opts() -> StoreOptions {
+    StoreOptions {
+        initial_map_size: 1 << 20,
+        max_map_size: 64 << 20,
+        no_sync: true,
+        ..Default::default()
+    }
+}
+
+fn run_local<F: std::future::Future<Output = ()> + 'static>(
+    f: impl FnOnce() -> F + Send + 'static,
+) {
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(1 << 20)
+        .spawn(move || async move { f().await })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+#[test]
+fn sync_driver_group_commits_and_acks_only_after_commit() {
+    let dir = TempDir::new();
+    let st = Arc::new(Store::open(dir.path(), &opts()).unwrap());
+    let st2 = st.clone();
+    run_local(move || async move {
+        let core = Rc::new(RefCell::new(FakeCore {
+            store: Some(st2.clone()),
+            ..Default::default()
+        }));
+        let driver = Rc::new(Driver::new(ShardId(0), Some(st2), Durability::Sync));
+        let kick = driver.kick();
+        let (c, d) = (core.clone(), driver.clone());
+        let task = glommio::spawn_local(async move {
+            d.run(&c, || Instant::from_millis(1_000), || {}).await;
+        });
+        // Bursts of ops: while a commit runs the next ops queue up (group commit).
+        let mut seq = 0;
+        for _ in 0..20 {
+            for _ in 0..10 {
+                seq += 1;
+                core.borrow_mut().queue.push_back(publication(seq, 10_000));
+            }
+            kick.notify();
+            glommio::yield_if_needed().await;
+            glommio::timer::sleep(Duration::from_micros(200)).await;
+        }
+        for _ in 0..500 {
+            if core.borrow().persisted.last() == Some(&seq) {
+                break;
+            }
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+        let c = core.borrow();
+        assert_eq!(c.persisted.last(), Some(&seq), "every op acknowledged");
+        assert!(c.persisted.windows(2).all(|w| w[0] < w[1]), "acks in order");
+        assert_eq!(c.violations, 0, "no ack before its commit");
+        let s = driver.stats();
+        assert_eq!(s.ops_committed, seq);
+        assert!(s.commits <= seq, "{s:?}");
+        drop(c);
+        drop(task);
+    });
+    let r = st.read_txn().unwrap();
+    assert_eq!(st.counts(&r).unwrap().presentity, 200);
+}
+
+#[test]
+fn none_mode_discards_and_acks() {
+    run_local(|| async {
+        let core = Rc::new(RefCell::new(FakeCore::default()));
+        let driver = Rc::new(Driver::new(ShardId(0), None, Durability::None));
+        core.borrow_mut()
+            .queue
+            .extend([publication(1, 5), publication(2, 5)]);
+        let (c, d) = (core.clone(), driver.clone());
+        let _task =
+            glommio::spawn_local(async move { d.run(&c, || Instant::from_millis(1), || {}).await });
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+        assert_eq!(core.borrow().persisted, vec![2]);
+        assert_eq!(driver.stats().ops_discarded, 2);
+    });
+}
+
+#[test]
+fn periodic_mode_writes_behind() {
+    let dir = TempDir::new();
+    let st = Arc::new(Store::open(dir.path(), &opts()).unwrap());
+    let st2 = st.clone();
+    run_local(move || async move {
+        let core = Rc::new(RefCell::new(FakeCore::default()));
+        let driver = Rc::new(Driver::new(
+            ShardId(0),
+            Some(st2),
+            "periodic=20".parse().unwrap(),
+        ));
+        core.borrow_mut()
+            .queue
+            .extend((1..=5).map(|s| publication(s, 50_000)));
+        let (c, d) = (core.clone(), driver.clone());
+        let _task =
+            glommio::spawn_local(async move { d.run(&c, || Instant::from_millis(1), || {}).await });
+        for _ in 0..200 {
+            if core.borrow().persisted.last() == Some(&5) {
+                break;
+            }
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(core.borrow().persisted.last(), Some(&5));
+    });
+    let r = st.read_txn().unwrap();
+    assert_eq!(st.counts(&r).unwrap().presentity, 5);
+}
+
+#[test]
+fn committed_ops_load_back_as_core_records_minus_expired_and_deleted() {
+    let dir = TempDir::new();
+    let st = Store::open(dir.path(), &opts()).unwrap();
+    let live = subscription(42, 90_000);
+    let ops = vec![
+        publication(1, 90_000),
+        publication(2, 1_000), // expired by load time
+        publication(3, 90_000),
+        PersistOp::DeletePublication {
+            seq: 4,
+            presentity: Aor::parse(b"sip:u3@example.com").unwrap(),
+            event: b"presence".to_vec(),
+            etag: b"etag".to_vec(),
+        },
+        PersistOp::PutSubscription {
+            seq: 5,
+            rec: live.clone(),
+        },
+        PersistOp::PutSubscription {
+            seq: 6,
+            rec: subscription(43, 90_000),
+        },
+        PersistOp::DeleteSubscription {
+            seq: 7,
+            id: 43,
+            presentity: Aor::parse(b"sip:p@example.com").unwrap(),
+            event: b"presence".to_vec(),
+        },
+    ];
+    assert_eq!(
+        driver::commit_batch(&st, &ops, store::UnixMillis(500)).unwrap(),
+        0
+    );
+    let loaded = load_shard(&st, ShardId(0), Instant::from_millis(2_000)).unwrap();
+    assert_eq!(loaded.expired.presentities, 1);
+    assert_eq!(loaded.publications.len(), 1);
+    let PersistOp::PutPublication { rec, .. } = &ops[0] else {
+        unreachable!()
+    };
+    assert_eq!(&loaded.publications[0], rec);
+    assert_eq!(loaded.subscriptions, vec![live]);
+}
+
+#[test]
+fn open_data_dir_uses_the_core_shard_function() {
+    let dir = TempDir::new();
+    let stores = open_data_dir(dir.path(), 2, &opts()).unwrap();
+    let ops: Vec<PersistOp> = (1..=40).map(|s| publication(s, 90_000)).collect();
+    // Write everything to shard 0 on purpose; reopening with 3 shards must place each
+    // record by core::shard_for.
+    driver::commit_batch(&stores[0], &ops, store::UnixMillis(1)).unwrap();
+    drop(stores);
+    let stores = open_data_dir(dir.path(), 3, &opts()).unwrap();
+    let mut total = 0;
+    for (i, st) in stores.iter().enumerate() {
+        let l = load_shard(st, ShardId(i as u16), Instant::from_millis(2)).unwrap();
+        for p in &l.publications {
+            assert_eq!(crate::core::shard_for(&p.presentity, 3), ShardId(i as u16));
+        }
+        total += l.publications.len();
+    }
+    assert_eq!(total, 40);
+}

@@ -1,0 +1,446 @@
+//! Management commands (OpenSIPS presence MI: `pres_phtable_list`, `subs_phtable_list`,
+//! `pres_expose`, `cleanup`), plus `check`. Structured rows for programs, `render_*` for the
+//! `herald store ...` text output.
+//!
+//! They work on a stopped server's data directory and on a running one: listing and
+//! checking use read transactions only (LMDB readers never block the server's writer, and
+//! see the last committed state). `cleanup` writes: each pass takes the shard environment's
+//! write lock for one transaction of at most [`CLEANUP_BATCH`] deletions, so the server's
+//! next commit on that shard waits at most that long.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use regex::bytes::Regex;
+
+use crate::env::{Store, StoreOptions};
+use crate::error::{Result, StoreError};
+use crate::keys::RecordKey;
+use crate::layout::{existing_shards, shard_dir, ShardFn};
+use crate::records::{SubStatus, TransportKind, UnixMillis};
+
+/// Deletions per cleanup transaction.
+pub const CLEANUP_BATCH: usize = 10_000;
+
+/// Problems listed in a check report (the count is always complete).
+pub const MAX_REPORTED_PROBLEMS: usize = 100;
+
+/// Opens every shard environment found under `data_dir` (no redistribution, no layout
+/// change): for the `herald store` commands. Errors if there is none.
+pub fn open_data_dir(data_dir: &Path, opts: &StoreOptions) -> Result<Vec<(u16, Arc<Store>)>> {
+    let shards = existing_shards(data_dir)?;
+    if shards.is_empty() {
+        return Err(StoreError::InvalidArgument(format!(
+            "no shard environments (shard-NNN/data.mdb) under {}",
+            data_dir.display()
+        )));
+    }
+    shards
+        .into_iter()
+        .map(|i| Ok((i, Arc::new(Store::open(&shard_dir(data_dir, i), opts)?))))
+        .collect()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn compile(re: Option<&str>) -> Result<Option<Regex>> {
+    re.map(|r| {
+        Regex::new(r).map_err(|e| StoreError::InvalidArgument(format!("bad regex {r:?}: {e}")))
+    })
+    .transpose()
+}
+
+/// One publication (`pres_phtable_list`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PresentityRow {
+    pub shard: u16,
+    pub presentity: String,
+    pub event: String,
+    pub etag: String,
+    pub expires_at: UnixMillis,
+    pub received_at: UnixMillis,
+    pub content_type: String,
+    pub body_len: usize,
+}
+
+/// One subscription dialog (`subs_phtable_list`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubscriptionRow {
+    pub shard: u16,
+    pub presentity: String,
+    pub dialog_id: String,
+    /// From of the SUBSCRIBE (name-addr).
+    pub watcher: String,
+    pub event: String,
+    pub event_id: Option<String>,
+    pub call_id: String,
+    pub from_tag: String,
+    pub to_tag: String,
+    pub local_cseq: u32,
+    pub remote_cseq: u32,
+    pub contact: String,
+    pub transport: TransportKind,
+    pub peer: std::net::SocketAddr,
+    /// Bytes of the Route header value (0 = no route set).
+    pub route_set_len: usize,
+    pub status: SubStatus,
+    pub reason: Option<String>,
+    pub expires_at: UnixMillis,
+    pub version: u64,
+}
+
+/// Every publication, optionally only of `event` and of presentities matching
+/// `presentity_regex` (`pres_expose`).
+pub fn list_presentities(
+    stores: &[(u16, Arc<Store>)],
+    event: Option<&str>,
+    presentity_regex: Option<&str>,
+) -> Result<Vec<PresentityRow>> {
+    let re = compile(presentity_regex)?;
+    let mut rows = Vec::new();
+    for (shard, s) in stores {
+        let r = s.read_txn()?;
+        for item in s.iter_presentities(&r)? {
+            let (k, v) = item?;
+            if event.is_some_and(|e| e.as_bytes() != k.event)
+                || re.as_ref().is_some_and(|re| !re.is_match(k.presentity))
+            {
+                continue;
+            }
+            rows.push(PresentityRow {
+                shard: *shard,
+                presentity: text(k.presentity),
+                event: text(k.event),
+                etag: text(k.etag),
+                expires_at: v.expires_at.get(),
+                received_at: v.received_at.get(),
+                content_type: text(&v.content_type),
+                body_len: v.body.len(),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// Every subscription dialog, optionally only of `event` and of presentities matching
+/// `presentity_regex`.
+pub fn list_subscriptions(
+    stores: &[(u16, Arc<Store>)],
+    event: Option<&str>,
+    presentity_regex: Option<&str>,
+) -> Result<Vec<SubscriptionRow>> {
+    let re = compile(presentity_regex)?;
+    let mut rows = Vec::new();
+    for (shard, s) in stores {
+        let r = s.read_txn()?;
+        for item in s.iter_subscriptions(&r)? {
+            let (k, v) = item?;
+            if event.is_some_and(|e| e.as_bytes() != v.event.as_slice())
+                || re.as_ref().is_some_and(|re| !re.is_match(k.presentity))
+            {
+                continue;
+            }
+            rows.push(SubscriptionRow {
+                shard: *shard,
+                presentity: text(k.presentity),
+                dialog_id: text(k.dialog_id),
+                watcher: text(&v.from_uri),
+                event: text(&v.event),
+                event_id: v.event_id.as_ref().map(|b| text(b)),
+                call_id: text(&v.call_id),
+                from_tag: text(&v.from_tag),
+                to_tag: text(&v.to_tag),
+                local_cseq: v.local_cseq.to_native(),
+                remote_cseq: v.remote_cseq.to_native(),
+                contact: text(&v.contact),
+                transport: v.transport.get(),
+                peer: v.peer.as_socket_addr(),
+                route_set_len: v.route_set.len(),
+                status: v.status.get(),
+                reason: v.reason.as_ref().map(|b| text(b)),
+                expires_at: v.expires_at.get(),
+                version: v.version.to_native(),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+fn expires_in(at: UnixMillis, now: UnixMillis) -> String {
+    if at <= now {
+        "expired".into()
+    } else {
+        format!("{}s", (at.0 - now.0) / 1000)
+    }
+}
+
+/// Text table of `list_presentities`, with expiry relative to `now`.
+pub fn render_presentities(rows: &[PresentityRow], now: UnixMillis) -> String {
+    let mut out = String::new();
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "shard={} presentity={} event={} etag={} expires={} content_type={} body={}B",
+            r.shard,
+            r.presentity,
+            r.event,
+            r.etag,
+            expires_in(r.expires_at, now),
+            r.content_type,
+            r.body_len
+        );
+    }
+    let _ = writeln!(out, "{} publication(s)", rows.len());
+    out
+}
+
+/// Text table of `list_subscriptions`.
+pub fn render_subscriptions(rows: &[SubscriptionRow], now: UnixMillis) -> String {
+    let mut out = String::new();
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "shard={} presentity={} watcher={} event={}{} status={}{} expires={} call-id={} from-tag={} to-tag={} \
+             cseq(local/remote)={}/{} contact={} via={:?}:{} route-bytes={} version={}",
+            r.shard,
+            r.presentity,
+            r.watcher,
+            r.event,
+            r.event_id.as_ref().map(|i| format!(";id={i}")).unwrap_or_default(),
+            r.status.as_str(),
+            r.reason.as_ref().map(|i| format!(";reason={i}")).unwrap_or_default(),
+            expires_in(r.expires_at, now),
+            r.call_id,
+            r.from_tag,
+            r.to_tag,
+            r.local_cseq,
+            r.remote_cseq,
+            r.contact,
+            r.transport,
+            r.peer,
+            r.route_set_len,
+            r.version
+        );
+    }
+    let _ = writeln!(out, "{} subscription(s)", rows.len());
+    out
+}
+
+/// What `cleanup` deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CleanupReport {
+    pub presentities: u64,
+    pub subscriptions: u64,
+}
+
+impl std::fmt::Display for CleanupReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "deleted {} expired publication(s), {} expired subscription(s)",
+            self.presentities, self.subscriptions
+        )
+    }
+}
+
+/// Deletes everything that expired at or before `now`, in transactions of at most
+/// [`CLEANUP_BATCH`] deletions.
+pub fn cleanup(stores: &[(u16, Arc<Store>)], now: UnixMillis) -> Result<CleanupReport> {
+    let mut rep = CleanupReport::default();
+    for (_, s) in stores {
+        cleanup_store(s, now, &mut rep)?;
+    }
+    Ok(rep)
+}
+
+/// `cleanup` of one environment (also used at shard load).
+///
+/// Deleting also needs free pages (copy-on-write): on a full map a big batch can fail, so
+/// the batch halves until it fits — this is how a full store gets its space back.
+pub fn cleanup_store(s: &Store, now: UnixMillis, rep: &mut CleanupReport) -> Result<()> {
+    let mut batch = CLEANUP_BATCH;
+    loop {
+        let c = match s.write(|s, w| s.cleanup_expired(w, now, batch)) {
+            Ok(c) => c,
+            Err(e) if e.is_map_full() && batch > 1 => {
+                batch /= 2;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        rep.presentities += c.presentities;
+        rep.subscriptions += c.subscriptions;
+        if !c.more {
+            return Ok(());
+        }
+    }
+}
+
+/// Result of `check`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    pub shards: usize,
+    pub presentities: u64,
+    pub subscriptions: u64,
+    pub watchers: u64,
+    pub xcap_documents: u64,
+    pub subscribers: u64,
+    pub expiry_entries: u64,
+    /// Total number of problems found.
+    pub problem_count: u64,
+    /// The first [`MAX_REPORTED_PROBLEMS`] problems, human-readable.
+    pub problems: Vec<String>,
+}
+
+impl CheckReport {
+    pub fn ok(&self) -> bool {
+        self.problem_count == 0
+    }
+    fn problem(&mut self, msg: String) {
+        self.problem_count += 1;
+        if self.problems.len() < MAX_REPORTED_PROBLEMS {
+            self.problems.push(msg);
+        }
+    }
+}
+
+impl std::fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} shard(s): {} publication(s), {} subscription(s), {} watcher(s), {} xcap document(s), {} subscriber(s), {} expiry entries",
+            self.shards, self.presentities, self.subscriptions, self.watchers, self.xcap_documents, self.subscribers, self.expiry_entries
+        )?;
+        for p in &self.problems {
+            writeln!(f, "PROBLEM: {p}")?;
+        }
+        if self.problem_count as usize > self.problems.len() {
+            writeln!(
+                f,
+                "... and {} more",
+                self.problem_count as usize - self.problems.len()
+            )?;
+        }
+        write!(
+            f,
+            "{}",
+            if self.ok() {
+                "check OK"
+            } else {
+                "check FAILED"
+            }
+        )
+    }
+}
+
+/// Verifies every record decodes, the expiry index and the tables agree both ways, the
+/// recorded shard layout is consistent, and (given the shard function) every record lives in
+/// its owner shard. Read-only.
+pub fn check(stores: &[(u16, Arc<Store>)], owner: Option<ShardFn<'_>>) -> Result<CheckReport> {
+    let mut rep = CheckReport {
+        shards: stores.len(),
+        ..Default::default()
+    };
+    let n = stores.len() as u16;
+    for (shard, s) in stores {
+        let shard = *shard;
+        let r = s.read_txn()?;
+        match s.shard_layout(&r)? {
+            Some((i, count)) if i == shard && count == n => {}
+            other => rep.problem(format!(
+                "shard {shard}: recorded layout {other:?}, expected ({shard}, {n})"
+            )),
+        }
+        let place = |rep: &mut CheckReport, table: &str, aor: &[u8]| {
+            if let Some(f) = owner {
+                let o = f(aor);
+                if o != shard {
+                    rep.problem(format!(
+                        "shard {shard}: {table} record of {} belongs to shard {o}",
+                        text(aor)
+                    ));
+                }
+            }
+        };
+        macro_rules! walk {
+            ($iter:expr, $count:expr, $table:expr, |$k:ident, $v:ident| $body:block) => {
+                for item in $iter {
+                    match item {
+                        Ok(($k, $v)) => {
+                            $count += 1;
+                            place(&mut rep, $table, &$k.owner_aor());
+                            $body
+                        }
+                        Err(e) => rep.problem(format!("shard {shard}: {e}")),
+                    }
+                }
+            };
+        }
+        walk!(
+            s.iter_presentities(&r)?,
+            rep.presentities,
+            "presentity",
+            |k, v| {
+                let at = v.expires_at.get();
+                if !s.has_expiry_entry(
+                    &r,
+                    at,
+                    crate::keys::ExpiringTable::Presentity,
+                    &k.to_vec()?,
+                )? {
+                    rep.problem(format!(
+                        "shard {shard}: publication {k:?} has no expiry index entry"
+                    ));
+                }
+            }
+        );
+        walk!(
+            s.iter_subscriptions(&r)?,
+            rep.subscriptions,
+            "active_watchers",
+            |k, v| {
+                let at = v.expires_at.get();
+                if !s.has_expiry_entry(
+                    &r,
+                    at,
+                    crate::keys::ExpiringTable::ActiveWatchers,
+                    &k.to_vec()?,
+                )? {
+                    rep.problem(format!(
+                        "shard {shard}: subscription {k:?} has no expiry index entry"
+                    ));
+                }
+            }
+        );
+        walk!(s.iter_watchers(&r)?, rep.watchers, "watchers", |_k, _v| {});
+        walk!(s.iter_xcap(&r)?, rep.xcap_documents, "xcap", |_k, _v| {});
+        walk!(
+            s.iter_subscribers(&r)?,
+            rep.subscribers,
+            "subscriber",
+            |_k, _v| {}
+        );
+        for item in s.iter_expiry(&r)? {
+            match item {
+                Ok((at, table, key)) => {
+                    rep.expiry_entries += 1;
+                    match s.has_record(&r, table, key) {
+                        Ok(Some(rec_at)) if rec_at == at => {}
+                        Ok(found) => rep.problem(format!(
+                            "shard {shard}: expiry entry {}@{} for {} points to {found:?}",
+                            table.name(),
+                            at.0,
+                            text(key)
+                        )),
+                        Err(e) => rep.problem(format!("shard {shard}: {e}")),
+                    }
+                }
+                Err(e) => rep.problem(format!("shard {shard}: {e}")),
+            }
+        }
+    }
+    Ok(rep)
+}

@@ -1,0 +1,304 @@
+//! One LMDB environment (one shard's data): opening, schema check, typed table handles,
+//! map growth and the transaction entry points.
+
+use std::path::{Path, PathBuf};
+use std::sync::{RwLock, RwLockReadGuard};
+
+use heed::types::Bytes;
+use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
+
+use crate::error::{is_mdb_map_full, is_mdb_map_resized, Result, StoreError};
+
+/// Schema of the stored records and keys. Bump on any incompatible change of `records` or
+/// `keys`; opening a data directory of another version fails with `SchemaMismatch`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Map sizes are kept a multiple of this (a multiple of every common page size).
+const MAP_GRANULE: usize = 64 << 10;
+
+pub(crate) type Db = Database<'static, Bytes, Bytes>;
+
+/// Sizing of one environment.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Map size on first open; doubles on demand (MapFull ⇒ grow and retry).
+    pub initial_map_size: usize,
+    /// Upper limit of the map size; reaching it gives `StoreError::MapFull`.
+    pub max_map_size: usize,
+    /// LMDB reader slots (readers are short: one per load, admin command or XCAP GET).
+    pub max_readers: u32,
+    /// Tests and benches only: commits skip fsync (`MDB_NOSYNC`). A killed process still
+    /// loses nothing (the data is in the page cache), an OS crash can. Never in production.
+    pub no_sync: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            initial_map_size: 64 << 20,
+            max_map_size: 16 << 30,
+            max_readers: 126,
+            no_sync: false,
+        }
+    }
+}
+
+/// One LMDB environment with its tables. `Send + Sync`: share it with `Arc` between the shard
+/// executor and the blocking thread that commits.
+pub struct Store {
+    pub(crate) env: Env<WithoutTls>,
+    pub(crate) path: PathBuf,
+    max_map_size: usize,
+    /// Held shared by every transaction, exclusively by a map resize: LMDB forbids resizing
+    /// while any transaction of this process is open.
+    gate: RwLock<()>,
+    pub(crate) presentity: Db,
+    pub(crate) active_watchers: Db,
+    pub(crate) watchers: Db,
+    pub(crate) xcap: Db,
+    pub(crate) subscriber: Db,
+    pub(crate) expiry: Db,
+    pub(crate) meta: Db,
+}
+
+/// A read transaction plus the resize gate. Derefs to heed's `RoTxn`; pass `&txn` to the
+/// `Store` functions. Keep it short: it pins old pages and delays a map resize.
+pub struct ReadTxn<'s> {
+    // Field order matters: the transaction ends before the gate is released.
+    txn: RoTxn<'s, WithoutTls>,
+    _gate: RwLockReadGuard<'s, ()>,
+}
+
+impl<'s> std::ops::Deref for ReadTxn<'s> {
+    type Target = RoTxn<'s, WithoutTls>;
+    fn deref(&self) -> &Self::Target {
+        &self.txn
+    }
+}
+
+fn round_map(size: usize) -> usize {
+    size.div_ceil(MAP_GRANULE).max(1) * MAP_GRANULE
+}
+
+impl Store {
+    /// Opens (creating if needed) the environment in directory `path`.
+    pub fn open(path: &Path, opts: &StoreOptions) -> Result<Store> {
+        let io = |source| StoreError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(path).map_err(io)?;
+        let max_map_size = round_map(opts.max_map_size);
+        let initial = round_map(opts.initial_map_size).min(max_map_size);
+        let mut eo = EnvOpenOptions::new().read_txn_without_tls();
+        eo.map_size(initial)
+            .max_dbs(8)
+            .max_readers(opts.max_readers);
+        if opts.no_sync {
+            // SAFETY: NO_SYNC only weakens durability against OS crashes (documented above).
+            unsafe { eo.flags(heed::EnvFlags::NO_SYNC) };
+        }
+        let lmdb = |source| StoreError::Lmdb {
+            path: path.to_owned(),
+            source,
+        };
+        // SAFETY: heed requires that the memory map is not modified outside LMDB while open
+        // (no truncation by another program); the data directory is herald's own.
+        let env = unsafe { eo.open(path) }.map_err(lmdb)?;
+        let wtxn = env.write_txn().map_err(lmdb)?;
+        let dbs = env
+            .create_databases_and_commit(wtxn, |o, w| -> heed::Result<_> {
+                let mut mk = |name| o.create_database::<Bytes, Bytes>(w, Some(name));
+                Ok(CommitOrAbort::<_, ()>::Commit([
+                    mk("presentity")?,
+                    mk("active_watchers")?,
+                    mk("watchers")?,
+                    mk("xcap")?,
+                    mk("subscriber")?,
+                    mk("expiry")?,
+                    mk("meta")?,
+                ]))
+            })
+            .map_err(lmdb)?
+            .unwrap_commit();
+        let [presentity, active_watchers, watchers, xcap, subscriber, expiry, meta] = dbs;
+        let store = Store {
+            env,
+            path: path.to_owned(),
+            max_map_size,
+            gate: RwLock::new(()),
+            presentity,
+            active_watchers,
+            watchers,
+            xcap,
+            subscriber,
+            expiry,
+            meta,
+        };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    fn check_schema(&self) -> Result<()> {
+        let found = {
+            let r = self.read_txn()?;
+            self.meta_u32(&r, META_SCHEMA)?
+        };
+        match found {
+            Some(v) if v == SCHEMA_VERSION => Ok(()),
+            Some(found) => Err(StoreError::SchemaMismatch {
+                path: self.path.clone(),
+                found,
+                expected: SCHEMA_VERSION,
+            }),
+            None => self.write(|s, w| s.put_meta(w, META_SCHEMA, &SCHEMA_VERSION.to_le_bytes())),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn lmdb(&self, source: heed::Error) -> StoreError {
+        StoreError::Lmdb {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn gate_read(&self) -> RwLockReadGuard<'_, ()> {
+        // A poisoned gate only means another thread panicked while holding it; the unit
+        // value it guards cannot be inconsistent.
+        self.gate.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a read transaction (never blocks on writers, also not on another process's).
+    pub fn read_txn(&self) -> Result<ReadTxn<'_>> {
+        for _ in 0..2 {
+            let gate = self.gate_read();
+            match self.env.read_txn() {
+                Ok(txn) => return Ok(ReadTxn { txn, _gate: gate }),
+                Err(e) if is_mdb_map_resized(&e) => {
+                    drop(gate);
+                    self.adopt_map_size()?;
+                }
+                Err(e) => return Err(self.lmdb(e)),
+            }
+        }
+        Err(self.lmdb(heed::Error::Mdb(heed::MdbError::MapResized)))
+    }
+
+    /// Runs `f` in a write transaction and commits it durably (fsync). If the map is full it
+    /// aborts, grows the map (up to the maximum) and runs `f` again, so `f` must only act
+    /// through the transaction. At the maximum: `StoreError::MapFull`, nothing written.
+    ///
+    /// Do not call while holding a `ReadTxn` of this store on the same thread.
+    pub fn write<R>(&self, mut f: impl FnMut(&Store, &mut RwTxn<'_>) -> Result<R>) -> Result<R> {
+        loop {
+            let gate = self.gate_read();
+            let mut txn = match self.env.write_txn() {
+                Ok(t) => t,
+                Err(e) if is_mdb_map_resized(&e) => {
+                    drop(gate);
+                    self.adopt_map_size()?;
+                    continue;
+                }
+                Err(e) => return Err(self.lmdb(e)),
+            };
+            let res = f(self, &mut txn);
+            let res = match res {
+                Ok(r) => txn.commit().map(|()| r).map_err(|e| self.lmdb(e)),
+                Err(e) => {
+                    drop(txn);
+                    Err(e)
+                }
+            };
+            drop(gate);
+            match res {
+                Err(StoreError::Lmdb { source, .. }) if is_mdb_map_full(&source) => self.grow()?,
+                other => return other,
+            }
+        }
+    }
+
+    /// Current map size in bytes.
+    pub fn map_size(&self) -> usize {
+        self.env.info().map_size
+    }
+
+    pub fn max_map_size(&self) -> usize {
+        self.max_map_size
+    }
+
+    fn grow(&self) -> Result<()> {
+        let _excl = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        let cur = self.env.info().map_size;
+        if cur >= self.max_map_size {
+            return Err(StoreError::MapFull {
+                path: self.path.clone(),
+                max_map_size: self.max_map_size,
+            });
+        }
+        let new = round_map(cur.saturating_mul(2)).min(self.max_map_size);
+        // SAFETY: the exclusive gate guarantees no transaction of this process is open.
+        unsafe { self.env.resize(new) }.map_err(|e| self.lmdb(e))
+    }
+
+    /// Another process grew the map: adopt its size (LMDB: set_mapsize(0)).
+    fn adopt_map_size(&self) -> Result<()> {
+        let _excl = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        // SAFETY: as in `grow`.
+        unsafe { self.env.resize(0) }.map_err(|e| self.lmdb(e))
+    }
+
+    // ---- meta ----
+
+    pub(crate) fn meta_u32(&self, txn: &RoTxn, key: &str) -> Result<Option<u32>> {
+        let v = self
+            .meta
+            .get(txn, key.as_bytes())
+            .map_err(|e| self.lmdb(e))?;
+        match v {
+            None => Ok(None),
+            Some(b) => {
+                let arr: [u8; 4] = b.try_into().map_err(|_| StoreError::Corrupt {
+                    table: "meta",
+                    key: key.to_owned(),
+                    detail: format!("expected 4 bytes, found {}", b.len()),
+                })?;
+                Ok(Some(u32::from_le_bytes(arr)))
+            }
+        }
+    }
+
+    pub(crate) fn put_meta(&self, txn: &mut RwTxn, key: &str, value: &[u8]) -> Result<()> {
+        self.meta
+            .put(txn, key.as_bytes(), value)
+            .map_err(|e| self.lmdb(e))
+    }
+
+    /// Overwrites the recorded schema version (tests of the mismatch path only).
+    #[doc(hidden)]
+    pub fn debug_set_schema(&self, txn: &mut RwTxn, version: u32) -> Result<()> {
+        self.put_meta(txn, META_SCHEMA, &version.to_le_bytes())
+    }
+
+    /// The shard layout recorded in this environment: `(shard index, shard count)`.
+    pub fn shard_layout(&self, txn: &RoTxn) -> Result<Option<(u16, u16)>> {
+        let shard = self.meta_u32(txn, META_SHARD)?;
+        let shards = self.meta_u32(txn, META_SHARDS)?;
+        Ok(match (shard, shards) {
+            (Some(a), Some(b)) => Some((a as u16, b as u16)),
+            _ => None,
+        })
+    }
+
+    pub(crate) fn set_shard_layout(&self, txn: &mut RwTxn, shard: u16, shards: u16) -> Result<()> {
+        self.put_meta(txn, META_SHARD, &u32::from(shard).to_le_bytes())?;
+        self.put_meta(txn, META_SHARDS, &u32::from(shards).to_le_bytes())
+    }
+}
+
+pub(crate) const META_SCHEMA: &str = "schema_version";
+const META_SHARD: &str = "shard";
+const META_SHARDS: &str = "shards";

@@ -1,0 +1,318 @@
+//! Key layout. Every key starts with the AoR that decides the owning shard, followed by the
+//! other parts, separated by a NUL byte (which never appears in SIP/XCAP text; we reject it
+//! everywhere but in the last part). So a prefix scan on `aor\0` yields everything of one
+//! presentity, `aor\0event\0` one event, and byte order groups a presentity's records together.
+//!
+//! The `expiry` index key is `expires_at (u64 big-endian) ++ table tag ++ record key`, so a
+//! range scan from the start up to `now` finds exactly what has expired.
+
+use std::borrow::Cow;
+
+use crate::error::{Result, StoreError};
+use crate::records::UnixMillis;
+
+pub(crate) const SEP: u8 = 0;
+
+/// Longest record key we accept. LMDB's limit is 511 bytes; the expiry index prepends 9.
+pub const MAX_KEY_LEN: usize = 500;
+
+fn encode_parts(table: &'static str, parts: &[&[u8]], out: &mut Vec<u8>) -> Result<()> {
+    out.clear();
+    let last = parts.len() - 1;
+    for (i, p) in parts.iter().enumerate() {
+        if i < last && p.contains(&SEP) {
+            return Err(StoreError::InvalidKey {
+                table,
+                detail: "key part contains a NUL byte",
+            });
+        }
+        if i < last && p.is_empty() {
+            return Err(StoreError::InvalidKey {
+                table,
+                detail: "empty key part",
+            });
+        }
+        out.extend_from_slice(p);
+        if i < last {
+            out.push(SEP);
+        }
+    }
+    if out.len() > MAX_KEY_LEN {
+        return Err(StoreError::InvalidKey {
+            table,
+            detail: "key longer than 500 bytes",
+        });
+    }
+    Ok(())
+}
+
+/// Splits into exactly `N` parts at the first `N-1` separators.
+fn decode_parts<const N: usize>(bytes: &[u8]) -> Option<[&[u8]; N]> {
+    let mut out: [&[u8]; N] = [&[]; N];
+    let mut rest = bytes;
+    for slot in out.iter_mut().take(N - 1) {
+        let i = memchr_sep(rest)?;
+        *slot = &rest[..i];
+        rest = &rest[i + 1..];
+    }
+    out[N - 1] = rest;
+    Some(out)
+}
+
+fn memchr_sep(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == SEP)
+}
+
+/// `presentity` key: one publication.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PresentityKey<'a> {
+    pub presentity: &'a [u8],
+    pub event: &'a [u8],
+    pub etag: &'a [u8],
+}
+
+/// `active_watchers` key: one subscription dialog. `dialog_id` is chosen by the core and must
+/// be unique per presentity (recommended: our To-tag, plus the Event `id` if used).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SubscriptionKey<'a> {
+    pub presentity: &'a [u8],
+    pub dialog_id: &'a [u8],
+}
+
+/// `watchers` key: authorisation of `watcher` for `presentity`/`event`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WatcherKey<'a> {
+    pub presentity: &'a [u8],
+    pub event: &'a [u8],
+    pub watcher: &'a [u8],
+}
+
+/// `xcap` key: document `document` of application `auid` of user `user` (an AoR,
+/// `sip:user@domain`, so it lands on the same shard as that user's presence).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct XcapKey<'a> {
+    pub user: &'a [u8],
+    pub auid: &'a [u8],
+    pub document: &'a [u8],
+}
+
+/// `subscriber` key: credentials of `user@domain`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SubscriberKey<'a> {
+    pub user: &'a [u8],
+    pub domain: &'a [u8],
+}
+
+/// Shared behaviour of record keys.
+pub trait RecordKey<'a>: Sized {
+    const TABLE: &'static str;
+    fn encode(&self, out: &mut Vec<u8>) -> Result<()>;
+    fn decode(bytes: &'a [u8]) -> Option<Self>;
+    /// The AoR whose shard owns this record (input of the shard function).
+    fn owner_aor(&self) -> Cow<'a, [u8]>;
+
+    fn to_vec(&self) -> Result<Vec<u8>> {
+        let mut v = Vec::new();
+        self.encode(&mut v)?;
+        Ok(v)
+    }
+}
+
+impl<'a> RecordKey<'a> for PresentityKey<'a> {
+    const TABLE: &'static str = "presentity";
+    fn encode(&self, out: &mut Vec<u8>) -> Result<()> {
+        encode_parts(Self::TABLE, &[self.presentity, self.event, self.etag], out)
+    }
+    fn decode(bytes: &'a [u8]) -> Option<Self> {
+        let [presentity, event, etag] = decode_parts::<3>(bytes)?;
+        Some(PresentityKey {
+            presentity,
+            event,
+            etag,
+        })
+    }
+    fn owner_aor(&self) -> Cow<'a, [u8]> {
+        Cow::Borrowed(self.presentity)
+    }
+}
+
+impl<'a> RecordKey<'a> for SubscriptionKey<'a> {
+    const TABLE: &'static str = "active_watchers";
+    fn encode(&self, out: &mut Vec<u8>) -> Result<()> {
+        encode_parts(Self::TABLE, &[self.presentity, self.dialog_id], out)
+    }
+    fn decode(bytes: &'a [u8]) -> Option<Self> {
+        let [presentity, dialog_id] = decode_parts::<2>(bytes)?;
+        Some(SubscriptionKey {
+            presentity,
+            dialog_id,
+        })
+    }
+    fn owner_aor(&self) -> Cow<'a, [u8]> {
+        Cow::Borrowed(self.presentity)
+    }
+}
+
+impl<'a> RecordKey<'a> for WatcherKey<'a> {
+    const TABLE: &'static str = "watchers";
+    fn encode(&self, out: &mut Vec<u8>) -> Result<()> {
+        encode_parts(
+            Self::TABLE,
+            &[self.presentity, self.event, self.watcher],
+            out,
+        )
+    }
+    fn decode(bytes: &'a [u8]) -> Option<Self> {
+        let [presentity, event, watcher] = decode_parts::<3>(bytes)?;
+        Some(WatcherKey {
+            presentity,
+            event,
+            watcher,
+        })
+    }
+    fn owner_aor(&self) -> Cow<'a, [u8]> {
+        Cow::Borrowed(self.presentity)
+    }
+}
+
+impl<'a> RecordKey<'a> for XcapKey<'a> {
+    const TABLE: &'static str = "xcap";
+    fn encode(&self, out: &mut Vec<u8>) -> Result<()> {
+        encode_parts(Self::TABLE, &[self.user, self.auid, self.document], out)
+    }
+    fn decode(bytes: &'a [u8]) -> Option<Self> {
+        let [user, auid, document] = decode_parts::<3>(bytes)?;
+        Some(XcapKey {
+            user,
+            auid,
+            document,
+        })
+    }
+    fn owner_aor(&self) -> Cow<'a, [u8]> {
+        Cow::Borrowed(self.user)
+    }
+}
+
+impl<'a> RecordKey<'a> for SubscriberKey<'a> {
+    const TABLE: &'static str = "subscriber";
+    fn encode(&self, out: &mut Vec<u8>) -> Result<()> {
+        encode_parts(Self::TABLE, &[self.user, self.domain], out)
+    }
+    fn decode(bytes: &'a [u8]) -> Option<Self> {
+        let [user, domain] = decode_parts::<2>(bytes)?;
+        Some(SubscriberKey { user, domain })
+    }
+    /// `sip:user@domain`, the AoR XCAP and SIP requests of this user hash to.
+    fn owner_aor(&self) -> Cow<'a, [u8]> {
+        let mut v = Vec::with_capacity(5 + self.user.len() + self.domain.len());
+        v.extend_from_slice(b"sip:");
+        v.extend_from_slice(self.user);
+        v.push(b'@');
+        v.extend_from_slice(self.domain);
+        Cow::Owned(v)
+    }
+}
+
+/// Prefix selecting every record of `aor` in the presentity-keyed tables.
+pub fn aor_prefix(aor: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(aor.len() + 1);
+    v.extend_from_slice(aor);
+    v.push(SEP);
+    v
+}
+
+/// Tables that have entries in the expiry index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ExpiringTable {
+    Presentity,
+    ActiveWatchers,
+}
+
+impl ExpiringTable {
+    fn tag(self) -> u8 {
+        match self {
+            ExpiringTable::Presentity => b'p',
+            ExpiringTable::ActiveWatchers => b'w',
+        }
+    }
+    fn from_tag(t: u8) -> Option<Self> {
+        match t {
+            b'p' => Some(ExpiringTable::Presentity),
+            b'w' => Some(ExpiringTable::ActiveWatchers),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            ExpiringTable::Presentity => "presentity",
+            ExpiringTable::ActiveWatchers => "active_watchers",
+        }
+    }
+}
+
+pub(crate) fn expiry_key(at: UnixMillis, table: ExpiringTable, key: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&at.0.to_be_bytes());
+    out.push(table.tag());
+    out.extend_from_slice(key);
+}
+
+pub(crate) fn decode_expiry_key(bytes: &[u8]) -> Option<(UnixMillis, ExpiringTable, &[u8])> {
+    if bytes.len() < 9 {
+        return None;
+    }
+    let at = u64::from_be_bytes(bytes[..8].try_into().ok()?);
+    let table = ExpiringTable::from_tag(bytes[8])?;
+    Some((UnixMillis(at), table, &bytes[9..]))
+}
+
+/// Upper bound (exclusive) of expiry keys at or before `now`.
+pub(crate) fn expiry_upper(now: UnixMillis) -> [u8; 8] {
+    now.0.saturating_add(1).to_be_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presentity_key_round_trip_and_prefix() {
+        let k = PresentityKey {
+            presentity: b"sip:a@x",
+            event: b"presence",
+            etag: b"e1",
+        };
+        let v = k.to_vec().unwrap();
+        assert!(v.starts_with(&aor_prefix(b"sip:a@x")));
+        assert!(!v.starts_with(&aor_prefix(b"sip:a@")));
+        assert_eq!(PresentityKey::decode(&v), Some(k));
+    }
+
+    #[test]
+    fn nul_rejected_except_last() {
+        let k = PresentityKey {
+            presentity: b"sip:a\0@x",
+            event: b"presence",
+            etag: b"e1",
+        };
+        assert!(k.to_vec().is_err());
+        let k = SubscriptionKey {
+            presentity: b"sip:a@x",
+            dialog_id: b"x\0y",
+        };
+        let v = k.to_vec().unwrap();
+        assert_eq!(SubscriptionKey::decode(&v), Some(k));
+    }
+
+    #[test]
+    fn expiry_key_orders_by_time() {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        expiry_key(UnixMillis(255), ExpiringTable::Presentity, b"zzz", &mut a);
+        expiry_key(UnixMillis(256), ExpiringTable::Presentity, b"aaa", &mut b);
+        assert!(a < b);
+        assert_eq!(
+            decode_expiry_key(&b),
+            Some((UnixMillis(256), ExpiringTable::Presentity, &b"aaa"[..]))
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! Record values, as stored in LMDB. Each owned struct (for writing) has an rkyv archived twin
+//! (`Archived*`, for reading in place from the memory map without a copy).
+//!
+//! Key parts are NOT repeated in values: the key already holds them and a prefix scan
+//! yields both (see `keys`).
+
+use std::net::SocketAddr;
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+/// Wall-clock milliseconds since the Unix epoch. Persisted times must survive a restart, so
+/// they cannot be the core's monotonic `Instant`; the persistence driver converts.
+#[derive(
+    Archive,
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+)]
+pub struct UnixMillis(pub u64);
+
+impl UnixMillis {
+    /// The current wall-clock time.
+    pub fn now() -> UnixMillis {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        UnixMillis(d.as_millis() as u64)
+    }
+}
+
+impl ArchivedUnixMillis {
+    pub fn get(&self) -> UnixMillis {
+        UnixMillis(self.0.to_native())
+    }
+}
+
+/// Subscription / authorisation state (RFC 6665 Subscription-State values).
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[rkyv(compare(PartialEq), derive(Debug))]
+pub enum SubStatus {
+    Pending,
+    Active,
+    Terminated,
+    /// Authorisation said no (watchers table: "rejected"/"blocked").
+    Rejected,
+}
+
+impl ArchivedSubStatus {
+    pub fn get(&self) -> SubStatus {
+        match self {
+            ArchivedSubStatus::Pending => SubStatus::Pending,
+            ArchivedSubStatus::Active => SubStatus::Active,
+            ArchivedSubStatus::Terminated => SubStatus::Terminated,
+            ArchivedSubStatus::Rejected => SubStatus::Rejected,
+        }
+    }
+}
+
+impl SubStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubStatus::Pending => "pending",
+            SubStatus::Active => "active",
+            SubStatus::Terminated => "terminated",
+            SubStatus::Rejected => "rejected",
+        }
+    }
+}
+
+/// Transport of a subscription dialog's remote target.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[rkyv(compare(PartialEq), derive(Debug))]
+pub enum TransportKind {
+    Udp,
+    Tcp,
+}
+
+impl ArchivedTransportKind {
+    pub fn get(&self) -> TransportKind {
+        match self {
+            ArchivedTransportKind::Udp => TransportKind::Udp,
+            ArchivedTransportKind::Tcp => TransportKind::Tcp,
+        }
+    }
+}
+
+/// `presentity` table value: one publication (key: presentity AoR, event, ETag).
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PresentityRecord {
+    pub expires_at: UnixMillis,
+    pub received_at: UnixMillis,
+    /// Publication order within the presentity (newest = largest): keeps the aggregation
+    /// order of several publications stable across restarts.
+    pub order: u64,
+    pub content_type: Vec<u8>,
+    pub body: Vec<u8>,
+}
+
+/// `active_watchers` table value: one subscription dialog (key: presentity AoR, dialog id).
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SubscriptionRecord {
+    /// Event package, e.g. `presence`.
+    pub event: Vec<u8>,
+    /// Event header `id` parameter.
+    pub event_id: Option<Vec<u8>>,
+    pub call_id: Vec<u8>,
+    /// The watcher's tag (From tag of its SUBSCRIBE).
+    pub from_tag: Vec<u8>,
+    /// Our tag (To tag of our 2xx).
+    pub to_tag: Vec<u8>,
+    /// The watcher: From header value of the SUBSCRIBE without tag (name-addr).
+    pub from_uri: Vec<u8>,
+    /// To header value of the SUBSCRIBE without tag (name-addr): NOTIFY From.
+    pub to_uri: Vec<u8>,
+    /// CSeq of the last NOTIFY we sent (or a bound above it); continues after a restart.
+    pub local_cseq: u32,
+    /// CSeq of the last SUBSCRIBE we accepted in this dialog.
+    pub remote_cseq: u32,
+    /// Record-Route values joined by ", " in received order (NOTIFY Route header).
+    pub route_set: Vec<u8>,
+    /// Remote target (Contact of the SUBSCRIBE): NOTIFY Request-URI.
+    pub contact: Vec<u8>,
+    pub transport: TransportKind,
+    /// Where NOTIFYs go (received-from address of the SUBSCRIBE).
+    pub peer: SocketAddr,
+    pub status: SubStatus,
+    /// Subscription-State reason.
+    pub reason: Option<Vec<u8>>,
+    pub expires_at: UnixMillis,
+    /// Bumped on every change of the dialog.
+    pub version: u64,
+}
+
+/// `watchers` table value: authorisation of a watcher for a presentity+event.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct WatcherRecord {
+    pub status: SubStatus,
+    pub reason: Vec<u8>,
+    pub inserted_at: UnixMillis,
+}
+
+/// `xcap` table value: one XCAP document.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct XcapRecord {
+    pub etag: Vec<u8>,
+    pub doc: Vec<u8>,
+    pub updated_at: UnixMillis,
+}
+
+/// `subscriber` table value: digest credentials (lowercase hex, as OpenSIPS stores `ha1`).
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SubscriberRecord {
+    /// MD5(user:realm:password), hex.
+    pub ha1_md5: String,
+    /// SHA-256(user:realm:password), hex (RFC 7616); empty if not provisioned.
+    pub ha1_sha256: String,
+}
+
+macro_rules! to_owned_impl {
+    ($($archived:ident => $owned:ident),*) => {$(
+        impl $archived {
+            /// Copies the archived value out of the map into its owned form.
+            pub fn to_owned_record(&self) -> $owned {
+                // Deserialising a validated archive of plain data cannot fail.
+                rkyv::deserialize::<$owned, rkyv::rancor::Error>(self).expect("deserialise validated archive")
+            }
+        }
+    )*};
+}
+
+to_owned_impl!(
+    ArchivedPresentityRecord => PresentityRecord,
+    ArchivedSubscriptionRecord => SubscriptionRecord,
+    ArchivedWatcherRecord => WatcherRecord,
+    ArchivedXcapRecord => XcapRecord,
+    ArchivedSubscriberRecord => SubscriberRecord
+);

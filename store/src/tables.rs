@@ -1,0 +1,517 @@
+//! Typed table operations. Every function takes the transaction it works in; writes keep the
+//! `expiry` index in step with the `presentity` and `active_watchers` tables.
+
+use heed::{RoTxn, RwTxn};
+use rkyv::api::high::{HighSerializer, HighValidator};
+use rkyv::bytecheck::CheckBytes;
+use rkyv::rancor;
+use rkyv::ser::allocator::ArenaHandle;
+use rkyv::util::AlignedVec;
+use rkyv::Portable;
+
+use crate::env::{Db, Store};
+use crate::error::{Result, StoreError};
+use crate::keys::{
+    aor_prefix, decode_expiry_key, expiry_key, expiry_upper, ExpiringTable, PresentityKey,
+    RecordKey, SubscriberKey, SubscriptionKey, WatcherKey, XcapKey,
+};
+use crate::records::{
+    ArchivedPresentityRecord, ArchivedSubscriberRecord, ArchivedSubscriptionRecord,
+    ArchivedWatcherRecord, ArchivedXcapRecord, PresentityRecord, SubscriberRecord,
+    SubscriptionRecord, UnixMillis, WatcherRecord, XcapRecord,
+};
+
+/// Values we can write.
+pub trait Encode:
+    for<'a> rkyv::Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>
+{
+}
+impl<T> Encode for T where
+    T: for<'a> rkyv::Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>
+{
+}
+
+/// Archived values we can validate in place.
+pub trait Decode: Portable + for<'a> CheckBytes<HighValidator<'a, rancor::Error>> {}
+impl<T> Decode for T where T: Portable + for<'a> CheckBytes<HighValidator<'a, rancor::Error>> {}
+
+pub(crate) fn encode<V: Encode>(v: &V) -> Vec<u8> {
+    // Serialising owned plain data into a growable buffer cannot fail.
+    rkyv::to_bytes::<rancor::Error>(v)
+        .expect("rkyv serialisation into memory")
+        .into_vec()
+}
+
+/// Validates `bytes` (bytecheck) and returns the archived view, borrowed from the map.
+pub(crate) fn decode<'t, A: Decode>(
+    table: &'static str,
+    key: &[u8],
+    bytes: &'t [u8],
+) -> Result<&'t A> {
+    rkyv::access::<A, rancor::Error>(bytes).map_err(|e| StoreError::Corrupt {
+        table,
+        key: String::from_utf8_lossy(key).into_owned(),
+        detail: e.to_string(),
+    })
+}
+
+fn bad_key(table: &'static str, key: &[u8]) -> StoreError {
+    StoreError::Corrupt {
+        table,
+        key: String::from_utf8_lossy(key).into_owned(),
+        detail: "malformed key".into(),
+    }
+}
+
+/// Iterator item of the scans: decoded key and archived value.
+pub type Entry<'t, K, A> = Result<(K, &'t A)>;
+
+/// Counts per table (O(1), from LMDB statistics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableCounts {
+    pub presentity: u64,
+    pub active_watchers: u64,
+    pub watchers: u64,
+    pub xcap: u64,
+    pub subscriber: u64,
+    pub expiry: u64,
+}
+
+/// What one `cleanup` pass deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CleanupCounts {
+    pub presentities: u64,
+    pub subscriptions: u64,
+    /// True if the pass stopped at its limit and more expired records remain.
+    pub more: bool,
+}
+
+impl Store {
+    fn scan<'t, K: RecordKey<'t> + 't, A: Decode + 't>(
+        &self,
+        db: Db,
+        txn: &'t RoTxn,
+        prefix: Option<&[u8]>,
+    ) -> Result<Box<dyn Iterator<Item = Entry<'t, K, A>> + 't>> {
+        let path = self.path.clone();
+        let map = move |r: heed::Result<(&'t [u8], &'t [u8])>| -> Entry<'t, K, A> {
+            let (k, v) = r.map_err(|source| StoreError::Lmdb {
+                path: path.clone(),
+                source,
+            })?;
+            let key = K::decode(k).ok_or_else(|| bad_key(K::TABLE, k))?;
+            Ok((key, decode::<A>(K::TABLE, k, v)?))
+        };
+        Ok(match prefix {
+            Some(p) => Box::new(db.prefix_iter(txn, p).map_err(|e| self.lmdb(e))?.map(map)),
+            None => Box::new(db.iter(txn).map_err(|e| self.lmdb(e))?.map(map)),
+        })
+    }
+
+    fn get_in<'t, A: Decode>(
+        &self,
+        db: Db,
+        table: &'static str,
+        txn: &'t RoTxn,
+        key: &[u8],
+    ) -> Result<Option<&'t A>> {
+        match db.get(txn, key).map_err(|e| self.lmdb(e))? {
+            None => Ok(None),
+            Some(v) => decode::<A>(table, key, v).map(Some),
+        }
+    }
+
+    fn expiring_db(&self, table: ExpiringTable) -> Db {
+        match table {
+            ExpiringTable::Presentity => self.presentity,
+            ExpiringTable::ActiveWatchers => self.active_watchers,
+        }
+    }
+
+    /// Puts a record of an expiring table and moves its expiry index entry.
+    fn put_expiring(
+        &self,
+        txn: &mut RwTxn,
+        table: ExpiringTable,
+        key: &[u8],
+        value: &[u8],
+        expires_at: UnixMillis,
+    ) -> Result<()> {
+        let mut ek = Vec::with_capacity(key.len() + 9);
+        let old = self.has_record(txn, table, key)?;
+        if let Some(old) = old {
+            if old != expires_at {
+                expiry_key(old, table, key, &mut ek);
+                self.expiry.delete(txn, &ek).map_err(|e| self.lmdb(e))?;
+            }
+        }
+        self.expiring_db(table)
+            .put(txn, key, value)
+            .map_err(|e| self.lmdb(e))?;
+        if old != Some(expires_at) {
+            expiry_key(expires_at, table, key, &mut ek);
+            self.expiry.put(txn, &ek, &[]).map_err(|e| self.lmdb(e))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a record of an expiring table and its expiry index entry.
+    fn delete_expiring(&self, txn: &mut RwTxn, table: ExpiringTable, key: &[u8]) -> Result<bool> {
+        let Some(old) = self.has_record(txn, table, key)? else {
+            return Ok(false);
+        };
+        let mut ek = Vec::with_capacity(key.len() + 9);
+        expiry_key(old, table, key, &mut ek);
+        self.expiry.delete(txn, &ek).map_err(|e| self.lmdb(e))?;
+        self.expiring_db(table)
+            .delete(txn, key)
+            .map_err(|e| self.lmdb(e))
+    }
+
+    // ---- presentity ----
+
+    /// Inserts or replaces a publication.
+    pub fn put_presentity(
+        &self,
+        txn: &mut RwTxn,
+        key: PresentityKey<'_>,
+        rec: &PresentityRecord,
+    ) -> Result<()> {
+        let k = key.to_vec()?;
+        self.put_expiring(
+            txn,
+            ExpiringTable::Presentity,
+            &k,
+            &encode(rec),
+            rec.expires_at,
+        )
+    }
+
+    pub fn get_presentity<'t>(
+        &self,
+        txn: &'t RoTxn,
+        key: PresentityKey<'_>,
+    ) -> Result<Option<&'t ArchivedPresentityRecord>> {
+        self.get_in(self.presentity, PresentityKey::TABLE, txn, &key.to_vec()?)
+    }
+
+    /// Deletes a publication; false if it did not exist.
+    pub fn delete_presentity(&self, txn: &mut RwTxn, key: PresentityKey<'_>) -> Result<bool> {
+        let k = key.to_vec()?;
+        self.delete_expiring(txn, ExpiringTable::Presentity, &k)
+    }
+
+    /// All publications of one presentity (every event and ETag), in key order.
+    pub fn presentities_of<'t>(
+        &self,
+        txn: &'t RoTxn,
+        aor: &[u8],
+    ) -> Result<impl Iterator<Item = Entry<'t, PresentityKey<'t>, ArchivedPresentityRecord>> + 't>
+    {
+        self.scan(self.presentity, txn, Some(&aor_prefix(aor)))
+    }
+
+    /// Every publication in this environment.
+    pub fn iter_presentities<'t>(
+        &self,
+        txn: &'t RoTxn,
+    ) -> Result<impl Iterator<Item = Entry<'t, PresentityKey<'t>, ArchivedPresentityRecord>> + 't>
+    {
+        self.scan(self.presentity, txn, None)
+    }
+
+    // ---- active_watchers ----
+
+    /// Inserts or replaces a subscription dialog.
+    pub fn put_subscription(
+        &self,
+        txn: &mut RwTxn,
+        key: SubscriptionKey<'_>,
+        rec: &SubscriptionRecord,
+    ) -> Result<()> {
+        let k = key.to_vec()?;
+        self.put_expiring(
+            txn,
+            ExpiringTable::ActiveWatchers,
+            &k,
+            &encode(rec),
+            rec.expires_at,
+        )
+    }
+
+    pub fn get_subscription<'t>(
+        &self,
+        txn: &'t RoTxn,
+        key: SubscriptionKey<'_>,
+    ) -> Result<Option<&'t ArchivedSubscriptionRecord>> {
+        self.get_in(
+            self.active_watchers,
+            SubscriptionKey::TABLE,
+            txn,
+            &key.to_vec()?,
+        )
+    }
+
+    pub fn delete_subscription(&self, txn: &mut RwTxn, key: SubscriptionKey<'_>) -> Result<bool> {
+        let k = key.to_vec()?;
+        self.delete_expiring(txn, ExpiringTable::ActiveWatchers, &k)
+    }
+
+    /// All subscription dialogs to one presentity.
+    pub fn subscriptions_of<'t>(
+        &self,
+        txn: &'t RoTxn,
+        aor: &[u8],
+    ) -> Result<impl Iterator<Item = Entry<'t, SubscriptionKey<'t>, ArchivedSubscriptionRecord>> + 't>
+    {
+        self.scan(self.active_watchers, txn, Some(&aor_prefix(aor)))
+    }
+
+    pub fn iter_subscriptions<'t>(
+        &self,
+        txn: &'t RoTxn,
+    ) -> Result<impl Iterator<Item = Entry<'t, SubscriptionKey<'t>, ArchivedSubscriptionRecord>> + 't>
+    {
+        self.scan(self.active_watchers, txn, None)
+    }
+
+    // ---- watchers ----
+
+    pub fn put_watcher(
+        &self,
+        txn: &mut RwTxn,
+        key: WatcherKey<'_>,
+        rec: &WatcherRecord,
+    ) -> Result<()> {
+        self.watchers
+            .put(txn, &key.to_vec()?, &encode(rec))
+            .map_err(|e| self.lmdb(e))
+    }
+
+    pub fn get_watcher<'t>(
+        &self,
+        txn: &'t RoTxn,
+        key: WatcherKey<'_>,
+    ) -> Result<Option<&'t ArchivedWatcherRecord>> {
+        self.get_in(self.watchers, WatcherKey::TABLE, txn, &key.to_vec()?)
+    }
+
+    pub fn delete_watcher(&self, txn: &mut RwTxn, key: WatcherKey<'_>) -> Result<bool> {
+        self.watchers
+            .delete(txn, &key.to_vec()?)
+            .map_err(|e| self.lmdb(e))
+    }
+
+    /// All watcher authorisations of one presentity.
+    pub fn watchers_of<'t>(
+        &self,
+        txn: &'t RoTxn,
+        aor: &[u8],
+    ) -> Result<impl Iterator<Item = Entry<'t, WatcherKey<'t>, ArchivedWatcherRecord>> + 't> {
+        self.scan(self.watchers, txn, Some(&aor_prefix(aor)))
+    }
+
+    pub fn iter_watchers<'t>(
+        &self,
+        txn: &'t RoTxn,
+    ) -> Result<impl Iterator<Item = Entry<'t, WatcherKey<'t>, ArchivedWatcherRecord>> + 't> {
+        self.scan(self.watchers, txn, None)
+    }
+
+    // ---- xcap ----
+
+    pub fn put_xcap(&self, txn: &mut RwTxn, key: XcapKey<'_>, rec: &XcapRecord) -> Result<()> {
+        self.xcap
+            .put(txn, &key.to_vec()?, &encode(rec))
+            .map_err(|e| self.lmdb(e))
+    }
+
+    pub fn get_xcap<'t>(
+        &self,
+        txn: &'t RoTxn,
+        key: XcapKey<'_>,
+    ) -> Result<Option<&'t ArchivedXcapRecord>> {
+        self.get_in(self.xcap, XcapKey::TABLE, txn, &key.to_vec()?)
+    }
+
+    pub fn delete_xcap(&self, txn: &mut RwTxn, key: XcapKey<'_>) -> Result<bool> {
+        self.xcap
+            .delete(txn, &key.to_vec()?)
+            .map_err(|e| self.lmdb(e))
+    }
+
+    /// All XCAP documents of one user (every AUID).
+    pub fn xcap_documents_of<'t>(
+        &self,
+        txn: &'t RoTxn,
+        user: &[u8],
+    ) -> Result<impl Iterator<Item = Entry<'t, XcapKey<'t>, ArchivedXcapRecord>> + 't> {
+        self.scan(self.xcap, txn, Some(&aor_prefix(user)))
+    }
+
+    pub fn iter_xcap<'t>(
+        &self,
+        txn: &'t RoTxn,
+    ) -> Result<impl Iterator<Item = Entry<'t, XcapKey<'t>, ArchivedXcapRecord>> + 't> {
+        self.scan(self.xcap, txn, None)
+    }
+
+    // ---- subscriber ----
+
+    pub fn put_subscriber(
+        &self,
+        txn: &mut RwTxn,
+        key: SubscriberKey<'_>,
+        rec: &SubscriberRecord,
+    ) -> Result<()> {
+        self.subscriber
+            .put(txn, &key.to_vec()?, &encode(rec))
+            .map_err(|e| self.lmdb(e))
+    }
+
+    pub fn get_subscriber<'t>(
+        &self,
+        txn: &'t RoTxn,
+        key: SubscriberKey<'_>,
+    ) -> Result<Option<&'t ArchivedSubscriberRecord>> {
+        self.get_in(self.subscriber, SubscriberKey::TABLE, txn, &key.to_vec()?)
+    }
+
+    pub fn delete_subscriber(&self, txn: &mut RwTxn, key: SubscriberKey<'_>) -> Result<bool> {
+        self.subscriber
+            .delete(txn, &key.to_vec()?)
+            .map_err(|e| self.lmdb(e))
+    }
+
+    pub fn iter_subscribers<'t>(
+        &self,
+        txn: &'t RoTxn,
+    ) -> Result<impl Iterator<Item = Entry<'t, SubscriberKey<'t>, ArchivedSubscriberRecord>> + 't>
+    {
+        self.scan(self.subscriber, txn, None)
+    }
+
+    // ---- expiry ----
+
+    /// Deletes up to `limit` records that expired at or before `now` (publications and
+    /// subscription dialogs), using the expiry index: cost is proportional to what expired.
+    pub fn cleanup_expired(
+        &self,
+        txn: &mut RwTxn,
+        now: UnixMillis,
+        limit: usize,
+    ) -> Result<CleanupCounts> {
+        let upper = expiry_upper(now);
+        let mut due: Vec<Vec<u8>> = Vec::new();
+        let mut more = false;
+        for r in self.expiry.iter(txn).map_err(|e| self.lmdb(e))? {
+            let (k, _) = r.map_err(|e| self.lmdb(e))?;
+            if k[..k.len().min(8)] >= upper[..] {
+                break;
+            }
+            if due.len() == limit {
+                more = true;
+                break;
+            }
+            due.push(k.to_vec());
+        }
+        let mut counts = CleanupCounts {
+            more,
+            ..Default::default()
+        };
+        for ek in &due {
+            let (at, table, key) = decode_expiry_key(ek).ok_or_else(|| bad_key("expiry", ek))?;
+            self.expiry.delete(txn, ek).map_err(|e| self.lmdb(e))?;
+            // Only delete the record if it still carries this expiry (the index is the
+            // authority on *when*, the record on *whether*).
+            match table {
+                ExpiringTable::Presentity => {
+                    let cur = self.get_in::<ArchivedPresentityRecord>(
+                        self.presentity,
+                        table.name(),
+                        txn,
+                        key,
+                    )?;
+                    if cur.map(|a| a.expires_at.get()) == Some(at) {
+                        self.presentity.delete(txn, key).map_err(|e| self.lmdb(e))?;
+                        counts.presentities += 1;
+                    }
+                }
+                ExpiringTable::ActiveWatchers => {
+                    let cur = self.get_in::<ArchivedSubscriptionRecord>(
+                        self.active_watchers,
+                        table.name(),
+                        txn,
+                        key,
+                    )?;
+                    if cur.map(|a| a.expires_at.get()) == Some(at) {
+                        self.active_watchers
+                            .delete(txn, key)
+                            .map_err(|e| self.lmdb(e))?;
+                        counts.subscriptions += 1;
+                    }
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Number of records in each table.
+    pub fn counts(&self, txn: &RoTxn) -> Result<TableCounts> {
+        let n = |db: Db| db.len(txn).map_err(|e| self.lmdb(e));
+        Ok(TableCounts {
+            presentity: n(self.presentity)?,
+            active_watchers: n(self.active_watchers)?,
+            watchers: n(self.watchers)?,
+            xcap: n(self.xcap)?,
+            subscriber: n(self.subscriber)?,
+            expiry: n(self.expiry)?,
+        })
+    }
+
+    /// Raw access to the expiry index for `check`: `(expires_at, table, record key)`.
+    pub(crate) fn iter_expiry<'t>(
+        &self,
+        txn: &'t RoTxn,
+    ) -> Result<impl Iterator<Item = Result<(UnixMillis, ExpiringTable, &'t [u8])>> + 't> {
+        Ok(self.expiry.iter(txn).map_err(|e| self.lmdb(e))?.map(|r| {
+            let (k, _) = r.map_err(|e| StoreError::Lmdb {
+                path: Default::default(),
+                source: e,
+            })?;
+            decode_expiry_key(k).ok_or_else(|| bad_key("expiry", k))
+        }))
+    }
+
+    pub(crate) fn has_record(
+        &self,
+        txn: &RoTxn,
+        table: ExpiringTable,
+        key: &[u8],
+    ) -> Result<Option<UnixMillis>> {
+        Ok(match table {
+            ExpiringTable::Presentity => self
+                .get_in::<ArchivedPresentityRecord>(self.presentity, table.name(), txn, key)?
+                .map(|a| a.expires_at.get()),
+            ExpiringTable::ActiveWatchers => self
+                .get_in::<ArchivedSubscriptionRecord>(self.active_watchers, table.name(), txn, key)?
+                .map(|a| a.expires_at.get()),
+        })
+    }
+
+    pub(crate) fn has_expiry_entry(
+        &self,
+        txn: &RoTxn,
+        at: UnixMillis,
+        table: ExpiringTable,
+        key: &[u8],
+    ) -> Result<bool> {
+        let mut ek = Vec::with_capacity(key.len() + 9);
+        expiry_key(at, table, key, &mut ek);
+        Ok(self
+            .expiry
+            .get(txn, &ek)
+            .map_err(|e| self.lmdb(e))?
+            .is_some())
+    }
+}
