@@ -26,14 +26,12 @@ impl<'b> Event<'b> {
             return None;
         }
         let params = lex::trim_start(rest);
-        if !params::validate(params) {
-            return None;
-        }
+        let [id] = params::validate_find(params, [b"id"])?;
         let (package, template) = match memchr::memchr(b'.', full) {
             Some(dot) => (&full[..dot], Some(&full[dot + 1..])),
             None => (full, None),
         };
-        let id = match params::param(params, b"id") {
+        let id = match id {
             None => None,
             Some(v) => Some(v?),
         };

@@ -109,6 +109,7 @@ impl HeaderKind {
     }
 
     /// Recognises a header name, full or compact, ignoring ASCII case.
+    #[inline]
     pub fn from_name(name: &[u8]) -> HeaderKind {
         classify(name)
     }
@@ -138,9 +139,20 @@ impl Header<'_> {
     };
 }
 
-#[inline]
-fn eq(a: &[u8], lower: &[u8]) -> bool {
-    a.eq_ignore_ascii_case(lower)
+/// `a` equals the lower-case ASCII pattern `lower`, ignoring case, without a branch per byte:
+/// letters are compared after OR-ing 0x20, every other byte exactly, so the result is exact
+/// for any input. With the length a constant, this folds into a few word-wide OR/XOR ops.
+#[inline(always)]
+fn eq<const L: usize>(a: &[u8], lower: &[u8; L]) -> bool {
+    let Ok(a) = <&[u8; L]>::try_from(a) else {
+        return false;
+    };
+    let mut diff = 0u8;
+    for (&x, &p) in a.iter().zip(lower.iter()) {
+        let fold = if p.is_ascii_lowercase() { 0x20 } else { 0 };
+        diff |= (x | fold) ^ p;
+    }
+    diff == 0
 }
 
 fn classify(n: &[u8]) -> HeaderKind {

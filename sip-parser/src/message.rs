@@ -107,10 +107,11 @@ pub fn parse<'h, 'b>(
     let start = parse_start_line(line)?;
     pos += nl + 1;
 
-    // Header lines. `cur` is the header being accumulated (it may be continued by folds).
+    // Header lines. Each header is stored as soon as its line is read; a folded continuation
+    // line then widens the value of the last slot (`last` = its name and value offsets).
     let max_headers = limits.max_headers.min(slots.len());
     let mut count = 0usize;
-    let mut cur: Option<(HeaderKind, usize, usize, usize, usize)> = None; // kind, name start/end, value start/end
+    let mut last: Option<(usize, usize)> = None;
     let header_end;
     loop {
         let rest = match window.get(pos..) {
@@ -120,38 +121,39 @@ pub fn parse<'h, 'b>(
         let Some(nl) = memchr(b'\n', rest) else {
             return incomplete();
         };
-        let line = strip_cr(&rest[..nl]);
+        let line = strip_cr(rest.get(..nl).unwrap_or_default());
         let line_start = pos;
         pos += nl + 1;
-        if line.is_empty() {
+        let Some(&first) = line.first() else {
             header_end = pos;
             break;
-        }
-        let first = line[0];
+        };
         if first == b' ' || first == b'\t' {
             // Folded continuation: extend the current header's value.
-            let Some((_, name_start, _, _, value_end)) = cur.as_mut() else {
+            let Some((name_start, value_start)) = last else {
                 return Err(ParseError::InvalidHeaderLine);
             };
-            *value_end = line_start + line.len();
-            if *value_end - *name_start > limits.max_header_len {
+            let value_end = line_start + line.len();
+            if value_end - name_start > limits.max_header_len {
                 return Err(ParseError::HeaderTooLong);
             }
+            if let (Some(slot), Some(v)) = (
+                slots.get_mut(count.wrapping_sub(1)),
+                buf.get(value_start..value_end),
+            ) {
+                slot.value = lex::trim(v);
+            }
             continue;
-        }
-        if let Some(h) = cur.take() {
-            store(slots, &mut count, max_headers, buf, h)?;
         }
         if line.len() > limits.max_header_len {
             return Err(ParseError::HeaderTooLong);
         }
         // One pass: token name, optional WSP, colon (RFC 3261 HCOLON).
-        let name_len = line.iter().take_while(|&&b| lex::is_token(b)).count();
-        let colon = name_len
-            + line[name_len..]
-                .iter()
-                .take_while(|&&b| b == b' ' || b == b'\t')
-                .count();
+        let name_len = name_end(line);
+        let mut colon = name_len;
+        while matches!(line.get(colon), Some(b' ' | b'\t')) {
+            colon += 1;
+        }
         if name_len == 0 || line.get(colon) != Some(&b':') {
             return Err(if memchr(b':', line).is_some() {
                 ParseError::InvalidHeaderName
@@ -159,18 +161,28 @@ pub fn parse<'h, 'b>(
                 ParseError::InvalidHeaderLine
             });
         }
-        let name = &line[..name_len];
+        let name = line.get(..name_len).unwrap_or_default();
+        // A recognised name matched a token spelling exactly; only others need the check.
         let kind = HeaderKind::from_name(name);
-        cur = Some((
+        if kind == HeaderKind::Other && !lex::is_token_str(name) {
+            return Err(if memchr(b':', line).is_some() {
+                ParseError::InvalidHeaderName
+            } else {
+                ParseError::InvalidHeaderLine
+            });
+        }
+        let value = line.get(colon + 1..).unwrap_or_default();
+        if count >= max_headers {
+            return Err(ParseError::TooManyHeaders);
+        }
+        let slot = slots.get_mut(count).ok_or(ParseError::TooManyHeaders)?;
+        *slot = Header {
             kind,
-            line_start,
-            line_start + name.len(),
-            line_start + colon + 1,
-            line_start + line.len(),
-        ));
-    }
-    if let Some(h) = cur.take() {
-        store(slots, &mut count, max_headers, buf, h)?;
+            name,
+            value: lex::trim(value),
+        };
+        count += 1;
+        last = Some((line_start, line_start + colon + 1));
     }
 
     // Body framing.
@@ -205,32 +217,45 @@ pub fn parse<'h, 'b>(
     }))
 }
 
+/// Length of the header name: bytes before the first `:`, SP or HT. Eight bytes at a time
+/// (SWAR "has zero byte"), since this runs on every header line; the caller checks that the
+/// name is a token.
+#[inline]
+fn name_end(line: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    #[inline(always)]
+    fn zero_bytes(v: u64) -> u64 {
+        v.wrapping_sub(ONES) & !v & HIGH
+    }
+    let mut chunks = line.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(w);
+        let hits = zero_bytes(x ^ (ONES * u64::from(b':')))
+            | zero_bytes(x ^ (ONES * u64::from(b' ')))
+            | zero_bytes(x ^ (ONES * u64::from(b'\t')));
+        if hits != 0 {
+            // Borrows only propagate upwards, so the lowest flagged byte is a true match.
+            return at + (hits.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    at + chunks
+        .remainder()
+        .iter()
+        .position(|&b| matches!(b, b':' | b' ' | b'\t'))
+        .unwrap_or(chunks.remainder().len())
+}
+
 #[inline]
 fn strip_cr(line: &[u8]) -> &[u8] {
     match line.split_last() {
         Some((b'\r', rest)) => rest,
         _ => line,
     }
-}
-
-fn store<'b>(
-    slots: &mut [Header<'b>],
-    count: &mut usize,
-    max: usize,
-    buf: &'b [u8],
-    (kind, name_start, name_end, value_start, value_end): (HeaderKind, usize, usize, usize, usize),
-) -> Result<(), ParseError> {
-    if *count >= max {
-        return Err(ParseError::TooManyHeaders);
-    }
-    let slot = slots.get_mut(*count).ok_or(ParseError::TooManyHeaders)?;
-    *slot = Header {
-        kind,
-        name: &buf[name_start..name_end],
-        value: lex::trim(&buf[value_start..value_end]),
-    };
-    *count += 1;
-    Ok(())
 }
 
 /// The body length announced by Content-Length (`l`); several agreeing copies are tolerated.
@@ -267,11 +292,7 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
     check_version(version)?;
     let uri = &line[sp1 + 1..sp2];
     // No whitespace, controls or the name-addr delimiters `<>"` (RFC 4475 `ltgtruri`).
-    if uri.is_empty()
-        || uri
-            .iter()
-            .any(|&b| b <= b' ' || b == 0x7f || matches!(b, b'<' | b'>' | b'"'))
-    {
+    if uri.is_empty() || lex::has_non_request_uri_byte(uri) {
         return Err(ParseError::InvalidRequestUri);
     }
     Ok(StartLine::Request {
@@ -344,5 +365,46 @@ impl<'h, 'b> Message<'h, 'b> {
             StartLine::Response { reason, .. } => Some(reason),
             StartLine::Request { .. } => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_end_matches_bytewise_scan() {
+        let lines: &[&[u8]] = &[
+            b"",
+            b"Via",
+            b"Via: x",
+            b"Subscription-State: active",
+            b"Content-Length : 0",
+            b"Content-Length\t:0",
+            b"abcdefgh:",
+            b"abcdefghi",
+            b"abcdefg:",
+            b"X-Long-Header-Name-Past-Two-Words: 1",
+        ];
+        for &l in lines {
+            let want = l
+                .iter()
+                .position(|&b| matches!(b, b':' | b' ' | b'\t'))
+                .unwrap_or(l.len());
+            assert_eq!(name_end(l), want, "{}", String::from_utf8_lossy(l));
+        }
+    }
+
+    #[test]
+    fn folded_value_is_widened_in_place() {
+        let msg = b"OPTIONS sip:a@b SIP/2.0\r\nSubject: one\r\n two\r\n\tthree\r\nX: y\r\n\r\n";
+        let mut slots = [Header::EMPTY; 8];
+        let m = parse(msg, &mut slots, Framing::Datagram, &Limits::default())
+            .unwrap()
+            .complete()
+            .unwrap();
+        assert_eq!(m.headers.len(), 2);
+        assert_eq!(m.headers[0].value, b"one\r\n two\r\n\tthree");
+        assert_eq!(m.headers[1].value, b"y");
     }
 }

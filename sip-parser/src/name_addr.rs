@@ -20,6 +20,15 @@ pub struct NameAddr<'b> {
 
 impl<'b> NameAddr<'b> {
     pub fn parse(s: &'b [u8]) -> Option<NameAddr<'b>> {
+        Self::parse_find(s, []).map(|(n, [])| n)
+    }
+
+    /// [`parse`](Self::parse) that also looks up `names` among the header parameters in the
+    /// validation pass (see `params::validate_find`), so Contact's `expires` costs no rescan.
+    pub(crate) fn parse_find<const N: usize>(
+        s: &'b [u8],
+        names: [&[u8]; N],
+    ) -> Option<(NameAddr<'b>, params::Found<'b, N>)> {
         let s = lex::trim(s);
         let (display_name, rest) = if s.first() == Some(&b'"') {
             let close = lex::closing_quote(s)?;
@@ -58,21 +67,18 @@ impl<'b> NameAddr<'b> {
             }
             (uri, after)
         };
-        if uri.is_empty()
-            || uri
-                .iter()
-                .any(|&b| b <= b' ' || b == b'<' || b == b'"' || b == 0x7f)
-        {
+        if uri.is_empty() || lex::has_non_nameaddr_uri_byte(uri) {
             return None;
         }
-        if !params::validate(params) {
-            return None;
-        }
-        Some(NameAddr {
-            display_name,
-            uri,
-            params,
-        })
+        let found = params::validate_find(params, names)?;
+        Some((
+            NameAddr {
+                display_name,
+                uri,
+                params,
+            },
+            found,
+        ))
     }
 
     /// The `tag` parameter (From/To dialog identification, RFC 3261 §19.3).
@@ -111,8 +117,8 @@ impl<'b> Contact<'b> {
                 expires: None,
             });
         }
-        let addr = NameAddr::parse(s)?;
-        let expires = match addr.param(b"expires") {
+        let (addr, [expires]) = NameAddr::parse_find(s, [b"expires"])?;
+        let expires = match expires {
             None => None,
             Some(v) => Some(lex::parse_u32(v?)?),
         };

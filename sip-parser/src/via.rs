@@ -52,20 +52,19 @@ impl<'b> Via<'b> {
         };
         // Drop a trailing comment, which RFC 3261 allows after via-params.
         let params = lex::trim(strip_comment(rest));
-        if !params::validate(params) {
-            return None;
-        }
-        let rport = match params::param(params, b"rport") {
+        let [rport, received, branch] =
+            params::validate_find(params, [b"rport", b"received", b"branch"])?;
+        let rport = match rport {
             None => None,
             Some(None) => Some(None),
             Some(Some(p)) => Some(Some(lex::parse_u16(p)?)),
         };
-        let received = params::param(params, b"received").map(|v| v.unwrap_or_default());
+        let received = received.map(|v| v.unwrap_or_default());
         Some(Via {
             transport,
             host,
             port,
-            branch: params::param(params, b"branch").flatten(),
+            branch: branch.flatten(),
             received,
             rport,
             params,
@@ -131,9 +130,13 @@ pub(crate) fn split_host(s: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 fn strip_comment(s: &[u8]) -> &[u8] {
+    // Test the cheap condition first: comments are rare, the scan is not free.
+    if s.last() != Some(&b')') {
+        return s;
+    }
     match lex::find_unquoted(s, b'(', false) {
-        Some(i) if s.last() == Some(&b')') => &s[..i],
-        _ => s,
+        Some(i) => &s[..i],
+        None => s,
     }
 }
 
