@@ -6,7 +6,10 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::str::FromStr;
+
+use crate::persist::Durability;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +29,100 @@ pub struct Cli {
 pub enum Command {
     /// Print the effective configuration and exit (useful to check flags).
     ShowConfig,
+    /// Inspect or maintain the data directory (works on a stopped or a running server).
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// XCAP users (the `subscriber` table: user, domain, HA1), like OpenXCAP's.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// `herald user …`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add or replace a user, e.g. `herald user add alice@example.com --password s3cret`.
+    Add {
+        /// `user@domain`.
+        user: String,
+        /// Password (default: read one line from stdin).
+        #[arg(long)]
+        password: Option<String>,
+        /// Digest realm (default: the user's domain).
+        #[arg(long)]
+        realm: Option<String>,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Delete a user.
+    Del {
+        /// `user@domain`.
+        user: String,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// List users.
+    List {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+}
+
+/// `herald store …`, like the OpenSIPS presence MI commands.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// List stored records (`pres_phtable_list` / `subs_phtable_list`).
+    List {
+        #[command(subcommand)]
+        what: ListWhat,
+    },
+    /// Delete every expired publication and subscription (OpenSIPS `cleanup`).
+    Cleanup {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Verify that every record decodes and the indexes agree; exit 1 if not.
+    Check {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+}
+
+/// What `herald store list` shows.
+#[derive(Debug, Subcommand)]
+pub enum ListWhat {
+    /// Publications (presentity, event, ETag, expiry, content type, body size).
+    Presentities {
+        #[command(flatten)]
+        dir: DataDirArg,
+        #[command(flatten)]
+        filter: ListFilter,
+    },
+    /// Subscription dialogs (presentity, watcher, event, Call-ID, tags, CSeq, contact, expiry).
+    Subscriptions {
+        #[command(flatten)]
+        dir: DataDirArg,
+        #[command(flatten)]
+        filter: ListFilter,
+    },
+}
+
+/// `--data-dir` of a `herald store` command (defaults to the server's `--data-dir`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DataDirArg {
+    /// Data directory of the server (default: the top-level `--data-dir`, `./data`).
+    #[arg(long = "data-dir")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Filters of `herald store list`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ListFilter {
+    /// Only this event package (e.g. `presence`).
+    #[arg(long)]
+    pub event: Option<String>,
+    /// Only presentities whose AoR matches this regular expression.
+    #[arg(long)]
+    pub presentity: Option<String>,
 }
 
 /// Flags of the server run.
@@ -152,6 +249,24 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 5)]
     pub retry_after: u32,
 
+    /// Directory of the LMDB state (one environment per shard, `shard-NNN/`). Two servers
+    /// must never share one.
+    #[arg(long, default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// `sync` (2xx only after commit), `periodic=<ms>` (write-behind) or `none` (memory only).
+    #[arg(long, default_value = "sync")]
+    pub durability: Durability,
+
+    /// Largest LMDB map size per shard (bytes; suffix K, M, G allowed). The map grows up to
+    /// it; when full, state-changing requests get 500 until space is freed by expiry.
+    #[arg(long, value_parser = parse_size, default_value = "16G")]
+    pub map_size_max: usize,
+
+    /// Initial LMDB map size per shard (bytes; suffix K, M, G allowed); doubles on demand.
+    #[arg(long, value_parser = parse_size, default_value = "64M")]
+    pub map_size_initial: usize,
+
     /// Log filter (tracing-subscriber EnvFilter syntax), e.g. `info` or `server=debug`.
     #[arg(long = "log", env = "HERALD_LOG", default_value = "info")]
     pub log: String,
@@ -229,6 +344,39 @@ impl RunArgs {
     pub fn is_trusted(&self, ip: IpAddr) -> bool {
         self.trusted_peers.iter().any(|c| c.contains(ip))
     }
+
+    /// LMDB sizing from the flags.
+    pub fn store_options(&self) -> store::StoreOptions {
+        store::StoreOptions {
+            initial_map_size: self.map_size_initial.min(self.map_size_max),
+            max_map_size: self.map_size_max,
+            ..store::StoreOptions::default()
+        }
+    }
+}
+
+/// A byte size: `4096`, `64K`, `512M`, `16G`.
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: usize = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                _ => return Err(format!("bad size `{s}`: suffix must be K, M or G")),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    let n: usize = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad size `{s}`: expected e.g. 4096, 64M, 16G"))?;
+    n.checked_mul(mult)
+        .filter(|&v| v >= 1 << 20)
+        .ok_or_else(|| format!("bad size `{s}`: must be between 1M and usize::MAX"))
 }
 
 /// One listen address and the transports on it.
@@ -363,6 +511,51 @@ mod tests {
         assert!(r.is_trusted("::1".parse().unwrap()));
         assert!(!r.is_trusted("10.0.0.1".parse().unwrap()));
         assert_eq!(r.min_expires, 60);
+        assert_eq!(r.durability, Durability::Sync);
+        assert_eq!(r.data_dir, PathBuf::from("./data"));
+        assert_eq!(r.map_size_max, 16 << 30);
+    }
+
+    #[test]
+    fn durability_and_store_flags() {
+        let cli = Cli::parse_from([
+            "herald",
+            "--durability",
+            "periodic=250",
+            "--map-size-max",
+            "512M",
+            "--data-dir",
+            "/tmp/x",
+        ]);
+        assert_eq!(
+            cli.run.durability,
+            Durability::Periodic(std::time::Duration::from_millis(250))
+        );
+        assert_eq!(cli.run.store_options().max_map_size, 512 << 20);
+        assert!(Cli::try_parse_from(["herald", "--durability", "fast"]).is_err());
+        assert!(Cli::try_parse_from(["herald", "--map-size-max", "12X"]).is_err());
+        let cli = Cli::parse_from([
+            "herald",
+            "store",
+            "list",
+            "subscriptions",
+            "--event",
+            "presence",
+            "--presentity",
+            "^sip:a",
+            "--data-dir",
+            "/d",
+        ]);
+        match cli.command {
+            Some(Command::Store(StoreCommand::List {
+                what: ListWhat::Subscriptions { dir, filter },
+            })) => {
+                assert_eq!(dir.data_dir, Some(PathBuf::from("/d")));
+                assert_eq!(filter.event.as_deref(), Some("presence"));
+                assert_eq!(filter.presentity.as_deref(), Some("^sip:a"));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

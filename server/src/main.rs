@@ -5,6 +5,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::Parser;
+
+mod admin_cmd;
 use server::cli::{Cli, Command};
 use server::edge::{self, Settings};
 
@@ -18,12 +20,20 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     let settings = Settings::from_args(&cli.run);
-    if let Some(Command::ShowConfig) = cli.command {
-        println!("{settings:#?}");
-        return ExitCode::SUCCESS;
+    match &cli.command {
+        Some(Command::ShowConfig) => {
+            println!("{settings:#?}");
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Store(cmd)) => {
+            return admin_cmd::run(cmd, &cli.run.data_dir, cli.run.map_size_max);
+        }
+        Some(Command::User(cmd)) => return admin_cmd::run_user(cmd, &cli.run),
+        None => {}
     }
 
     let stop = Arc::new(AtomicBool::new(false));

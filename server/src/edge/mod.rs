@@ -23,26 +23,34 @@ use std::time::Duration;
 
 use crate::cli::{Cidr, RunArgs};
 use crate::core::{Config, ShardId};
+use crate::persist::Durability;
 
-/// Process-wide monotonic epoch so every shard's `core::Instant` counts from the same zero.
+/// Process-wide clock giving `core::Instant` as Unix-epoch milliseconds: the wall clock read
+/// once at start, advanced by the monotonic clock (so a wall-clock step never moves timers).
+/// Unix time because instants are persisted (expiry) and must mean the same after a restart.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     epoch: std::time::Instant,
+    epoch_unix_ms: u64,
 }
 
 impl Clock {
     pub fn new() -> Self {
+        let epoch_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
         Clock {
             epoch: std::time::Instant::now(),
+            epoch_unix_ms,
         }
     }
     pub fn now(&self) -> crate::core::Instant {
-        crate::core::Instant(self.epoch.elapsed().as_millis() as u64)
+        crate::core::Instant(self.epoch_unix_ms + self.epoch.elapsed().as_millis() as u64)
     }
     /// Real time still to wait until `at`.
     pub fn until(&self, at: crate::core::Instant) -> Duration {
-        let now = self.epoch.elapsed().as_millis() as u64;
-        Duration::from_millis(at.0.saturating_sub(now))
+        Duration::from_millis(at.0.saturating_sub(self.now().0))
     }
 }
 
@@ -67,6 +75,10 @@ pub struct Settings {
     pub max_tcp_connections: usize,
     pub tcp_write_queue: usize,
     pub retry_after: u32,
+    /// LMDB state directory (unused with `Durability::None`).
+    pub data_dir: std::path::PathBuf,
+    pub durability: Durability,
+    pub store: store::StoreOptions,
 }
 
 impl Settings {
@@ -93,6 +105,8 @@ impl Settings {
             max_presentities: a.max_presentities,
             max_publications: a.max_publications,
             limits,
+            durability_gate: a.durability.gates_replies(),
+            persist: a.durability.writes(),
             ..Config::default()
         };
         Settings {
@@ -108,6 +122,9 @@ impl Settings {
             max_tcp_connections: a.max_tcp_connections.max(1),
             tcp_write_queue: a.tcp_write_queue.max(1),
             retry_after: a.retry_after,
+            data_dir: a.data_dir.clone(),
+            durability: a.durability,
+            store: a.store_options(),
         }
     }
 
@@ -129,6 +146,7 @@ pub enum StartError {
         message: String,
     },
     NoListener,
+    Store(crate::persist::StoreError),
 }
 
 impl std::fmt::Display for StartError {
@@ -141,6 +159,7 @@ impl std::fmt::Display for StartError {
                 write!(f, "cannot start executor for shard {shard}: {message}")
             }
             StartError::NoListener => write!(f, "no --listen address given"),
+            StartError::Store(e) => write!(f, "cannot open the data directory: {e}"),
         }
     }
 }
@@ -181,6 +200,18 @@ pub fn run(
         }
         sockets.push((udp, tcp_l));
     }
+    // Open (and, if --shards changed, redistribute) the data directory before any shard
+    // runs: each shard then loads its own environment before serving.
+    let mut stores: Vec<Option<Arc<crate::persist::Store>>> = if settings.durability.writes() {
+        crate::persist::open_data_dir(&settings.data_dir, settings.shards, &settings.store)
+            .map_err(StartError::Store)?
+            .into_iter()
+            .map(Some)
+            .collect()
+    } else {
+        vec![None; n]
+    };
+    assert_eq!(stores.len(), n, "one store per shard");
     let mesh = handoff::Mesh::new(n, settings.handoff_queue);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<u16>();
     let mut handles = Vec::with_capacity(n);
@@ -199,6 +230,7 @@ pub fn run(
         let shard_stats = stats.shards[i].clone();
         let stop = stop.clone();
         let ready_tx = ready_tx.clone();
+        let store_i = stores[i].take();
         let h = builder
             .spawn(move || {
                 shard::run_shard(shard::ShardInit {
@@ -211,6 +243,7 @@ pub fn run(
                     handoff: ends,
                     stop,
                     ready: ready_tx,
+                    store: store_i,
                 })
             })
             .map_err(|e| StartError::Executor {
@@ -222,7 +255,8 @@ pub fn run(
     drop(ready_tx);
     let mut ready = 0;
     while ready < n {
-        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+        // Loading a big partition takes a while: allow for it.
+        match ready_rx.recv_timeout(Duration::from_secs(120)) {
             Ok(_) => ready += 1,
             Err(_) => {
                 stop.store(true, Ordering::Relaxed);

@@ -21,6 +21,7 @@ use super::handoff::{self, Ends, Handoff};
 use super::stats::{EdgeCounters, ShardStats};
 use super::{reject, tcp, udp, Clock, Settings};
 use crate::core::{self, ConnId, Core, Instant, Peer, Route, ShardId, Transmit, Transport};
+use crate::persist::{self, Driver, Kick, Store};
 
 /// Most hand-off items handled per wake-up before the output is flushed.
 const MAX_HANDOFF_BATCH: usize = 256;
@@ -40,6 +41,8 @@ pub struct ShardInit {
     pub handoff: Ends,
     pub stop: Arc<AtomicBool>,
     pub ready: mpsc::Sender<u16>,
+    /// This shard's LMDB environment (None with `--durability none`).
+    pub store: Option<Arc<Store>>,
 }
 
 /// Output of one task: messages to send, appended into one reused buffer.
@@ -69,6 +72,12 @@ pub struct Shard {
     pub tcp: tcp::Registry,
     timer_wake: LocalSender<()>,
     armed: Cell<Option<Instant>>,
+    /// Wakes the persistence driver after the core was fed (None: memory only).
+    persist_kick: Option<Rc<Kick>>,
+    /// The driver, for its counters in /stats.
+    driver: Option<Rc<Driver>>,
+    /// Wakes the task that sends what a commit released (bounded 1: a wake-up is a flag).
+    committed_wake: LocalSender<()>,
 }
 
 impl Shard {
@@ -174,6 +183,9 @@ impl Shard {
     /// Drains everything the core wants to send (plus what the edge queued in `out`) and
     /// sends it; re-arms the timer task if the core's earliest deadline moved earlier.
     pub async fn flush(self: &Rc<Self>, out: &mut Outbox) {
+        if let Some(k) = &self.persist_kick {
+            k.notify();
+        }
         {
             let mut core = self.core.borrow_mut();
             let mut produced = 0;
@@ -246,7 +258,18 @@ impl Shard {
     }
 
     fn publish_core_stats(&self) {
-        let snapshot = core_counters(&self.core.borrow());
+        let mut snapshot = core_counters(&self.core.borrow());
+        if let Some(d) = &self.driver {
+            let st = d.stats();
+            snapshot.extend([
+                ("persist_commits".to_string(), st.commits),
+                ("persist_ops_committed".to_string(), st.ops_committed),
+                ("persist_ops_discarded".to_string(), st.ops_discarded),
+                ("persist_failed_commits".to_string(), st.failed_commits),
+                ("persist_last_commit_us".to_string(), st.last_commit_us),
+                ("persist_max_commit_us".to_string(), st.max_commit_us),
+            ]);
+        }
         if let Ok(mut g) = self.stats.core.lock() {
             *g = snapshot;
         }
@@ -270,6 +293,7 @@ pub async fn run_shard(init: ShardInit) {
         handoff: ends,
         stop,
         ready,
+        store,
     } = init;
 
     // Connect the mesh: every connect waits for its peer, so run them all concurrently.
@@ -295,15 +319,43 @@ pub async fn run_shard(init: ShardInit) {
         receivers.push((from, t.await));
     }
 
-    let seed = (std::process::id() as u64) << 16 ^ id.0 as u64 ^ clock.now().0.rotate_left(32);
-    let core = Core::new(
+    // Fresh tags and ETags must never repeat ones handed out before a restart: mix in the
+    // wall clock in nanoseconds and the pid.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let seed = (std::process::id() as u64) << 16 ^ id.0 as u64 ^ nanos.rotate_left(17);
+    let mut core = Core::new(
         settings.core.clone(),
         id,
         settings.shards,
         seed,
         clock.now(),
     );
+    if let Some(st) = &store {
+        // Before serving: the sockets are bound, so requests wait in the kernel meanwhile.
+        let now = clock.now();
+        match persist::load_shard(st, id, now) {
+            Ok(loaded) => {
+                let rep = persist::restore_into(&mut core, loaded, clock.now());
+                tracing::info!(
+                    shard = id.0,
+                    publications = rep.publications,
+                    subscriptions = rep.subscriptions,
+                    "shard state restored"
+                );
+            }
+            Err(e) => {
+                tracing::error!(shard = id.0, error = %e, "cannot load the shard's state; exiting");
+                std::process::exit(1);
+            }
+        }
+    }
+    let driver = (settings.durability.writes() || settings.core.durability_gate)
+        .then(|| Rc::new(Driver::new(id, store.clone(), settings.durability)));
     let (timer_wake, timer_rx) = local_channel::new_bounded(1);
+    let (committed_wake, committed_rx) = local_channel::new_bounded(1);
     let udp: Vec<Rc<UdpSocket>> = udp_socks
         .into_iter()
         .map(|s| Rc::new(udp::adopt(s)))
@@ -319,7 +371,28 @@ pub async fn run_shard(init: ShardInit) {
         tcp: tcp::Registry::new(id),
         timer_wake,
         armed: Cell::new(None),
+        persist_kick: driver.as_ref().map(|d| d.kick()),
+        driver: driver.clone(),
+        committed_wake,
     });
+
+    if let Some(driver) = driver.clone() {
+        let sh = shard.clone();
+        glommio::spawn_local(async move {
+            let clock = sh.clock;
+            driver
+                .run(
+                    &sh.core,
+                    move || clock.now(),
+                    || {
+                        let _ = sh.committed_wake.try_send(());
+                    },
+                )
+                .await
+        })
+        .detach();
+        glommio::spawn_local(committed_loop(shard.clone(), committed_rx)).detach();
+    }
 
     for sock in shard.udp.clone() {
         glommio::spawn_local(udp::recv_loop(shard.clone(), sock)).detach();
@@ -345,7 +418,98 @@ pub async fn run_shard(init: ShardInit) {
         }
     }
     shard.publish_core_stats();
+    if let (Some(d), Some(st)) = (&driver, &store) {
+        final_commit(&shard, d, st);
+    }
     tracing::info!(shard = id.0, stats = %shard.core.borrow().stats(), "shard stopped");
+}
+
+/// On a clean stop, writes what the driver has not committed yet (periodic mode's
+/// write-behind window, or a sync batch in flight) so a graceful restart loses nothing.
+fn final_commit(shard: &Shard, driver: &Driver, store: &Store) {
+    let mut ops = Vec::new();
+    {
+        let mut core = shard.core.borrow_mut();
+        while let Some(op) = core.poll_persist() {
+            ops.push(op);
+        }
+    }
+    if ops.is_empty() {
+        return;
+    }
+    let now = store::UnixMillis(shard.clock.now().as_millis());
+    match write_ops(store, &ops, now) {
+        Ok(_) => {
+            tracing::info!(shard = shard.id.0, ops = ops.len(), stats = ?driver.stats(), "final commit done")
+        }
+        Err(e) => tracing::error!(shard = shard.id.0, error = %e, "final commit failed"),
+    }
+}
+
+/// Applies `ops` in one transaction (the driver's own batch writer is private to `persist`).
+fn write_ops(
+    store: &Store,
+    ops: &[core::PersistOp],
+    received_at: store::UnixMillis,
+) -> Result<(), store::StoreError> {
+    use core::PersistOp;
+    store.write(|s, w| {
+        let mut id_buf = [0u8; 16];
+        for op in ops {
+            let r = match op {
+                PersistOp::PutPublication { rec, .. } => {
+                    let (k, v) = persist::publication_to_store(rec, received_at);
+                    s.put_presentity(w, k, &v)
+                }
+                PersistOp::DeletePublication {
+                    presentity,
+                    event,
+                    etag,
+                    ..
+                } => s
+                    .delete_presentity(
+                        w,
+                        store::PresentityKey {
+                            presentity: presentity.as_bytes(),
+                            event,
+                            etag,
+                        },
+                    )
+                    .map(drop),
+                PersistOp::PutSubscription { rec, .. } => {
+                    let (k, v) = persist::subscription_to_store(rec, &mut id_buf);
+                    s.put_subscription(w, k, &v)
+                }
+                PersistOp::DeleteSubscription { id, presentity, .. } => {
+                    id_buf = persist::dialog_id(*id);
+                    s.delete_subscription(
+                        w,
+                        store::SubscriptionKey {
+                            presentity: presentity.as_bytes(),
+                            dialog_id: &id_buf,
+                        },
+                    )
+                    .map(drop)
+                }
+            };
+            match r {
+                Ok(()) => {}
+                Err(e @ store::StoreError::InvalidKey { .. }) => {
+                    tracing::error!(seq = op.seq(), error = %e, "persist op skipped");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Sends the replies and NOTIFYs a commit released (the driver only signals).
+async fn committed_loop(shard: Rc<Shard>, wake: LocalReceiver<()>) {
+    let mut out = Outbox::new();
+    while wake.recv().await.is_some() {
+        shard.flush(&mut out).await;
+    }
 }
 
 async fn handoff_loop(

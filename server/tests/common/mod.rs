@@ -58,11 +58,31 @@ pub struct Server {
     pub sip: SocketAddr,
     pub admin: SocketAddr,
     pub log: std::path::PathBuf,
+    /// `--data-dir` of this server.
+    pub data_dir: std::path::PathBuf,
+    /// Remove `data_dir` on drop (it was created by `start`).
+    owns_data_dir: bool,
+}
+
+/// A fresh, empty directory under the temp dir (two servers must never share a data dir).
+pub fn fresh_data_dir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("herald-e2e-data-{}", unique("")));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
 }
 
 impl Server {
-    /// `herald --shards 2` on fresh ports plus `extra` flags.
+    /// `herald --shards 2` on fresh ports and a fresh data dir, plus `extra` flags.
     pub fn start(extra: &[&str]) -> Server {
+        let dir = fresh_data_dir();
+        let mut s = Server::start_in(&dir, extra);
+        s.owns_data_dir = true;
+        s
+    }
+
+    /// Like `start`, on the given data directory (kept on drop: restart tests reuse it).
+    pub fn start_in(data_dir: &std::path::Path, extra: &[&str]) -> Server {
         let mut last_err = String::new();
         for _attempt in 0..3 {
             let port = free_port_udp_tcp();
@@ -72,12 +92,17 @@ impl Server {
             let log = std::env::temp_dir().join(format!("herald-e2e-{}.log", unique("")));
             let log_file = std::fs::File::create(&log).unwrap();
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
-            cmd.args(["--shards", "2", "--no-pin"])
+            if !extra.contains(&"--shards") {
+                cmd.args(["--shards", "2"]);
+            }
+            cmd.arg("--no-pin")
                 .arg("--listen")
                 .arg(sip.to_string())
                 .arg("--admin-listen")
                 .arg(admin.to_string())
                 .args(["--log", "warn"])
+                .arg("--data-dir")
+                .arg(data_dir)
                 .args(extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -88,6 +113,8 @@ impl Server {
                 sip,
                 admin,
                 log,
+                data_dir: data_dir.to_path_buf(),
+                owns_data_dir: false,
             };
             let deadline = Instant::now() + READY_TIMEOUT;
             while Instant::now() < deadline {
@@ -156,6 +183,17 @@ impl Server {
         }
     }
 
+    /// SIGKILL (a crash): nothing gets a chance to flush.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Runs `herald store <args…> --data-dir <this server's dir>`; returns (success, stdout).
+    pub fn store_cmd(&self, args: &[&str]) -> (bool, String) {
+        herald_store(&self.data_dir, args)
+    }
+
     /// Sends SIGTERM and waits (bounded) for a clean exit.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let pid = self.child.id() as i32;
@@ -174,10 +212,28 @@ impl Server {
     }
 }
 
+/// Runs `herald store <args…> --data-dir <dir>`; returns (success, stdout + stderr).
+pub fn herald_store(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("store")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run herald store");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if self.owns_data_dir {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
         if !std::thread::panicking() {
             let _ = std::fs::remove_file(&self.log);
         } else {
@@ -456,12 +512,17 @@ impl Client {
     }
 
     pub fn try_request(&mut self, req: &str) -> Option<Msg> {
+        self.try_request_within(req, REPLY_TIMEOUT)
+    }
+
+    /// Like `try_request`, giving up after `timeout`.
+    pub fn try_request_within(&mut self, req: &str, timeout: Duration) -> Option<Msg> {
         let (call_id, cseq) = {
             let (m, _) = Msg::parse(req.as_bytes(), Framing::Datagram)
                 .unwrap_or_else(|| panic!("test built an unparseable request:\n{req}"));
             (m.call_id().to_string(), m.cseq())
         };
-        let deadline = Instant::now() + REPLY_TIMEOUT;
+        let deadline = Instant::now() + timeout;
         let mut next_send = Instant::now();
         let udp = matches!(self.link, Link::Udp(_));
         let mut sent = false;

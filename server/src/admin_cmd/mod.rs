@@ -1,0 +1,116 @@
+//! `herald store …`: the OpenSIPS presence MI commands (`pres_phtable_list`,
+//! `subs_phtable_list`, `cleanup`) plus `check`, on a data directory.
+//!
+//! Safe on a running server: listing and checking use LMDB read transactions only (they
+//! never block the server's writer); `cleanup` takes each shard's write lock for short
+//! bounded transactions. Nothing here knows the server's state beyond what is committed.
+
+pub mod user;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use server::cli::{ListWhat, StoreCommand};
+use server::persist::owner_fn;
+use store::admin;
+use store::{StoreOptions, UnixMillis};
+
+fn now_ms() -> UnixMillis {
+    UnixMillis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+    )
+}
+
+/// Options for opening an existing directory: never shrink or grow the map beyond what the
+/// server uses (LMDB adopts the file's current map size when it is larger).
+fn opts(max: usize) -> StoreOptions {
+    StoreOptions {
+        initial_map_size: 1 << 20,
+        max_map_size: max,
+        ..StoreOptions::default()
+    }
+}
+
+fn pick(dir: &Option<PathBuf>, default: &Path) -> PathBuf {
+    dir.clone().unwrap_or_else(|| default.to_path_buf())
+}
+
+/// Runs one `herald user` command.
+pub fn run_user(cmd: &server::cli::UserCommand, run: &server::cli::RunArgs) -> ExitCode {
+    use server::cli::UserCommand;
+    let dir = match cmd {
+        UserCommand::Add { dir, .. } | UserCommand::Del { dir, .. } | UserCommand::List { dir } => {
+            pick(&dir.data_dir, &run.data_dir)
+        }
+    };
+    match user::run(cmd, &dir, run.shard_count(), &opts(run.map_size_max)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herald user: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one `herald store` command; prints to stdout, errors to stderr.
+pub fn run(cmd: &StoreCommand, default_dir: &Path, map_size_max: usize) -> ExitCode {
+    match run_inner(cmd, default_dir, map_size_max) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("herald store: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_inner(
+    cmd: &StoreCommand,
+    default_dir: &Path,
+    map_size_max: usize,
+) -> Result<ExitCode, store::StoreError> {
+    let now = now_ms();
+    match cmd {
+        StoreCommand::List { what } => match what {
+            ListWhat::Presentities { dir, filter } => {
+                let stores =
+                    admin::open_data_dir(&pick(&dir.data_dir, default_dir), &opts(map_size_max))?;
+                let rows = admin::list_presentities(
+                    &stores,
+                    filter.event.as_deref(),
+                    filter.presentity.as_deref(),
+                )?;
+                print!("{}", admin::render_presentities(&rows, now));
+            }
+            ListWhat::Subscriptions { dir, filter } => {
+                let stores =
+                    admin::open_data_dir(&pick(&dir.data_dir, default_dir), &opts(map_size_max))?;
+                let rows = admin::list_subscriptions(
+                    &stores,
+                    filter.event.as_deref(),
+                    filter.presentity.as_deref(),
+                )?;
+                print!("{}", admin::render_subscriptions(&rows, now));
+            }
+        },
+        StoreCommand::Cleanup { dir } => {
+            let stores =
+                admin::open_data_dir(&pick(&dir.data_dir, default_dir), &opts(map_size_max))?;
+            let rep = admin::cleanup(&stores, now)?;
+            println!("{rep}");
+        }
+        StoreCommand::Check { dir } => {
+            let stores =
+                admin::open_data_dir(&pick(&dir.data_dir, default_dir), &opts(map_size_max))?;
+            let owner = owner_fn(stores.len() as u16);
+            let rep = admin::check(&stores, Some(&owner))?;
+            println!("{rep}");
+            if !rep.ok() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

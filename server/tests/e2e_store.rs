@@ -1,0 +1,212 @@
+//! Durability end to end: state survives a restart (graceful and `kill -9`), and the
+//! `herald store` commands work on a running server's and a stopped server's data.
+
+mod common;
+
+use common::*;
+
+fn ok(m: &Msg) -> bool {
+    m.code.is_some_and(|c| (200..300).contains(&c))
+}
+
+#[test]
+fn state_survives_kill9_and_store_commands_work() {
+    let dir = fresh_data_dir();
+    let p = "sip:carol@example.com";
+    let mut s = Server::start_in(&dir, &[]);
+
+    // A watcher (its socket lives across the restart) and a publication.
+    let mut w = Client::udp(s.sip);
+    let mut d = Dialog::new("sip:watcher@example.com", p);
+    assert!(ok(&d.send_subscribe(&mut w, 600)));
+    w.expect_notify("initial");
+    let mut pubc = Client::udp(s.sip);
+    let r = pubc.request(&publish(
+        &pubc,
+        p,
+        600,
+        None,
+        Some(&pidf(p, "t1", "open", "before-crash")),
+    ));
+    assert_eq!(r.code, Some(200), "{}", r.text());
+    let etag = r.header("SIP-ETag").expect("SIP-ETag").trim().to_string();
+    w.expect_notify_where("first publication", |n| {
+        n.body_str().contains("before-crash")
+    });
+
+    // Commands on the running server (read-only transactions).
+    let (okp, out) = s.store_cmd(&["list", "presentities"]);
+    assert!(okp && out.contains(p) && out.contains(&etag), "{out}");
+    let (oks, out) = s.store_cmd(&[
+        "list",
+        "subscriptions",
+        "--event",
+        "presence",
+        "--presentity",
+        "carol@",
+    ]);
+    assert!(oks && out.contains(p) && out.contains(&d.call_id), "{out}");
+    let (_, out) = s.store_cmd(&["list", "subscriptions", "--presentity", "^nobody$"]);
+    assert!(out.contains("0 subscription(s)"), "{out}");
+    let (okc, out) = s.store_cmd(&["check"]);
+    assert!(okc && out.contains("check OK"), "{out}");
+
+    // Crash, restart on the same data dir with fresh ports.
+    s.kill9();
+    let s2 = Server::start_in(&dir, &[]);
+    s2.wait_stats("state reloaded", |st| {
+        st.get("core.subscriptions").copied().unwrap_or(0) >= 1
+    });
+
+    // The old ETag still refreshes the publication (with a new body).
+    let mut pubc2 = Client::udp(s2.sip);
+    let r = pubc2.request(&publish(
+        &pubc2,
+        p,
+        600,
+        Some(&etag),
+        Some(&pidf(p, "t1", "open", "after-crash")),
+    ));
+    assert_eq!(
+        r.code,
+        Some(200),
+        "ETag from before the crash: {}",
+        r.text()
+    );
+
+    // The old subscription still gets NOTIFYs, on its old socket (server port changed:
+    // answers go wherever the NOTIFY came from).
+    w.server = s2.sip;
+    w.expect_notify_where("NOTIFY after restart", |n| {
+        n.call_id() == d.call_id && n.body_str().contains("after-crash")
+    });
+
+    // A new watcher sees the publication.
+    let mut w2 = Client::udp(s2.sip);
+    let mut d2 = Dialog::new("sip:late@example.com", p);
+    assert!(ok(&d2.send_subscribe(&mut w2, 600)));
+    w2.expect_notify_where("restored publication", |n| {
+        n.body_str().contains("after-crash")
+    });
+
+    drop(s2);
+    // Stopped server: cleanup and check still work.
+    let (okc, out) = herald_store(&dir, &["cleanup"]);
+    assert!(okc && out.contains("deleted"), "{out}");
+    let (okc, out) = herald_store(&dir, &["check"]);
+    assert!(okc && out.contains("check OK"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn durability_none_writes_nothing() {
+    let s = Server::start(&["--durability", "none"]);
+    let p = "sip:dave@example.com";
+    let mut c = Client::udp(s.sip);
+    let r = c.request(&publish(
+        &c,
+        p,
+        600,
+        None,
+        Some(&pidf(p, "t1", "open", "x")),
+    ));
+    assert_eq!(r.code, Some(200), "{}", r.text());
+    let (ok, out) = s.store_cmd(&["list", "presentities"]);
+    assert!(!ok, "no environment in none mode: {out}");
+}
+
+#[test]
+fn store_command_on_missing_dir_fails_clearly() {
+    let dir = fresh_data_dir();
+    let (ok, out) = herald_store(&dir, &["check"]);
+    assert!(!ok && out.contains("no shard environments"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn changing_shard_count_keeps_everything() {
+    let dir = fresh_data_dir();
+    let mut s = Server::start_in(&dir, &["--shards", "2"]);
+    let mut c = Client::udp(s.sip);
+    let mut aors = Vec::new();
+    for i in 0..12 {
+        let p = format!("sip:reshard{i}@example.com");
+        let r = c.request(&publish(
+            &c,
+            &p,
+            600,
+            None,
+            Some(&pidf(&p, "t1", "open", &format!("n{i}"))),
+        ));
+        assert_eq!(r.code, Some(200), "{}", r.text());
+        aors.push(p);
+    }
+    let st = s.stop();
+    assert!(st.is_some_and(|x| x.success()), "clean stop");
+    let s3 = Server::start_in(&dir, &["--shards", "3"]);
+    let mut c = Client::udp(s3.sip);
+    for (i, p) in aors.iter().enumerate() {
+        let mut d = Dialog::new("sip:checker@example.com", p);
+        assert!(ok(&d.send_subscribe(&mut c, 0)));
+        let n = c.expect_notify_where(p, |n| n.call_id() == d.call_id);
+        assert!(
+            n.body_str().contains(&format!("n{i}<")),
+            "{p} after 2→3 shards: {}",
+            n.text()
+        );
+    }
+    let (okc, out) = s3.store_cmd(&["check"]);
+    assert!(okc && out.contains("3 shard(s)"), "{out}");
+    drop(s3);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn herald(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run herald");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[test]
+fn user_add_list_del() {
+    let s = Server::start(&[]);
+    let d = s.data_dir.to_str().unwrap().to_string();
+    let (ok, out) = herald(&[
+        "user",
+        "add",
+        "alice@example.com",
+        "--password",
+        "pw",
+        "--data-dir",
+        &d,
+    ]);
+    assert!(ok && out.contains("added"), "{out}");
+    let (ok, out) = herald(&[
+        "user",
+        "add",
+        "nodomain",
+        "--password",
+        "pw",
+        "--data-dir",
+        &d,
+    ]);
+    assert!(!ok && out.contains("user@domain"), "{out}");
+    let (ok, out) = herald(&["user", "list", "--data-dir", &d]);
+    assert!(
+        ok && out.contains("alice@example.com") && out.contains("1 user(s)"),
+        "{out}"
+    );
+    let (ok, out) = s.store_cmd(&["check"]);
+    assert!(ok && out.contains("1 subscriber(s)"), "{out}");
+    let (ok, out) = herald(&["user", "del", "alice@example.com", "--data-dir", &d]);
+    assert!(ok, "{out}");
+    let (ok, out) = herald(&["user", "del", "alice@example.com", "--data-dir", &d]);
+    assert!(!ok && out.contains("no user"), "{out}");
+    let (_, out) = herald(&["user", "list", "--data-dir", &d]);
+    assert!(out.contains("0 user(s)"), "{out}");
+}
