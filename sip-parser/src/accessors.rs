@@ -6,7 +6,7 @@ use crate::event::Event;
 use crate::header::{Header, HeaderKind};
 use crate::lex;
 use crate::media_type::MediaType;
-use crate::message::Message;
+use crate::message::{Lookup, Message};
 use crate::method::Method;
 use crate::name_addr::{Contact, NameAddr};
 use crate::substate::SubscriptionState;
@@ -59,7 +59,7 @@ impl<'h, 'b> Message<'h, 'b> {
 
     /// All values of `kind` in order, comma-split for list headers (`HeaderKind::is_list`).
     pub fn values(&self, kind: HeaderKind) -> Values<'h, 'b> {
-        Values::new(self.headers, kind)
+        Values::new(self.candidates(kind), kind)
     }
 
     /// Values of a header by name, case-insensitive; full and compact names of known
@@ -79,7 +79,16 @@ impl<'h, 'b> Message<'h, 'b> {
     /// Value of a header that must appear at most once; a repeat with a different value is
     /// `Duplicate` (RFC 4475 §3.1.2.19 wants those requests rejected).
     fn single(&self, kind: HeaderKind) -> Result<Option<&'b [u8]>, FieldError> {
-        let mut it = self.headers.iter().filter(|h: &&Header<'b>| h.kind == kind);
+        // The index answers the common cases (absent, or exactly once) without a scan.
+        match self.lookup(kind) {
+            Lookup::Absent => return Ok(None),
+            Lookup::Once(i) => return Ok(self.headers.get(i).map(|h| h.value)),
+            Lookup::Repeated(_) | Lookup::Unknown => {}
+        }
+        let mut it = self
+            .candidates(kind)
+            .iter()
+            .filter(|h: &&Header<'b>| h.kind == kind);
         let Some(first) = it.next() else {
             return Ok(None);
         };

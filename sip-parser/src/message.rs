@@ -56,6 +56,75 @@ pub struct Message<'h, 'b> {
     pub body: &'b [u8],
     /// Bytes of the buffer this message occupies (including leading CRLF keep-alives).
     pub len: usize,
+    /// Where each header kind first appears, built by `parse` so accessors skip the scan.
+    index: KindIndex,
+}
+
+/// Number of `HeaderKind` variants (`Other` is the last).
+const N_KINDS: usize = HeaderKind::Other as usize + 1;
+const _: () = assert!(N_KINDS <= 64, "repeat bits are a u64");
+/// `first` entry of a kind that does not occur.
+const ABSENT: u8 = u8::MAX;
+
+/// First slot of every header kind plus a "seen more than once" bit per kind, so a lookup
+/// is one array read and `single()` needs no duplicate scan unless the kind repeats.
+/// `slots_addr`/`slots_len` tie it to the exact `headers` slice it describes: if a caller
+/// swaps the public `headers` field, lookups fall back to scanning.
+#[derive(Clone, Copy)]
+struct KindIndex {
+    first: [u8; N_KINDS],
+    repeated: u64,
+    slots_addr: usize,
+    slots_len: usize,
+}
+
+/// The index is derived from `headers`: it takes no part in comparing messages (two parses
+/// of the same bytes into different slot arrays are equal) and is left out of `Debug`.
+impl PartialEq for KindIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for KindIndex {}
+
+impl core::fmt::Debug for KindIndex {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("..")
+    }
+}
+
+impl KindIndex {
+    const EMPTY: KindIndex = KindIndex {
+        first: [ABSENT; N_KINDS],
+        repeated: 0,
+        slots_addr: 0,
+        slots_len: usize::MAX,
+    };
+
+    #[inline(always)]
+    fn record(&mut self, kind: HeaderKind, slot: usize) {
+        let k = kind as usize;
+        if let Some(f) = self.first.get_mut(k) {
+            if *f == ABSENT {
+                // Slots past 254 cannot be recorded: the index is disabled below.
+                *f = u8::try_from(slot).unwrap_or(ABSENT);
+            } else {
+                self.repeated |= 1 << k;
+            }
+        }
+    }
+}
+
+/// Where a kind occurs, as known from the index.
+pub(crate) enum Lookup {
+    Absent,
+    /// Exactly one header of the kind, in this slot.
+    Once(usize),
+    /// First of several headers of the kind.
+    Repeated(usize),
+    /// No usable index: scan.
+    Unknown,
 }
 
 const VERSION: &[u8] = b"SIP/2.0";
@@ -111,6 +180,7 @@ pub fn parse<'h, 'b>(
     // line then widens the value of the last slot (`last` = its name and value offsets).
     let max_headers = limits.max_headers.min(slots.len());
     let mut count = 0usize;
+    let mut index = KindIndex::EMPTY;
     let mut last: Option<(usize, usize)> = None;
     let header_end;
     loop {
@@ -151,8 +221,11 @@ pub fn parse<'h, 'b>(
         // One pass: token name, optional WSP, colon (RFC 3261 HCOLON).
         let name_len = name_end(line);
         let mut colon = name_len;
-        while matches!(line.get(colon), Some(b' ' | b'\t')) {
-            colon += 1;
+        // Almost always the colon follows the name directly; skip the WSP loop then.
+        if line.get(colon) != Some(&b':') {
+            while matches!(line.get(colon), Some(b' ' | b'\t')) {
+                colon += 1;
+            }
         }
         if name_len == 0 || line.get(colon) != Some(&b':') {
             return Err(if memchr(b':', line).is_some() {
@@ -181,12 +254,23 @@ pub fn parse<'h, 'b>(
             name,
             value: lex::trim(value),
         };
+        index.record(kind, count);
         count += 1;
         last = Some((line_start, line_start + colon + 1));
     }
 
     // Body framing.
-    let content_length = content_length(&slots[..count])?;
+    let cl_bit = 1u64 << (HeaderKind::ContentLength as usize);
+    let content_length = match index.first.get(HeaderKind::ContentLength as usize) {
+        Some(&ABSENT) if count < usize::from(ABSENT) => None,
+        // A single Content-Length: parse just its slot.
+        Some(&i) if index.repeated & cl_bit == 0 && i != ABSENT => content_length(
+            slots
+                .get(usize::from(i)..=usize::from(i))
+                .unwrap_or_default(),
+        )?,
+        _ => content_length(&slots[..count])?,
+    };
     let available = buf.len() - header_end;
     let body_len = match (content_length, framing) {
         (Some(cl), Framing::Stream) => {
@@ -209,11 +293,17 @@ pub fn parse<'h, 'b>(
     };
     let len = header_end + body_len;
     let headers: &'h [Header<'b>] = slots;
+    let headers = &headers[..count];
+    if count < usize::from(ABSENT) {
+        index.slots_addr = headers.as_ptr() as usize;
+        index.slots_len = count;
+    }
     Ok(Status::Complete(Message {
         start,
-        headers: &headers[..count],
+        headers,
         body: &buf[header_end..len],
         len,
+        index,
     }))
 }
 
@@ -335,6 +425,44 @@ fn parse_status_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
 }
 
 impl<'h, 'b> Message<'h, 'b> {
+    /// Where `kind` occurs, from the index built by `parse`.
+    #[inline]
+    pub(crate) fn lookup(&self, kind: HeaderKind) -> Lookup {
+        let idx = &self.index;
+        if idx.slots_len != self.headers.len() || idx.slots_addr != self.headers.as_ptr() as usize {
+            return Lookup::Unknown;
+        }
+        let k = kind as usize;
+        match idx.first.get(k) {
+            Some(&ABSENT) => Lookup::Absent,
+            Some(&f) => {
+                let f = usize::from(f);
+                // Cheap guard: the indexed slot must hold the kind.
+                if self.headers.get(f).map(|h| h.kind) != Some(kind) {
+                    Lookup::Unknown
+                } else if idx.repeated & (1 << k) == 0 {
+                    Lookup::Once(f)
+                } else {
+                    Lookup::Repeated(f)
+                }
+            }
+            None => Lookup::Unknown,
+        }
+    }
+
+    /// The headers that can hold `kind`: from its first slot on, or just that slot when it
+    /// occurs once.
+    #[inline]
+    pub(crate) fn candidates(&self, kind: HeaderKind) -> &'h [Header<'b>] {
+        let h = self.headers;
+        match self.lookup(kind) {
+            Lookup::Absent => &[],
+            Lookup::Once(i) => h.get(i..=i).unwrap_or(h),
+            Lookup::Repeated(i) => h.get(i..).unwrap_or(h),
+            Lookup::Unknown => h,
+        }
+    }
+
     pub fn is_request(&self) -> bool {
         matches!(self.start, StartLine::Request { .. })
     }
@@ -406,5 +534,47 @@ mod tests {
         assert_eq!(m.headers.len(), 2);
         assert_eq!(m.headers[0].value, b"one\r\n two\r\n\tthree");
         assert_eq!(m.headers[1].value, b"y");
+    }
+
+    #[test]
+    fn kind_index_agrees_with_a_scan() {
+        let msg = b"SUBSCRIBE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+Accept: a/b, c/d\r\nCall-ID: x\r\nv: SIP/2.0/UDP g;branch=z9hG4bK2\r\nAccept: e/f\r\n\
+Expires: 1\r\nExpires: 2\r\nl: 0\r\n\r\n";
+        let mut slots = [Header::EMPTY; 16];
+        let m = parse(msg, &mut slots, Framing::Datagram, &Limits::default())
+            .unwrap()
+            .complete()
+            .unwrap();
+        assert!(matches!(m.lookup(HeaderKind::CallId), Lookup::Once(2)));
+        assert!(matches!(m.lookup(HeaderKind::Via), Lookup::Repeated(0)));
+        assert!(matches!(m.lookup(HeaderKind::Event), Lookup::Absent));
+        assert_eq!(m.values(HeaderKind::Via).count(), 2);
+        let accept: Vec<&[u8]> = m.values(HeaderKind::Accept).collect();
+        assert_eq!(accept, [&b"a/b"[..], b"c/d", b"e/f"]);
+        assert!(m.expires().is_err(), "differing repeats are still caught");
+        assert_eq!(m.call_id(), Ok(&b"x"[..]));
+        assert_eq!(m.header(HeaderKind::Event), None);
+        assert_eq!(m.content_length(), Ok(Some(0)));
+
+        // A caller swapping the public `headers` field gets a scan, not a stale index.
+        let other = [Header {
+            kind: HeaderKind::Event,
+            name: b"Event",
+            value: b"presence",
+        }];
+        let swapped = Message {
+            headers: &other,
+            ..m
+        };
+        assert!(matches!(swapped.lookup(HeaderKind::Event), Lookup::Unknown));
+        assert_eq!(swapped.header(HeaderKind::Event), Some(&b"presence"[..]));
+        assert_eq!(swapped.header(HeaderKind::CallId), None);
+        let mut slots2 = [Header::EMPTY; 16];
+        let reparsed = parse(msg, &mut slots2, Framing::Datagram, &Limits::default())
+            .unwrap()
+            .complete()
+            .unwrap();
+        assert_eq!(m, reparsed, "the index takes no part in equality");
     }
 }

@@ -409,6 +409,14 @@ impl Core {
         let Some(tx) = self.stx.get_mut(seq) else {
             return;
         };
+        // RFC 3261 8.2.6.2: every response but 100 carries a To tag. Responses that create
+        // no dialog (OPTIONS, rejections) get one derived from the transaction key, so a
+        // retransmitted request is answered with the same tag.
+        let mut stateless = [0u8; 17];
+        let to_tag = match to_tag {
+            Some(t) => Some(t),
+            None => Some(stateless_tag(key, &mut stateless)),
+        };
         let mut w = ResponseWriter::new(&mut tx.response, msg, code, &self.reason, to_tag);
         for a in adds {
             match *a {
@@ -725,3 +733,14 @@ impl Core {
 
 #[cfg(test)]
 mod tests;
+
+/// A To tag for a response that creates no dialog: `n` + the transaction key in hex. It never
+/// decodes as one of our dialog tokens, so a request carrying it is simply not in a dialog.
+fn stateless_tag(key: u64, buf: &mut [u8; 17]) -> &[u8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    buf[0] = b'n';
+    for (i, b) in buf[1..].iter_mut().enumerate() {
+        *b = HEX[((key >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    &buf[..]
+}

@@ -339,6 +339,8 @@ fn stateless_rules() {
     assert_eq!(code(&r), 200);
     assert_eq!(hdr(&r, "Allow-Events"), Some("presence"));
     assert!(hdr(&r, "Allow").unwrap().contains("SUBSCRIBE"));
+    // RFC 3261 8.2.6.2: a To tag even on responses that create no dialog.
+    assert!(hdr(&r, "To").unwrap().contains(";tag=n"), "{r}");
     let i = o
         .replace("OPTIONS", "INVITE")
         .replace("z9hG4bKo", "z9hG4bKi");

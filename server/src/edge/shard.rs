@@ -438,70 +438,12 @@ fn final_commit(shard: &Shard, driver: &Driver, store: &Store) {
         return;
     }
     let now = store::UnixMillis(shard.clock.now().as_millis());
-    match write_ops(store, &ops, now) {
+    match persist::commit_batch(store, &ops, now) {
         Ok(_) => {
             tracing::info!(shard = shard.id.0, ops = ops.len(), stats = ?driver.stats(), "final commit done")
         }
         Err(e) => tracing::error!(shard = shard.id.0, error = %e, "final commit failed"),
     }
-}
-
-/// Applies `ops` in one transaction (the driver's own batch writer is private to `persist`).
-fn write_ops(
-    store: &Store,
-    ops: &[core::PersistOp],
-    received_at: store::UnixMillis,
-) -> Result<(), store::StoreError> {
-    use core::PersistOp;
-    store.write(|s, w| {
-        let mut id_buf = [0u8; 16];
-        for op in ops {
-            let r = match op {
-                PersistOp::PutPublication { rec, .. } => {
-                    let (k, v) = persist::publication_to_store(rec, received_at);
-                    s.put_presentity(w, k, &v)
-                }
-                PersistOp::DeletePublication {
-                    presentity,
-                    event,
-                    etag,
-                    ..
-                } => s
-                    .delete_presentity(
-                        w,
-                        store::PresentityKey {
-                            presentity: presentity.as_bytes(),
-                            event,
-                            etag,
-                        },
-                    )
-                    .map(drop),
-                PersistOp::PutSubscription { rec, .. } => {
-                    let (k, v) = persist::subscription_to_store(rec, &mut id_buf);
-                    s.put_subscription(w, k, &v)
-                }
-                PersistOp::DeleteSubscription { id, presentity, .. } => {
-                    id_buf = persist::dialog_id(*id);
-                    s.delete_subscription(
-                        w,
-                        store::SubscriptionKey {
-                            presentity: presentity.as_bytes(),
-                            dialog_id: &id_buf,
-                        },
-                    )
-                    .map(drop)
-                }
-            };
-            match r {
-                Ok(()) => {}
-                Err(e @ store::StoreError::InvalidKey { .. }) => {
-                    tracing::error!(seq = op.seq(), error = %e, "persist op skipped");
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    })
 }
 
 /// Sends the replies and NOTIFYs a commit released (the driver only signals).
