@@ -164,6 +164,20 @@ impl Core {
         self.persist_on() && self.persist_q.len() >= self.cfg.max_pending_persist
     }
 
+    /// Refuses new state (500 + Retry-After) while the store is `max_pending_persist` ops
+    /// behind, so a stalled disk bounds memory instead of queueing without limit.
+    pub(super) fn refuse_if_store_backlogged(&self) -> Result<(), super::routing::Reject> {
+        use super::routing::{Extra, Reason, Reject};
+        if self.persist_backlog() {
+            return Err(Reject::new(
+                500,
+                Reason::Text("Store backlog"),
+                Extra::RetryAfter(1),
+            ));
+        }
+        Ok(())
+    }
+
     pub(super) fn sub_record(&self, sub: &Subscription) -> Option<SubscriptionRecord> {
         let pres = self.pres.get(sub.pres)?;
         let s = sub.strings();

@@ -20,13 +20,7 @@ impl Core {
         key: u64,
         msg: &Message<'_, '_>,
     ) -> Result<(), Reject> {
-        if self.persist_backlog() {
-            return Err(Reject::new(
-                500,
-                Reason::Text("Store backlog"),
-                Extra::RetryAfter(1),
-            ));
-        }
+        self.refuse_if_store_backlogged()?;
         let event = msg.event()?.ok_or(FieldError::Missing(HeaderKind::Event))?;
         let pkg = self
             .package_index(event.full_name())

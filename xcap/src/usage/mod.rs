@@ -1,6 +1,5 @@
 //! Application usages (RFC 4825 §5): one module each, behind `ApplicationUsage`.
 
-mod oma_pres_rules;
 mod pidf_manipulation;
 mod pres_rules;
 mod resource_lists;
@@ -10,7 +9,6 @@ mod watchers;
 mod xcap_caps;
 mod xcap_directory;
 
-pub use oma_pres_rules::OmaPresRules;
 pub use pidf_manipulation::PidfManipulation;
 pub use pres_rules::PresRules;
 pub use resource_lists::ResourceLists;
@@ -94,8 +92,8 @@ impl Registry {
             Box::new(XcapCaps),
             Box::new(ResourceLists),
             Box::new(RlsServices),
-            Box::new(PresRules),
-            Box::new(OmaPresRules),
+            Box::new(PresRules::IETF),
+            Box::new(PresRules::OMA),
             Box::new(PidfManipulation),
             Box::new(Watchers),
             Box::new(XcapDirectory),
