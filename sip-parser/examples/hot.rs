@@ -13,9 +13,9 @@ use std::hint::black_box;
 
 use sip_parser::{parse, Aor, Framing, Header, Limits, Status, Uri};
 
-#[path = "../../benches/src/lib.rs"]
+#[path = "../../benches/src/messages.rs"]
 #[allow(dead_code)]
-mod fixtures;
+mod messages;
 
 /// Exactly the herald side of the bench (`herald_subscribe` in `benches/benches/parse.rs`).
 fn subscribe<'b>(buf: &'b [u8], slots: &mut [Header<'b>], limits: &Limits) -> usize {
@@ -53,7 +53,7 @@ fn main() {
     let mode = args.next().unwrap_or_else(|| "sub".into());
     let n: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let limits = Limits::default();
-    let compat = fixtures::messages::subscribe_rsip_compatible();
+    let compat = messages::subscribe_rsip_compatible();
     let mut acc = 0usize;
     // Slots are reused across iterations, as in the bench.
     let mut slots = [Header::EMPTY; 64];
@@ -62,7 +62,7 @@ fn main() {
         match mode.as_str() {
             "index" => {
                 let r = parse(
-                    black_box(fixtures::messages::SUBSCRIBE),
+                    black_box(messages::SUBSCRIBE),
                     &mut slots,
                     Framing::Datagram,
                     &limits,
@@ -75,7 +75,7 @@ fn main() {
             "sub" => acc += black_box(subscribe(black_box(&compat), &mut compat_slots, &limits)),
             "blink" => {
                 acc += black_box(subscribe(
-                    black_box(fixtures::messages::SUBSCRIBE),
+                    black_box(messages::SUBSCRIBE),
                     &mut slots,
                     &limits,
                 ))

@@ -35,17 +35,115 @@ impl<'b> CSeq<'b> {
     }
 }
 
-/// Type of the iterators returned by the typed list accessors.
-pub type Typed<'h, 'b, T> = core::iter::Map<Values<'h, 'b>, fn(&'b [u8]) -> Result<T, FieldError>>;
+/// Iterator returned by the typed list accessors (`vias`, `contacts`, `accept`, `routes`,
+/// `record_routes`): every comma-separated element of every header of one kind, parsed.
+///
+/// Each element is first parsed in place by a prefix parser that stops where the element's
+/// grammar ends; if the next byte is a comma (or the value ends) that is the element, with no
+/// separate comma search. Anything else (comments, stray bytes, malformed input) falls back
+/// to splitting at the top-level comma and parsing the element alone, so results and errors
+/// are exactly those of split-then-parse (see the `typed_lists_match_split_then_parse` test).
+#[derive(Clone)]
+pub struct Typed<'h, 'b, T> {
+    headers: core::slice::Iter<'h, Header<'b>>,
+    kind: HeaderKind,
+    rest: &'b [u8],
+    _element: core::marker::PhantomData<fn() -> T>,
+}
+
+/// An element type of a comma-separated list header (see [`Typed`]).
+pub(crate) trait ListElement<'b>: Sized {
+    /// Parses the element at the start of `s` and says where it ends; `None` when unsure.
+    fn parse_prefix(s: &'b [u8]) -> Option<(Self, usize)>;
+    /// Parses exactly one (trimmed) element.
+    fn parse_full(s: &'b [u8]) -> Option<Self>;
+}
+
+macro_rules! list_element {
+    ($ty:ident) => {
+        impl<'b> ListElement<'b> for $ty<'b> {
+            #[inline(always)]
+            fn parse_prefix(s: &'b [u8]) -> Option<(Self, usize)> {
+                $ty::parse_prefix(s)
+            }
+            #[inline]
+            fn parse_full(s: &'b [u8]) -> Option<Self> {
+                $ty::parse(s)
+            }
+        }
+    };
+}
+
+list_element!(Via);
+list_element!(Contact);
+list_element!(NameAddr);
+list_element!(MediaType);
+
+impl<T> core::fmt::Debug for Typed<'_, '_, T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Typed")
+            .field("kind", &self.kind)
+            .field("rest", &self.rest)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'h, 'b, T> Typed<'h, 'b, T> {
+    fn new(headers: &'h [Header<'b>], kind: HeaderKind) -> Self {
+        Typed {
+            headers: headers.iter(),
+            kind,
+            rest: b"",
+            _element: core::marker::PhantomData,
+        }
+    }
+}
+
+#[allow(private_bounds)]
+impl<'b, T: ListElement<'b>> Iterator for Typed<'_, 'b, T> {
+    type Item = Result<T, FieldError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            // Empty elements (`a, , b`) and whitespace are skipped, as `CommaSplit` does.
+            let start = self.rest.iter().position(|&b| b != b',' && !lex::is_ws(b));
+            let Some(start) = start else {
+                let h = self.headers.find(|h| h.kind == self.kind)?;
+                self.rest = h.value;
+                continue;
+            };
+            let s = self.rest.get(start..).unwrap_or_default();
+            if let Some((t, end)) = T::parse_prefix(s) {
+                let after = lex::trim_start(s.get(end..).unwrap_or_default());
+                if matches!(after.first(), None | Some(b',')) {
+                    self.rest = after;
+                    return Some(Ok(t));
+                }
+            }
+            let (item, rest) = match lex::find_unquoted(s, b',', true) {
+                Some(i) => (&s[..i], &s[i + 1..]),
+                None => (s, &[][..]),
+            };
+            self.rest = rest;
+            return Some(T::parse_full(lex::trim(item)).ok_or(FieldError::Malformed(self.kind)));
+        }
+    }
+}
+
+/// `NameAddr::parse` of a whole value: the in-place prefix parser when it consumes the
+/// value, else the full parser (same result, see `Typed`).
+fn name_addr(v: &[u8]) -> Option<NameAddr<'_>> {
+    match NameAddr::parse_prefix(v) {
+        Some((n, end)) if lex::trim(v.get(end..).unwrap_or_default()).is_empty() => Some(n),
+        _ => NameAddr::parse(v),
+    }
+}
 
 macro_rules! typed_list {
-    ($(#[$doc:meta])* $fn:ident, $kind:expr, $ty:ident, $parse:expr) => {
+    ($(#[$doc:meta])* $fn:ident, $kind:expr, $ty:ident) => {
         $(#[$doc])*
         pub fn $fn(&self) -> Typed<'h, 'b, $ty<'b>> {
-            fn parse<'b>(v: &'b [u8]) -> Result<$ty<'b>, FieldError> {
-                $parse(v).ok_or(FieldError::Malformed($kind))
-            }
-            self.values($kind).map(parse as fn(&'b [u8]) -> Result<$ty<'b>, FieldError>)
+            Typed::new(self.candidates($kind), $kind)
         }
     };
 }
@@ -113,29 +211,27 @@ impl<'h, 'b> Message<'h, 'b> {
 
     /// Top-most Via.
     pub fn via(&self) -> Result<Via<'b>, FieldError> {
-        let v = self
-            .header(HeaderKind::Via)
-            .ok_or(FieldError::Missing(HeaderKind::Via))?;
-        Via::parse(v).ok_or(FieldError::Malformed(HeaderKind::Via))
+        self.vias()
+            .next()
+            .unwrap_or(Err(FieldError::Missing(HeaderKind::Via)))
     }
 
     typed_list!(
         /// Every Via, top-most first.
-        vias, HeaderKind::Via, Via, Via::parse
+        vias, HeaderKind::Via, Via
     );
 
     pub fn from(&self) -> Result<NameAddr<'b>, FieldError> {
-        NameAddr::parse(self.required(HeaderKind::From)?)
-            .ok_or(FieldError::Malformed(HeaderKind::From))
+        name_addr(self.required(HeaderKind::From)?).ok_or(FieldError::Malformed(HeaderKind::From))
     }
 
     pub fn to(&self) -> Result<NameAddr<'b>, FieldError> {
-        NameAddr::parse(self.required(HeaderKind::To)?).ok_or(FieldError::Malformed(HeaderKind::To))
+        name_addr(self.required(HeaderKind::To)?).ok_or(FieldError::Malformed(HeaderKind::To))
     }
 
     pub fn call_id(&self) -> Result<&'b [u8], FieldError> {
         let v = self.required(HeaderKind::CallId)?;
-        if v.is_empty() || v.iter().any(|&b| b <= b' ' || b == 0x7f) {
+        if v.is_empty() || lex::has_ctl_or_space(v) {
             return Err(FieldError::Malformed(HeaderKind::CallId));
         }
         Ok(v)
@@ -160,7 +256,7 @@ impl<'h, 'b> Message<'h, 'b> {
 
     typed_list!(
         /// Every Contact value.
-        contacts, HeaderKind::Contact, Contact, Contact::parse
+        contacts, HeaderKind::Contact, Contact
     );
 
     pub fn expires(&self) -> Result<Option<u32>, FieldError> {
@@ -184,7 +280,7 @@ impl<'h, 'b> Message<'h, 'b> {
         /// Accept media ranges. An Accept header present with an empty value yields nothing
         /// (the client accepts no body); check `header(HeaderKind::Accept)` to tell it from
         /// an absent one.
-        accept, HeaderKind::Accept, MediaType, MediaType::parse
+        accept, HeaderKind::Accept, MediaType
     );
 
     pub fn content_type(&self) -> Result<Option<MediaType<'b>>, FieldError> {
@@ -254,12 +350,12 @@ impl<'h, 'b> Message<'h, 'b> {
 
     typed_list!(
         /// Route set, in order.
-        routes, HeaderKind::Route, NameAddr, NameAddr::parse
+        routes, HeaderKind::Route, NameAddr
     );
 
     typed_list!(
         /// Record-Route set, in order.
-        record_routes, HeaderKind::RecordRoute, NameAddr, NameAddr::parse
+        record_routes, HeaderKind::RecordRoute, NameAddr
     );
 
     /// Option tags the request requires (tokens as written).
@@ -285,5 +381,121 @@ impl<'h, 'b> Message<'h, 'b> {
 
     pub fn proxy_require(&self) -> Values<'h, 'b> {
         self.values(HeaderKind::ProxyRequire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::values::Values;
+    use proptest::prelude::*;
+
+    /// Split-then-parse, the way the typed lists worked before `Typed` parsed in place.
+    fn reference<'b, T>(
+        headers: &[Header<'b>],
+        kind: HeaderKind,
+        full: fn(&'b [u8]) -> Option<T>,
+    ) -> Vec<Result<T, FieldError>> {
+        Values::new(headers, kind)
+            .map(|v| full(v).ok_or(FieldError::Malformed(kind)))
+            .collect()
+    }
+
+    fn check<'b, T: PartialEq + core::fmt::Debug + ListElement<'b>>(
+        values: &[&'b [u8]],
+        kind: HeaderKind,
+    ) -> Result<(), TestCaseError> {
+        let headers: Vec<Header<'b>> = values
+            .iter()
+            .map(|&value| Header {
+                kind,
+                name: b"x",
+                value,
+            })
+            .collect();
+        let fast: Vec<Result<T, _>> = Typed::new(&headers, kind).collect();
+        prop_assert_eq!(fast, reference(&headers, kind, T::parse_full));
+        Ok(())
+    }
+
+    fn piece() -> impl Strategy<Value = Vec<u8>> {
+        let atoms: &[&[u8]] = &[
+            b"SIP/2.0/UDP ",
+            b"sip/2.0/tcp",
+            b"SIP / 2.0 / TLS ",
+            b"h.example.com",
+            b"[2001:db8::1]",
+            b":5060",
+            b";branch=z9hG4bK1",
+            b";rport",
+            b";received=1.2.3.4",
+            b";expires=60",
+            b";q=0.5",
+            b";x=\"a,b\"",
+            b";x=\"<\"",
+            b"sip:e@f;x=\"<\"",
+            b"<sip:a@b;lr>",
+            b"<sip:c@d,e>",
+            b"sip:e@f",
+            b"\"Bob, Jr\" ",
+            b"Bob ",
+            b"application/pidf+xml",
+            b"text / plain",
+            b"*/*",
+            b"*",
+            b", ",
+            b",",
+            b" ",
+            b"\r\n ",
+            b"(c, d)",
+            b"\"",
+            b"<",
+            b">",
+            b";",
+            b"=",
+            b"?",
+            b"a",
+        ];
+        proptest::collection::vec(prop::sample::select(atoms), 0..8).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn typed_lists_match_split_then_parse(a in piece(), b in piece()) {
+            let values: [&[u8]; 2] = [&a, &b];
+            check::<Via>(&values, HeaderKind::Via)?;
+            check::<Contact>(&values, HeaderKind::Contact)?;
+            check::<NameAddr>(&values, HeaderKind::Route)?;
+            check::<MediaType>(&values, HeaderKind::Accept)?;
+            prop_assert_eq!(name_addr(lex::trim(&a)), NameAddr::parse(lex::trim(&a)));
+            prop_assert_eq!(name_addr(lex::trim(&b)), NameAddr::parse(lex::trim(&b)));
+        }
+    }
+
+    #[test]
+    fn typed_lists_on_common_shapes() {
+        let vias: [&[u8]; 1] = [b"SIP/2.0/UDP a:1;branch=z9hG4bKx, SIP/2.0/TCP b;rport=5 ,,"];
+        let contacts: [&[u8]; 2] = [
+            b"\"A, B\" <sip:a@b;x=1,2>;expires=5, sip:c@d;expires=7",
+            b"Bob <sip:e@f>;+sip.instance=\"<urn:uuid:1>\", *",
+        ];
+        let accept: [&[u8]; 1] = [b"application/pidf+xml;q=1, text/plain , */*"];
+        for (values, kind) in [
+            (&vias[..], HeaderKind::Via),
+            (&contacts[..], HeaderKind::Contact),
+            (&accept[..], HeaderKind::Accept),
+        ] {
+            check::<Via>(values, kind).unwrap();
+            check::<Contact>(values, kind).unwrap();
+            check::<MediaType>(values, kind).unwrap();
+        }
+        let headers = [Header {
+            kind: HeaderKind::Via,
+            name: b"Via",
+            value: vias[0],
+        }];
+        let n: Typed<'_, '_, Via<'_>> = Typed::new(&headers, HeaderKind::Via);
+        assert_eq!(n.filter(Result::is_ok).count(), 2);
     }
 }

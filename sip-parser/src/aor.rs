@@ -91,6 +91,11 @@ impl Aor {
 }
 
 fn push_normalised_user(out: &mut Vec<u8>, user: &[u8]) {
+    // Escapes are rare: without one the user is copied as is.
+    if lex::find1(b'%', user).is_none() {
+        out.extend_from_slice(user);
+        return;
+    }
     let mut i = 0;
     while i < user.len() {
         let b = user[i];

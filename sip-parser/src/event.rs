@@ -27,7 +27,7 @@ impl<'b> Event<'b> {
         }
         let params = lex::trim_start(rest);
         let [id] = params::validate_find(params, [b"id"])?;
-        let (package, template) = match memchr::memchr(b'.', full) {
+        let (package, template) = match lex::find1(b'.', full) {
             Some(dot) => (&full[..dot], Some(&full[dot + 1..])),
             None => (full, None),
         };

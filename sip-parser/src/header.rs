@@ -139,22 +139,55 @@ impl Header<'_> {
     };
 }
 
-/// `a` equals the lower-case ASCII pattern `lower`, ignoring case, without a branch per byte:
-/// letters are compared after OR-ing 0x20, every other byte exactly, so the result is exact
-/// for any input. With the length a constant, this folds into a few word-wide OR/XOR ops.
+/// Eight bytes of `a` from `at`, zero-padded past its end.
 #[inline(always)]
-fn eq<const L: usize>(a: &[u8], lower: &[u8; L]) -> bool {
-    let Ok(a) = <&[u8; L]>::try_from(a) else {
-        return false;
-    };
-    let mut diff = 0u8;
-    for (&x, &p) in a.iter().zip(lower.iter()) {
-        let fold = if p.is_ascii_lowercase() { 0x20 } else { 0 };
-        diff |= (x | fold) ^ p;
-    }
-    diff == 0
+fn word_at(a: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    let src = a.get(at..).unwrap_or_default();
+    let n = src.len().min(8);
+    w[..n].copy_from_slice(&src[..n]);
+    u64::from_le_bytes(w)
 }
 
+/// The pattern word and case-fold mask (0x20 on letters) of `lower` from `at`.
+#[inline(always)]
+fn pattern_at(lower: &[u8], at: usize) -> (u64, u64) {
+    let (mut p, mut fold) = (0u64, 0u64);
+    let mut i = 0;
+    while i < 8 {
+        if let Some(&c) = lower.get(at + i) {
+            p |= u64::from(c) << (8 * i);
+            if c.is_ascii_lowercase() {
+                fold |= 0x20 << (8 * i);
+            }
+        }
+        i += 1;
+    }
+    (p, fold)
+}
+
+/// `a` equals the lower-case ASCII pattern `lower`, ignoring case: letters are compared
+/// after OR-ing 0x20, every other byte exactly, so the result is exact for any input. Eight
+/// bytes per compare; with `lower` a constant the pattern words fold away at compile time.
+#[inline(always)]
+fn eq<const L: usize>(a: &[u8], lower: &[u8; L]) -> bool {
+    if a.len() != L {
+        return false;
+    }
+    let mut at = 0;
+    while at < L {
+        // The last word overlaps the previous one rather than reading past the end.
+        let start = if at + 8 > L && L >= 8 { L - 8 } else { at };
+        let (p, fold) = pattern_at(lower, start);
+        if word_at(a, start) | fold != p {
+            return false;
+        }
+        at += 8;
+    }
+    true
+}
+
+#[inline]
 fn classify(n: &[u8]) -> HeaderKind {
     use HeaderKind as K;
     match n.len() {
@@ -271,6 +304,25 @@ mod tests {
             assert_eq!(HeaderKind::from_name(upper.as_bytes()), k);
             let lower = k.name().to_ascii_lowercase();
             assert_eq!(HeaderKind::from_name(lower.as_bytes()), k);
+        }
+    }
+
+    #[test]
+    fn near_misses_are_other() {
+        for &k in ALL {
+            let name = k.name().as_bytes();
+            for i in 0..name.len() {
+                for repl in [b'@', b'`', b'{', b'-' ^ 0x20, name[i] ^ 0x20, name[i] ^ 1] {
+                    let mut n = name.to_vec();
+                    n[i] = repl;
+                    let same = n.eq_ignore_ascii_case(name);
+                    let got = HeaderKind::from_name(&n);
+                    assert_eq!(got == k, same, "{}", String::from_utf8_lossy(&n));
+                }
+            }
+            let longer = [name, b"x"].concat();
+            assert_ne!(HeaderKind::from_name(&longer), k);
+            assert_ne!(HeaderKind::from_name(&name[1..]), k);
         }
     }
 

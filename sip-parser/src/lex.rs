@@ -16,6 +16,10 @@ const HEX: u16 = 64;
 const NOT_NAMEADDR_URI: u16 = 128;
 /// Bytes a Request-URI may not contain: the above plus `>` (RFC 4475 `ltgtruri`).
 const NOT_REQUEST_URI: u16 = 256;
+/// gen-value bytes outside quotes: token plus `:` `[` `]` (host values such as IPv6).
+const PARAM_VALUE: u16 = 512;
+/// Controls, SP and DEL: not allowed in a Call-ID.
+const CTL_OR_SPACE: u16 = 1024;
 
 const fn build_table() -> [u16; 256] {
     let mut t = [0u16; 256];
@@ -85,6 +89,12 @@ const fn build_table() -> [u16; 256] {
         if c == b'>' {
             v |= NOT_REQUEST_URI;
         }
+        if c <= b' ' || c == 0x7f {
+            v |= CTL_OR_SPACE;
+        }
+        if v & TOKEN != 0 || matches!(c, b':' | b'[' | b']') {
+            v |= PARAM_VALUE;
+        }
         t[i] = v;
         i += 1;
     }
@@ -113,6 +123,10 @@ pub(crate) fn is_digit(b: u8) -> bool {
 pub(crate) fn is_hex(b: u8) -> bool {
     CLASS[b as usize] & HEX != 0
 }
+#[cfg(test)]
+pub(crate) fn is_param_value(b: u8) -> bool {
+    CLASS[b as usize] & PARAM_VALUE != 0
+}
 #[inline]
 pub(crate) fn is_uri_user(b: u8) -> bool {
     CLASS[b as usize] & URI_USER != 0
@@ -122,16 +136,83 @@ pub(crate) fn is_uri_param(b: u8) -> bool {
     CLASS[b as usize] & URI_PARAM != 0
 }
 
+/// Class bits of eight bytes AND-ed (`all`) or OR-ed together, without a branch per byte.
+#[inline(always)]
+fn classes8(c: &[u8], all: bool) -> u16 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(c);
+    let k = |i: usize| CLASS[a[i] as usize];
+    if all {
+        k(0) & k(1) & k(2) & k(3) & k(4) & k(5) & k(6) & k(7)
+    } else {
+        k(0) | k(1) | k(2) | k(3) | k(4) | k(5) | k(6) | k(7)
+    }
+}
+
+/// Length of the run at the start of `s` of bytes in class `bit` (one class bit). Eight
+/// bytes per step: values such as branches, tags and URIs are long, and one branch per
+/// eight table lookups costs half of one per byte.
+#[inline]
+fn run_len(s: &[u8], bit: u16) -> usize {
+    let mut chunks = s.chunks_exact(8);
+    let mut n = 0;
+    for c in &mut chunks {
+        if classes8(c, true) & bit == 0 {
+            break;
+        }
+        n += 8;
+    }
+    let tail = s.get(n..).unwrap_or_default();
+    n + tail
+        .iter()
+        .position(|&b| CLASS[b as usize] & bit == 0)
+        .unwrap_or(tail.len())
+}
+
+/// Whether `s` has a byte in class `bit`, eight bytes per step.
+#[inline]
+fn any_in(s: &[u8], bit: u16) -> bool {
+    let mut chunks = s.chunks_exact(8);
+    for c in &mut chunks {
+        if classes8(c, false) & bit != 0 {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| CLASS[b as usize] & bit != 0)
+}
+
+/// Splits off the leading token bytes of `s`, eight at a time (for tokens often longer than
+/// eight bytes, such as media types).
+#[inline]
+pub(crate) fn split_token_long(s: &[u8]) -> (&[u8], &[u8]) {
+    s.split_at(run_len(s, TOKEN))
+}
+
+/// Splits off the leading gen-value bytes (token, `:`, `[`, `]`) of `s`.
+#[inline]
+pub(crate) fn split_param_value(s: &[u8]) -> (&[u8], &[u8]) {
+    s.split_at(run_len(s, PARAM_VALUE))
+}
+
 /// Whether `s` has a byte a name-addr URI must not contain (see `NOT_NAMEADDR_URI`).
 #[inline]
 pub(crate) fn has_non_nameaddr_uri_byte(s: &[u8]) -> bool {
-    s.iter().any(|&b| CLASS[b as usize] & NOT_NAMEADDR_URI != 0)
+    any_in(s, NOT_NAMEADDR_URI)
+}
+
+/// Whether `s` has a control byte, SP or DEL.
+#[inline]
+pub(crate) fn has_ctl_or_space(s: &[u8]) -> bool {
+    any_in(s, CTL_OR_SPACE)
 }
 
 /// Whether `s` has a byte a Request-URI must not contain (see `NOT_REQUEST_URI`).
 #[inline]
 pub(crate) fn has_non_request_uri_byte(s: &[u8]) -> bool {
-    s.iter().any(|&b| CLASS[b as usize] & NOT_REQUEST_URI != 0)
+    any_in(s, NOT_REQUEST_URI)
 }
 
 /// True if `s` is a non-empty RFC 3261 token.
@@ -141,30 +222,161 @@ pub(crate) fn is_token_str(s: &[u8]) -> bool {
 }
 
 #[inline]
-pub(crate) fn trim_start(mut s: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = s {
-        if !is_ws(*first) {
-            break;
-        }
-        s = rest;
+pub(crate) fn trim_start(s: &[u8]) -> &[u8] {
+    // Values rarely start with whitespace: test one byte before looping.
+    match s.first() {
+        Some(&b) if is_ws(b) => {}
+        _ => return s,
     }
-    s
+    let n = s.iter().position(|&b| !is_ws(b)).unwrap_or(s.len());
+    s.get(n..).unwrap_or_default()
 }
 
 #[inline]
-pub(crate) fn trim_end(mut s: &[u8]) -> &[u8] {
-    while let [rest @ .., last] = s {
-        if !is_ws(*last) {
-            break;
-        }
-        s = rest;
+pub(crate) fn trim_end(s: &[u8]) -> &[u8] {
+    match s.last() {
+        Some(&b) if is_ws(b) => {}
+        _ => return s,
     }
-    s
+    let n = s.iter().rposition(|&b| !is_ws(b)).map_or(0, |i| i + 1);
+    s.get(..n).unwrap_or_default()
 }
 
 #[inline]
 pub(crate) fn trim(s: &[u8]) -> &[u8] {
     trim_end(trim_start(s))
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// High bit set in every zero byte of `v` (and possibly in bytes above one): the lowest set
+/// bit always marks a true zero byte, since borrows only propagate upwards.
+#[inline(always)]
+fn zero_bytes(v: u64) -> u64 {
+    v.wrapping_sub(ONES) & !v & HIGH
+}
+
+/// Eight bytes of `chunk` (exactly 8 long) as a little-endian word.
+#[inline(always)]
+fn word(chunk: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(chunk);
+    u64::from_le_bytes(w)
+}
+
+/// SWAR search over short slices, where memchr's per-call set-up costs more than the scan:
+/// `hits(word)` flags matching bytes (see `zero_bytes`), `one(byte)` tests the tail.
+#[inline(always)]
+fn swar_find(s: &[u8], hits: impl Fn(u64) -> u64, one: impl Fn(u8) -> bool) -> Option<usize> {
+    let mut chunks = s.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let h = hits(word(chunk));
+        if h != 0 {
+            return Some(at + (h.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| one(b))
+        .map(|i| at + i)
+}
+
+/// The SWAR scanners look at this many bytes first, memchr (whose per-call set-up costs as
+/// much as a SWAR scan of ~50 bytes) at the rest: the byte sought is usually close.
+const SHORT: usize = 48;
+
+/// Runs `swar` on the first `SHORT` bytes of `s`, then `long` on the rest.
+#[inline(always)]
+fn hybrid(
+    s: &[u8],
+    swar: impl Fn(&[u8]) -> Option<usize>,
+    long: impl Fn(&[u8]) -> Option<usize>,
+) -> Option<usize> {
+    match (s.get(..SHORT), s.get(SHORT..)) {
+        (Some(head), Some(tail)) => swar(head).or_else(|| long(tail).map(|i| i + SHORT)),
+        _ => swar(s),
+    }
+}
+
+/// `memchr::memchr`, faster when the byte is near the start.
+#[inline]
+pub(crate) fn find1(a: u8, s: &[u8]) -> Option<usize> {
+    let pa = ONES * u64::from(a);
+    hybrid(
+        s,
+        |h| swar_find(h, |x| zero_bytes(x ^ pa), |b| b == a),
+        |t| memchr::memchr(a, t),
+    )
+}
+
+/// `memchr::memchr2`, faster when a byte is near the start.
+#[inline]
+pub(crate) fn find2(a: u8, b: u8, s: &[u8]) -> Option<usize> {
+    let (pa, pb) = (ONES * u64::from(a), ONES * u64::from(b));
+    hybrid(
+        s,
+        |h| {
+            swar_find(
+                h,
+                |x| zero_bytes(x ^ pa) | zero_bytes(x ^ pb),
+                |x| x == a || x == b,
+            )
+        },
+        |t| memchr::memchr2(a, b, t),
+    )
+}
+
+/// `memchr::memchr3`, faster when a byte is near the start.
+#[inline]
+pub(crate) fn find3(a: u8, b: u8, c: u8, s: &[u8]) -> Option<usize> {
+    let (pa, pb, pc) = (
+        ONES * u64::from(a),
+        ONES * u64::from(b),
+        ONES * u64::from(c),
+    );
+    hybrid(
+        s,
+        |h| {
+            swar_find(
+                h,
+                |x| zero_bytes(x ^ pa) | zero_bytes(x ^ pb) | zero_bytes(x ^ pc),
+                |x| x == a || x == b || x == c,
+            )
+        },
+        |t| memchr::memchr3(a, b, c, t),
+    )
+}
+
+/// ASCII lower-case of eight bytes at once: `A`..=`Z` get 0x20 added, every other byte
+/// (including non-ASCII) is unchanged.
+#[inline(always)]
+fn lower8(x: u64) -> u64 {
+    let low7 = x & !HIGH;
+    let ge_a = low7.wrapping_add(ONES * u64::from(0x80 - b'A'));
+    let gt_z = low7.wrapping_add(ONES * u64::from(0x7f - b'Z'));
+    let upper = ge_a & !gt_z & !x & HIGH;
+    x | (upper >> 2)
+}
+
+/// `a.eq_ignore_ascii_case(b)`, eight bytes per step.
+#[inline]
+pub(crate) fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut ca = a.chunks_exact(8);
+    for (x, y) in (&mut ca).zip(b.chunks_exact(8)) {
+        if lower8(word(x)) != lower8(word(y)) {
+            return false;
+        }
+    }
+    let n = a.len() - ca.remainder().len();
+    ca.remainder()
+        .eq_ignore_ascii_case(b.get(n..).unwrap_or_default())
 }
 
 /// Index of the quote closing a quoted-string whose opening quote is `s[0]`.
@@ -174,7 +386,7 @@ pub(crate) fn closing_quote(s: &[u8]) -> Option<usize> {
     // strings (display names, `+sip.instance`) are long and escapes rare.
     let mut i = 1;
     loop {
-        let j = i + memchr::memchr2(b'\\', b'"', s.get(i..)?)?;
+        let j = i + find2(b'\\', b'"', s.get(i..)?)?;
         if s[j] == b'"' {
             return Some(j);
         }
@@ -191,14 +403,14 @@ pub(crate) fn find_unquoted(s: &[u8], sep: u8, angles: bool) -> Option<usize> {
     loop {
         let rest = s.get(i..)?;
         let j = i + if angles {
-            memchr::memchr3(sep, b'"', b'<', rest)?
+            find3(sep, b'"', b'<', rest)?
         } else {
-            memchr::memchr2(sep, b'"', rest)?
+            find2(sep, b'"', rest)?
         };
         match s[j] {
             b'"' => i = j + closing_quote(&s[j..])? + 1,
             // Inside `<...>` neither quotes nor `sep` count; an unclosed `<` hides `sep`.
-            b'<' if angles => i = j + memchr::memchr(b'>', &s[j..])? + 1,
+            b'<' if angles => i = j + find1(b'>', &s[j..])? + 1,
             _ => return Some(j),
         }
     }
@@ -230,10 +442,7 @@ pub(crate) fn parse_u16(s: &[u8]) -> Option<u16> {
 /// Splits `s` at the first byte for which `f` is false.
 #[inline]
 pub(crate) fn take_while(s: &[u8], f: impl Fn(u8) -> bool) -> (&[u8], &[u8]) {
-    let mut n = 0;
-    while s.get(n).is_some_and(|&b| f(b)) {
-        n += 1;
-    }
+    let n = s.iter().position(|&b| !f(b)).unwrap_or(s.len());
     s.split_at(n)
 }
 
@@ -308,10 +517,36 @@ mod reference {
         #[test]
         fn fast_scanners_match_reference(
             s in proptest::collection::vec(
-                prop::sample::select(&b"ab,;<>\"\\ (=x"[..]), 0..40),
+                prop::sample::select(&b"ab,;<>\"\\ (=x:[]\x7f\t@`Z{\xc1"[..]), 0..120),
             angles: bool,
         ) {
             prop_assert_eq!(super::closing_quote(&s), closing_quote(&s));
+            prop_assert_eq!(super::find1(b'<', &s), memchr::memchr(b'<', &s));
+            let (v, _) = super::split_param_value(&s);
+            let (t, _) = super::split_token_long(&s);
+            prop_assert_eq!(t.len(), s.iter().take_while(|&&b| super::is_token(b)).count());
+            let t: Vec<u8> = s.iter().map(|b| b.to_ascii_uppercase()).collect();
+            for n in 0..s.len() {
+                prop_assert_eq!(super::eq_ignore_case(&s[n..], &t[n..]), true);
+                prop_assert_eq!(
+                    super::eq_ignore_case(&s[..n], &s[1..=n]),
+                    s[..n].eq_ignore_ascii_case(&s[1..=n])
+                );
+            }
+            prop_assert_eq!(v.len(), s.iter().take_while(|&&b| super::is_param_value(b)).count());
+            prop_assert_eq!(
+                super::has_non_nameaddr_uri_byte(&s),
+                s.iter().any(|&b| b <= b' ' || b == 0x7f || b == b'<' || b == b'"')
+            );
+            prop_assert_eq!(
+                super::has_ctl_or_space(&s),
+                s.iter().any(|&b| b <= b' ' || b == 0x7f)
+            );
+            prop_assert_eq!(super::find2(b',', b'"', &s), memchr::memchr2(b',', b'"', &s));
+            prop_assert_eq!(
+                super::find3(b';', b'\\', b'>', &s),
+                memchr::memchr3(b';', b'\\', b'>', &s)
+            );
             for sep in [b',', b';', b'('] {
                 prop_assert_eq!(
                     super::find_unquoted(&s, sep, angles),

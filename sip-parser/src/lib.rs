@@ -23,7 +23,9 @@
 //!   `SessionExpires`, `Identity` so every compact form maps to a kind.
 //! - `Message::header(kind)` is `values(kind).next()`: for list headers it is the first
 //!   comma-separated element. `values`/`require`/`supported`/... return the named iterator
-//!   `Values`; typed list accessors return `Typed<'h, 'b, T>` (an `Iterator`).
+//!   `Values`; typed list accessors return `Typed<'h, 'b, T>` (an `Iterator` struct, no
+//!   longer an alias of `Map<Values, fn>`: it parses each element in place and falls back to
+//!   split-then-parse, with identical results and errors).
 //! - `header_named`/`values_named` look headers up by name; `reason()`, `allow()`,
 //!   `unsupported()`, `proxy_require()` were added.
 //! - Single-valued headers (From, To, Call-ID, CSeq, Max-Forwards, Expires, Min-Expires, Event,
@@ -75,4 +77,4 @@ pub use substate::{SubState, SubscriptionState};
 pub use uri::{Scheme, Uri};
 pub use values::{CommaSplit, Values};
 pub use via::{ip_of, Via, MAGIC_COOKIE};
-pub use writer::{reason_phrase, RequestWriter, ResponseWriter};
+pub use writer::{push_u32, reason_phrase, RequestWriter, ResponseWriter};

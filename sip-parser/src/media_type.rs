@@ -30,14 +30,32 @@ impl<'b> MediaType<'b> {
         })
     }
 
+    /// As [`parse`](Self::parse) on the media type at the start of `s`, stopping after its
+    /// parameters; returns where it ends (see `Typed`).
+    pub(crate) fn parse_prefix(s: &'b [u8]) -> Option<(MediaType<'b>, usize)> {
+        let (type_, rest) = lex::split_token_long(s);
+        let rest = lex::trim_start(rest);
+        let rest = rest.strip_prefix(b"/")?;
+        let (subtype, rest) = lex::split_token_long(lex::trim_start(rest));
+        let rest = lex::trim_start(rest);
+        if type_.is_empty() || subtype.is_empty() {
+            return None;
+        }
+        let ([], end) = params::validate_find_prefix(rest, [])?;
+        let m = MediaType {
+            type_,
+            subtype,
+            params: rest.get(..end)?,
+        };
+        Some((m, s.len() - rest.len() + end))
+    }
+
     /// Exact case-insensitive match against `type/subtype` (parameters ignored).
     pub fn matches(&self, type_subtype: &[u8]) -> bool {
-        match memchr::memchr(b'/', type_subtype) {
+        match lex::find1(b'/', type_subtype) {
             Some(slash) => {
-                self.type_.eq_ignore_ascii_case(&type_subtype[..slash])
-                    && self
-                        .subtype
-                        .eq_ignore_ascii_case(&type_subtype[slash + 1..])
+                lex::eq_ignore_case(self.type_, &type_subtype[..slash])
+                    && lex::eq_ignore_case(self.subtype, &type_subtype[slash + 1..])
             }
             None => false,
         }
@@ -45,7 +63,7 @@ impl<'b> MediaType<'b> {
 
     /// As [`matches`](Self::matches) but honouring Accept wildcards (`*/*`, `application/*`).
     pub fn accepts(&self, type_subtype: &[u8]) -> bool {
-        let Some(slash) = memchr::memchr(b'/', type_subtype) else {
+        let Some(slash) = lex::find1(b'/', type_subtype) else {
             return false;
         };
         let (t, st) = (&type_subtype[..slash], &type_subtype[slash + 1..]);

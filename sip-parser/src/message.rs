@@ -129,6 +129,36 @@ pub(crate) enum Lookup {
 
 const VERSION: &[u8] = b"SIP/2.0";
 
+/// Line-end search. `memchr::memchr` re-dispatches on the CPU's features and rebuilds its
+/// searcher on every call, which costs as much as scanning a typical 60-byte header line;
+/// `parse` builds one searcher per message and reuses it for every line.
+#[derive(Clone, Copy)]
+enum Newline {
+    #[cfg(target_arch = "x86_64")]
+    Avx2(memchr::arch::x86_64::avx2::memchr::One),
+    Portable,
+}
+
+impl Newline {
+    #[inline]
+    fn new() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(one) = memchr::arch::x86_64::avx2::memchr::One::new(b'\n') {
+            return Newline::Avx2(one);
+        }
+        Newline::Portable
+    }
+
+    #[inline(always)]
+    fn find(&self, s: &[u8]) -> Option<usize> {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Newline::Avx2(one) => one.find(s),
+            Newline::Portable => memchr(b'\n', s),
+        }
+    }
+}
+
 /// Parses one message from the start of `buf`, indexing its headers into `slots`.
 ///
 /// Leading CRLFs (keep-alives, RFC 3261 §7.5) are skipped and counted in `len`.
@@ -169,7 +199,8 @@ pub fn parse<'h, 'b>(
     }
 
     // Start line.
-    let Some(nl) = memchr(b'\n', &window[pos..]) else {
+    let newline = Newline::new();
+    let Some(nl) = newline.find(&window[pos..]) else {
         return incomplete();
     };
     let line = strip_cr(&window[pos..pos + nl]);
@@ -181,14 +212,15 @@ pub fn parse<'h, 'b>(
     let max_headers = limits.max_headers.min(slots.len());
     let mut count = 0usize;
     let mut index = KindIndex::EMPTY;
-    let mut last: Option<(usize, usize)> = None;
+    // Name and value offsets of the last header line (meaningful once `count > 0`).
+    let (mut last_start, mut last_value) = (0usize, 0usize);
     let header_end;
     loop {
         let rest = match window.get(pos..) {
             Some(r) if !r.is_empty() => r,
             _ => return incomplete(),
         };
-        let Some(nl) = memchr(b'\n', rest) else {
+        let Some(nl) = newline.find(rest) else {
             return incomplete();
         };
         let line = strip_cr(rest.get(..nl).unwrap_or_default());
@@ -200,9 +232,10 @@ pub fn parse<'h, 'b>(
         };
         if first == b' ' || first == b'\t' {
             // Folded continuation: extend the current header's value.
-            let Some((name_start, value_start)) = last else {
+            if count == 0 {
                 return Err(ParseError::InvalidHeaderLine);
-            };
+            }
+            let (name_start, value_start) = (last_start, last_value);
             let value_end = line_start + line.len();
             if value_end - name_start > limits.max_header_len {
                 return Err(ParseError::HeaderTooLong);
@@ -218,45 +251,41 @@ pub fn parse<'h, 'b>(
         if line.len() > limits.max_header_len {
             return Err(ParseError::HeaderTooLong);
         }
-        // One pass: token name, optional WSP, colon (RFC 3261 HCOLON).
-        let name_len = name_end(line);
-        let mut colon = name_len;
-        // Almost always the colon follows the name directly; skip the WSP loop then.
-        if line.get(colon) != Some(&b':') {
-            while matches!(line.get(colon), Some(b' ' | b'\t')) {
-                colon += 1;
+        // field-name HCOLON: the name is a token, then optional WSP, then the colon.
+        let colon = colon_at(line);
+        if colon == line.len() {
+            return Err(ParseError::InvalidHeaderLine);
+        }
+        let mut name = line.get(..colon).unwrap_or_default();
+        if matches!(name.last(), Some(b' ' | b'\t')) {
+            while let [rest @ .., b' ' | b'\t'] = name {
+                name = rest;
             }
         }
-        if name_len == 0 || line.get(colon) != Some(&b':') {
-            return Err(if memchr(b':', line).is_some() {
-                ParseError::InvalidHeaderName
-            } else {
-                ParseError::InvalidHeaderLine
-            });
-        }
-        let name = line.get(..name_len).unwrap_or_default();
-        // A recognised name matched a token spelling exactly; only others need the check.
+        // A recognised name matched a token spelling exactly; only others need the check
+        // (which also rejects names with inner whitespace or empty names).
         let kind = HeaderKind::from_name(name);
         if kind == HeaderKind::Other && !lex::is_token_str(name) {
-            return Err(if memchr(b':', line).is_some() {
-                ParseError::InvalidHeaderName
-            } else {
-                ParseError::InvalidHeaderLine
-            });
+            return Err(ParseError::InvalidHeaderName);
         }
-        let value = line.get(colon + 1..).unwrap_or_default();
+        let value = match line.get(colon + 1..).unwrap_or_default() {
+            // The usual `Name: value`: one space, no trailing whitespace.
+            [b' ', v @ ..]
+                if v.first().is_some_and(|&b| !lex::is_ws(b))
+                    && v.last().is_some_and(|&b| !lex::is_ws(b)) =>
+            {
+                v
+            }
+            v => lex::trim(v),
+        };
         if count >= max_headers {
             return Err(ParseError::TooManyHeaders);
         }
         let slot = slots.get_mut(count).ok_or(ParseError::TooManyHeaders)?;
-        *slot = Header {
-            kind,
-            name,
-            value: lex::trim(value),
-        };
+        *slot = Header { kind, name, value };
         index.record(kind, count);
         count += 1;
-        last = Some((line_start, line_start + colon + 1));
+        (last_start, last_value) = (line_start, line_start + colon + 1);
     }
 
     // Body framing.
@@ -307,26 +336,20 @@ pub fn parse<'h, 'b>(
     }))
 }
 
-/// Length of the header name: bytes before the first `:`, SP or HT. Eight bytes at a time
-/// (SWAR "has zero byte"), since this runs on every header line; the caller checks that the
-/// name is a token.
+/// Index of the first `:` in `line` (its length if none). Eight bytes at a time (SWAR "has
+/// zero byte"), since this runs on every header line.
 #[inline]
-fn name_end(line: &[u8]) -> usize {
+fn colon_at(line: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    #[inline(always)]
-    fn zero_bytes(v: u64) -> u64 {
-        v.wrapping_sub(ONES) & !v & HIGH
-    }
+    const COLONS: u64 = ONES * b':' as u64;
     let mut chunks = line.chunks_exact(8);
     let mut at = 0;
     for chunk in &mut chunks {
         let mut w = [0u8; 8];
         w.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(w);
-        let hits = zero_bytes(x ^ (ONES * u64::from(b':')))
-            | zero_bytes(x ^ (ONES * u64::from(b' ')))
-            | zero_bytes(x ^ (ONES * u64::from(b'\t')));
+        let x = u64::from_le_bytes(w) ^ COLONS;
+        let hits = x.wrapping_sub(ONES) & !x & HIGH;
         if hits != 0 {
             // Borrows only propagate upwards, so the lowest flagged byte is a true match.
             return at + (hits.trailing_zeros() / 8) as usize;
@@ -336,7 +359,7 @@ fn name_end(line: &[u8]) -> usize {
     at + chunks
         .remainder()
         .iter()
-        .position(|&b| matches!(b, b':' | b' ' | b'\t'))
+        .position(|&b| b == b':')
         .unwrap_or(chunks.remainder().len())
 }
 
@@ -501,7 +524,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn name_end_matches_bytewise_scan() {
+    fn colon_at_matches_bytewise_scan() {
         let lines: &[&[u8]] = &[
             b"",
             b"Via",
@@ -515,11 +538,8 @@ mod tests {
             b"X-Long-Header-Name-Past-Two-Words: 1",
         ];
         for &l in lines {
-            let want = l
-                .iter()
-                .position(|&b| matches!(b, b':' | b' ' | b'\t'))
-                .unwrap_or(l.len());
-            assert_eq!(name_end(l), want, "{}", String::from_utf8_lossy(l));
+            let want = l.iter().position(|&b| b == b':').unwrap_or(l.len());
+            assert_eq!(colon_at(l), want, "{}", String::from_utf8_lossy(l));
         }
     }
 

@@ -38,7 +38,7 @@ impl<'b> NameAddr<'b> {
             }
             (Some(&s[1..close]), rest)
         } else {
-            match memchr::memchr(b'<', s) {
+            match lex::find1(b'<', s) {
                 Some(lt) => {
                     let name = lex::trim(&s[..lt]);
                     // *(token LWS): only tokens and whitespace before the '<'.
@@ -51,7 +51,7 @@ impl<'b> NameAddr<'b> {
             }
         };
         let (uri, params) = if rest.first() == Some(&b'<') {
-            let gt = memchr::memchr(b'>', rest)?;
+            let gt = lex::find1(b'>', rest)?;
             (&rest[1..gt], lex::trim_start(&rest[gt + 1..]))
         } else {
             // addr-spec: the URI ends at the first ';' (header params follow) or whitespace.
@@ -79,6 +79,78 @@ impl<'b> NameAddr<'b> {
             },
             found,
         ))
+    }
+
+    /// As [`parse`](Self::parse) on the name-addr / addr-spec at the start of `s` (no leading
+    /// whitespace), stopping after its parameters; returns where it ends (see `Typed`).
+    pub(crate) fn parse_prefix(s: &'b [u8]) -> Option<(NameAddr<'b>, usize)> {
+        Self::prefix_find(s, []).map(|(n, [], end)| (n, end))
+    }
+
+    /// Prefix form of [`parse_find`](Self::parse_find). Only the common shapes are handled
+    /// (`"quoted" <uri>`, `<uri>`, `token <uri>`, bare `sip:` URI); `None` sends the caller
+    /// to split-then-parse, which handles (and rejects) everything else exactly as before.
+    pub(crate) fn prefix_find<const N: usize>(
+        s: &'b [u8],
+        names: [&[u8]; N],
+    ) -> Option<(NameAddr<'b>, params::Found<'b, N>, usize)> {
+        let (display_name, rest) = match s.first() {
+            Some(b'"') => {
+                let close = lex::closing_quote(s)?;
+                let rest = lex::trim_start(s.get(close + 1..)?);
+                if rest.first() != Some(&b'<') {
+                    return None;
+                }
+                (Some(s.get(1..close)?), rest)
+            }
+            Some(b'<') => (None, s),
+            _ => {
+                // Tokens and whitespace up to `<` (display name), else an addr-spec.
+                let n = s
+                    .iter()
+                    .position(|&b| !(lex::is_token(b) || lex::is_ws(b)))
+                    .unwrap_or(s.len());
+                match s.get(n) {
+                    Some(b'<') => {
+                        let name = lex::trim(s.get(..n)?);
+                        ((!name.is_empty()).then_some(name), s.get(n..)?)
+                    }
+                    _ => (None, s),
+                }
+            }
+        };
+        let (uri, after_uri) = if rest.first() == Some(&b'<') {
+            let gt = lex::find1(b'>', rest)?;
+            (rest.get(1..gt)?, lex::trim_start(rest.get(gt + 1..)?))
+        } else {
+            // addr-spec: the URI ends at `;` or whitespace, and contains none of `,?<"`
+            // (the first two make it invalid, the others would confuse the comma split).
+            let end = rest
+                .iter()
+                .position(|&b| b == b';' || lex::is_ws(b))
+                .unwrap_or(rest.len());
+            let uri = rest.get(..end)?;
+            if uri.iter().any(|&b| matches!(b, b'?' | b',' | b'<' | b'"')) {
+                return None;
+            }
+            (uri, lex::trim_start(rest.get(end..)?))
+        };
+        if uri.is_empty() || lex::has_non_nameaddr_uri_byte(uri) {
+            return None;
+        }
+        let (found, end) = params::validate_find_prefix(after_uri, names)?;
+        let params = after_uri.get(..end)?;
+        // `parse` looks for `<` anywhere in the element, even inside a quoted parameter value
+        // after an addr-spec (and then rejects it): stay identical by falling back.
+        if display_name.is_none() && rest.first() != Some(&b'<') && params.contains(&b'<') {
+            return None;
+        }
+        let n = NameAddr {
+            display_name,
+            uri,
+            params,
+        };
+        Some((n, found, s.len() - after_uri.len() + end))
     }
 
     /// The `tag` parameter (From/To dialog identification, RFC 3261 §19.3).
@@ -123,6 +195,20 @@ impl<'b> Contact<'b> {
             Some(v) => Some(lex::parse_u32(v?)?),
         };
         Some(Contact { addr, expires })
+    }
+
+    /// As [`parse`](Self::parse) on the Contact value at the start of `s`, stopping after its
+    /// parameters; returns where it ends (see `Typed`). `*` takes the fallback.
+    pub(crate) fn parse_prefix(s: &'b [u8]) -> Option<(Contact<'b>, usize)> {
+        if s.first() == Some(&b'*') {
+            return None;
+        }
+        let (addr, [expires], end) = NameAddr::prefix_find(s, [b"expires"])?;
+        let expires = match expires {
+            None => None,
+            Some(v) => Some(lex::parse_u32(v?)?),
+        };
+        Some((Contact { addr, expires }, end))
     }
 
     pub fn is_star(&self) -> bool {

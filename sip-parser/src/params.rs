@@ -46,7 +46,7 @@ impl<'b> Iterator for Params<'b> {
             if item.is_empty() {
                 continue;
             }
-            return Some(match memchr::memchr(b'=', item) {
+            return Some(match lex::find1(b'=', item) {
                 None => (item, None),
                 Some(eq) => (
                     lex::trim(&item[..eq]),
@@ -68,8 +68,13 @@ pub(crate) fn unquote(v: &[u8]) -> &[u8] {
 /// Looks a parameter up by name, ignoring ASCII case (parameter names are case-insensitive).
 /// `Some(None)` for a flag such as `;lr` or `;rport`.
 pub fn param<'b>(raw: &'b [u8], name: &[u8]) -> Option<Option<&'b [u8]>> {
+    // On a valid section (the usual case: typed parsers validated it) one grammar pass finds
+    // the same parameter as the iterator (see the `single_pass_matches_reference` test).
+    if let Some([found]) = validate_find(raw, [name]) {
+        return found;
+    }
     Params::new(raw)
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .find(|(n, _)| lex::eq_ignore_case(n, name))
         .map(|(_, v)| v)
 }
 
@@ -92,62 +97,62 @@ pub(crate) fn validate_find<'b, const N: usize>(
     raw: &'b [u8],
     names: [&[u8]; N],
 ) -> Option<Found<'b, N>> {
-    let mut found: Found<'b, N> = [None; N];
     let raw = lex::trim(raw);
-    let mut i = match raw.first() {
-        None => return Some(found),
-        Some(b';') => 1,
-        Some(_) => return None,
-    };
-    let skip_ws = |mut i: usize| {
-        while raw.get(i).is_some_and(|&b| lex::is_ws(b)) {
-            i += 1;
-        }
-        i
+    match validate_find_prefix(raw, names)? {
+        (found, end) if end == raw.len() => Some(found),
+        _ => None,
+    }
+}
+
+/// [`validate_find`] on the longest valid parameter section at the start of `raw` (which
+/// must be empty or start with `;`): also returns where that section ends (after its last
+/// value, before any whitespace), so a caller parsing one element of a comma list can stop
+/// there instead of finding the comma first. Bytes after the end are not examined.
+#[inline(always)]
+pub(crate) fn validate_find_prefix<'b, const N: usize>(
+    raw: &'b [u8],
+    names: [&[u8]; N],
+) -> Option<(Found<'b, N>, usize)> {
+    let mut found: Found<'b, N> = [None; N];
+    // Walks `rest` forward; every step is a slice split, so no per-byte bounds checks.
+    let mut rest = match raw.split_first() {
+        Some((b';', r)) => r,
+        _ => return Some((found, 0)),
     };
     loop {
         // generic-param = token [ EQUAL gen-value ], LWS allowed around `=` and `;`.
-        i = skip_ws(i);
-        let name_start = i;
-        while raw.get(i).is_some_and(|&b| lex::is_token(b)) {
-            i += 1;
-        }
-        let name = raw.get(name_start..i)?;
+        let (name, r) = lex::take_while(lex::trim_start(rest), lex::is_token);
         if name.is_empty() {
             return None;
         }
-        i = skip_ws(i);
-        let value = if raw.get(i) == Some(&b'=') {
-            i = skip_ws(i + 1);
-            let rest = raw.get(i..)?;
-            if rest.first() == Some(&b'"') {
-                let close = lex::closing_quote(rest)?;
-                i += close + 1;
-                Some(rest.get(1..close)?)
-            } else {
-                let n = rest
-                    .iter()
-                    .take_while(|&&b| lex::is_token(b) || matches!(b, b':' | b'[' | b']'))
-                    .count();
-                if n == 0 {
-                    return None;
+        rest = r;
+        let after_name = lex::trim_start(r);
+        let value = match after_name.split_first() {
+            Some((b'=', r)) => {
+                let r = lex::trim_start(r);
+                if r.first() == Some(&b'"') {
+                    let close = lex::closing_quote(r)?;
+                    rest = r.get(close + 1..)?;
+                    Some(r.get(1..close)?)
+                } else {
+                    let (v, r) = lex::split_param_value(r);
+                    if v.is_empty() {
+                        return None;
+                    }
+                    rest = r;
+                    Some(v)
                 }
-                i += n;
-                Some(rest.get(..n)?)
             }
-        } else {
-            None
+            _ => None,
         };
         for (want, slot) in names.iter().zip(found.iter_mut()) {
-            if slot.is_none() && name.eq_ignore_ascii_case(want) {
+            if slot.is_none() && lex::eq_ignore_case(name, want) {
                 *slot = Some(value);
             }
         }
-        i = skip_ws(i);
-        match raw.get(i) {
-            None => return Some(found),
-            Some(b';') => i += 1,
-            Some(_) => return None,
+        match lex::trim_start(rest).split_first() {
+            Some((b';', r)) => rest = r,
+            _ => return Some((found, raw.len() - rest.len())),
         }
     }
 }
@@ -272,12 +277,18 @@ mod reference {
                 prop::sample::select(&b"aB;;==\" \\:[]\r\n\t,x"[..]), 0..32),
         ) {
             let fast = validate_find(&s, [&b"a"[..], b"b", b"x"]);
+            if let Some((found, end)) = validate_find_prefix(&s, [&b"a"[..], b"b", b"x"]) {
+                prop_assert_eq!(Some(found), validate_find(&s[..end], [&b"a"[..], b"b", b"x"]));
+                prop_assert_eq!(lex::trim_end(&s[..end]).len(), end);
+            }
             prop_assert_eq!(fast.is_some(), validate_old(&s));
             if let Some(found) = fast {
-                prop_assert_eq!(
-                    found,
-                    [param(&s, b"a"), param(&s, b"b"), param(&s, b"x")]
-                );
+                // The iterator `param` falls back to; `param` itself must agree too.
+                let it = |name: &[u8]| {
+                    Params::new(&s).find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+                };
+                prop_assert_eq!(found, [it(b"a"), it(b"b"), it(b"x")]);
+                prop_assert_eq!(found, [param(&s, b"a"), param(&s, b"b"), param(&s, b"x")]);
             }
         }
     }

@@ -33,7 +33,7 @@ impl<'b> Uri<'b> {
         if s.is_empty() {
             return Err(UriError::Empty);
         }
-        let colon = memchr::memchr(b':', s).ok_or(UriError::UnsupportedScheme)?;
+        let colon = lex::find1(b':', s).ok_or(UriError::UnsupportedScheme)?;
         let (scheme, rest) = (&s[..colon], &s[colon + 1..]);
         let scheme = if scheme.eq_ignore_ascii_case(b"sip") {
             Scheme::Sip
@@ -44,10 +44,10 @@ impl<'b> Uri<'b> {
         } else {
             return Err(UriError::UnsupportedScheme);
         };
-        let (user, password, hostport) = match memchr::memchr(b'@', rest) {
+        let (user, password, hostport) = match lex::find1(b'@', rest) {
             Some(at) => {
                 let userinfo = &rest[..at];
-                let (user, password) = match memchr::memchr(b':', userinfo) {
+                let (user, password) = match lex::find1(b':', userinfo) {
                     Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
                     None => (userinfo, None),
                 };
@@ -80,7 +80,7 @@ impl<'b> Uri<'b> {
             }
             _ => (None, rest),
         };
-        let (params, headers) = match memchr::memchr(b'?', rest) {
+        let (params, headers) = match lex::find1(b'?', rest) {
             Some(q) => (&rest[..q], &rest[q + 1..]),
             None => (rest, &[][..]),
         };
@@ -159,7 +159,7 @@ impl<'b> Uri<'b> {
 }
 
 fn parse_tel(rest: &[u8]) -> Result<Uri<'_>, UriError> {
-    let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
+    let end = lex::find1(b';', rest).unwrap_or(rest.len());
     let (number, params) = rest.split_at(end);
     let global = number.first() == Some(&b'+');
     let digits = if global { &number[1..] } else { number };
@@ -293,7 +293,9 @@ pub(crate) fn hex_val(b: u8) -> Option<u8> {
 
 /// Every `%` starts a two-hex-digit escape.
 fn valid_escapes(s: &[u8]) -> bool {
-    let mut i = 0;
+    let Some(mut i) = lex::find1(b'%', s) else {
+        return true;
+    };
     while i < s.len() {
         if s[i] == b'%' {
             match (s.get(i + 1), s.get(i + 2)) {

@@ -71,6 +71,51 @@ impl<'b> Via<'b> {
         })
     }
 
+    /// Parses the via-parm at the start of `s` (no leading whitespace) without looking past
+    /// its last parameter; returns it and where it ends. `None` where [`parse`](Self::parse)
+    /// would need the whole element (comments) or the input is malformed: `Typed` then falls
+    /// back to split-then-parse.
+    pub(crate) fn parse_prefix(s: &'b [u8]) -> Option<(Via<'b>, usize)> {
+        // Fast path for the canonical `SIP/2.0/` spelling; anything else takes the fallback.
+        let rest = match s.get(..8) {
+            Some(p) if p.eq_ignore_ascii_case(b"SIP/2.0/") => s.get(8..)?,
+            _ => return None,
+        };
+        let (transport, rest) = lex::take_while(rest, lex::is_token);
+        let after = lex::trim_start(rest);
+        if transport.is_empty() || after.len() == rest.len() {
+            return None;
+        }
+        let (host, rest) = split_host(after)?;
+        let rest = lex::trim_start(rest);
+        let (port, rest) = match rest.split_first() {
+            Some((b':', r)) => {
+                let (digits, r) = lex::take_while(lex::trim_start(r), lex::is_digit);
+                (Some(lex::parse_u16(digits)?), lex::trim_start(r))
+            }
+            _ => (None, rest),
+        };
+        let ([rport, received, branch], end) =
+            params::validate_find_prefix(rest, [b"rport", b"received", b"branch"])?;
+        let params = rest.get(..end)?;
+        let rport = match rport {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(p)) => Some(Some(lex::parse_u16(p)?)),
+        };
+        let received = received.map(|v| v.unwrap_or_default());
+        let via = Via {
+            transport,
+            host,
+            port,
+            branch: branch.flatten(),
+            received,
+            rport,
+            params,
+        };
+        Some((via, s.len() - rest.len() + end))
+    }
+
     pub fn param(&self, name: &[u8]) -> Option<Option<&'b [u8]>> {
         params::param(self.params, name)
     }
@@ -110,7 +155,7 @@ fn expect(s: &[u8], c: u8) -> Option<&[u8]> {
 /// Splits a host (hostname, IPv4 or bracketed IPv6) off the front of `s`.
 pub(crate) fn split_host(s: &[u8]) -> Option<(&[u8], &[u8])> {
     if s.first() == Some(&b'[') {
-        let close = memchr::memchr(b']', s)?;
+        let close = lex::find1(b']', s)?;
         let inner = &s[1..close];
         if inner.is_empty()
             || !inner

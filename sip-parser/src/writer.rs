@@ -152,8 +152,9 @@ fn finish(out: &mut Vec<u8>, content_type: Option<&str>, body: &[u8]) {
     out.extend_from_slice(body);
 }
 
-/// Decimal formatting without `fmt` machinery or allocation.
-pub(crate) fn push_u32(out: &mut Vec<u8>, mut v: u32) {
+/// Decimal formatting without `fmt` machinery or allocation (also used by the server to write
+/// NOTIFYs and responses into its reused buffers).
+pub fn push_u32(out: &mut Vec<u8>, mut v: u32) {
     let mut buf = [0u8; 10];
     let mut i = buf.len();
     loop {

@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
         };
         assert!(m.len <= data.len());
         exercise(&m);
+        check_typed_lists(&m);
         if m.is_request() {
             check_response_writer(&m);
         }
@@ -89,6 +90,58 @@ fn exercise(m: &Message<'_, '_>) {
         m.proxy_require().count(),
         m.validate(),
     );
+}
+
+/// The typed list accessors parse elements in place; they must agree exactly with splitting
+/// at top-level commas (`values`) and parsing each element with the public full parsers.
+fn check_typed_lists(m: &Message<'_, '_>) {
+    fn split<'b, T: PartialEq + core::fmt::Debug>(
+        m: &Message<'_, 'b>,
+        kind: HeaderKind,
+        parse: fn(&'b [u8]) -> Option<T>,
+        fast: Vec<Result<T, FieldError>>,
+    ) {
+        let slow: Vec<_> = m
+            .values(kind)
+            .map(|v| parse(v).ok_or(FieldError::Malformed(kind)))
+            .collect();
+        assert_eq!(fast, slow, "{kind}");
+    }
+    split(m, HeaderKind::Via, Via::parse, m.vias().collect());
+    split(
+        m,
+        HeaderKind::Contact,
+        Contact::parse,
+        m.contacts().collect(),
+    );
+    split(m, HeaderKind::Route, NameAddr::parse, m.routes().collect());
+    split(
+        m,
+        HeaderKind::RecordRoute,
+        NameAddr::parse,
+        m.record_routes().collect(),
+    );
+    split(
+        m,
+        HeaderKind::Accept,
+        MediaType::parse,
+        m.accept().collect(),
+    );
+    for (kind, got) in [(HeaderKind::From, m.from()), (HeaderKind::To, m.to())] {
+        if let Some(v) = m.header(kind) {
+            if let Ok(n) = got {
+                assert_eq!(Some(n), NameAddr::parse(v));
+                for name in [&b"tag"[..], b"x", b"lr"] {
+                    let it = Params::new(n.params)
+                        .find(|(p, _)| p.eq_ignore_ascii_case(name))
+                        .map(|(_, v)| v);
+                    assert_eq!(n.param(name), it);
+                }
+            } else if got == Err(FieldError::Malformed(kind)) {
+                assert_eq!(NameAddr::parse(v), None);
+            }
+        }
+    }
 }
 
 fn check_response_writer(req: &Message<'_, '_>) {
