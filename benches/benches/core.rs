@@ -5,16 +5,49 @@
 //!   its 200 and the 100 NOTIFYs out (the watchers' 200s are fed back untimed, so every
 //!   iteration notifies all 100 instead of coalescing).
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use server::core::{Config, Core, Instant, Peer, ShardId, Transport};
 use sip_parser::{parse, Framing, Header, Limits, ResponseWriter, Status};
+use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::time::Duration;
 
-/// herald runs on mimalloc (see server/src/main.rs): measure with it too.
+/// herald runs on mimalloc (see server/src/main.rs): measure with it too. The wrapper
+/// counts live bytes only while `COUNTING` is set (the `CORE_MEM` mode below).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: Counting = Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+struct Counting;
+
+// SAFETY: forwards every call unchanged to mimalloc; only adds bookkeeping.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as ours.
+        unsafe { mimalloc::MiMalloc.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as ours.
+        unsafe { mimalloc::MiMalloc.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as ours.
+        unsafe { mimalloc::MiMalloc.realloc(p, l, new) }
+    }
+}
 
 const BATCH: usize = 20_000;
 
@@ -59,13 +92,7 @@ fn bench_subscribe(c: &mut Criterion) {
                 let mut core = Core::new(config(), ShardId(0), 1, 7, Instant(1_000_000));
                 let n = ((iters - done) as usize).min(BATCH);
                 let start = std::time::Instant::now();
-                for (i, m) in msgs[..n].iter().enumerate() {
-                    core.handle_message(Instant(1_000_000), peer(i), m);
-                    out.clear();
-                    let a = core.poll_transmit(&mut out);
-                    let b = core.poll_transmit(&mut out);
-                    black_box((a, b));
-                }
+                run_pairs(&mut core, &msgs[..n], &mut out);
                 total += start.elapsed();
                 assert_eq!(core.stats().notify_sent, n as u64);
                 done += n as u64;
@@ -189,5 +216,112 @@ fn bench_fanout(c: &mut Criterion) {
     g.finish();
 }
 
+/// `n` SUBSCRIBE→200+NOTIFY pairs on a fresh core, the loop the criterion bench times.
+/// Separate and never inlined so `valgrind --tool=callgrind --toggle-collect='*run_pairs*'`
+/// counts instructions per pair on a loaded machine where wall-clock is noise.
+#[inline(never)]
+fn run_pairs(core: &mut Core, msgs: &[Vec<u8>], out: &mut Vec<u8>) {
+    for (i, m) in msgs.iter().enumerate() {
+        core.handle_message(Instant(1_000_000), peer(i), m);
+        out.clear();
+        let a = core.poll_transmit(out);
+        let b = core.poll_transmit(out);
+        black_box((a, b));
+    }
+}
+
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Holds `n` subscriptions (each NOTIFY answered, as a watcher would) on `presentities`
+/// presentities and prints the live heap bytes and RSS they cost, per subscription.
+fn hold(n: usize, presentities: usize) {
+    let start = Instant(1_000_000);
+    let now = start;
+    let cfg = Config {
+        max_subscriptions: n + 1,
+        max_presentities: n + 1,
+        ..Config::default()
+    };
+    let mut core = Core::new(cfg, ShardId(0), 1, 7, start);
+    let mut out = Vec::new();
+    let mut resp = Vec::new();
+    let rss0 = rss_kb();
+    COUNTING.store(true, Ordering::Relaxed);
+    let live0 = LIVE.load(Ordering::Relaxed);
+    // One SUBSCRIBE per simulated millisecond (1,000/s), timers run as the edge would.
+    let mut now = now;
+    for i in 0..n {
+        now = Instant(now.0 + 1);
+        if core.poll_timeout().is_some_and(|t| t <= now) {
+            core.handle_timeout(now);
+        }
+        let m = subscribe(i, presentities);
+        core.handle_message(now, peer(i), &m);
+        out.clear();
+        let mut sent = [None, None];
+        sent[0] = core.poll_transmit(&mut out);
+        sent[1] = core.poll_transmit(&mut out);
+        if let Some(t) = sent[1] {
+            resp.clear();
+            answer(&out[t.offset..t.offset + t.len], &mut resp);
+            core.handle_message(now, t.dst, &resp);
+        }
+    }
+    let live = LIVE.load(Ordering::Relaxed) - live0;
+    let rss = rss_kb().saturating_sub(rss0) * 1024;
+    // 40 s later: Timer J has retired every server transaction and the NOTIFY timers
+    // have fired; what remains is what holding the subscriptions costs.
+    core.handle_timeout(Instant(now.0 + 40_000));
+    let held = LIVE.load(Ordering::Relaxed) - live0;
+    COUNTING.store(false, Ordering::Relaxed);
+    assert_eq!(core.stats().subscriptions, n as u64);
+    println!(
+        "held {n} subscriptions on {} presentities: heap {} B/sub right after \
+         (RSS {} B/sub), {} B/sub once transactions and timers retired",
+        core.stats().presentities,
+        live / n as isize,
+        rss / n as u64,
+        held / n as isize
+    );
+    black_box(&core);
+}
+
 criterion_group!(benches, bench_subscribe, bench_fanout);
-criterion_main!(benches);
+
+fn main() {
+    // CORE_PAIRS=N: just run N pairs (for callgrind); CORE_MEM=N[,P]: hold N subscriptions
+    // on P presentities (default N) and print bytes per subscription.
+    if let Some(n) = std::env::var("CORE_PAIRS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        let msgs: Vec<Vec<u8>> = (0..n).map(|i| subscribe(i, 1000)).collect();
+        let cfg = Config {
+            max_server_transactions: n + 1,
+            ..config()
+        };
+        let mut core = Core::new(cfg, ShardId(0), 1, 7, Instant(1_000_000));
+        let mut out = Vec::with_capacity(4096);
+        run_pairs(&mut core, &msgs, &mut out);
+        assert_eq!(core.stats().notify_sent, n as u64);
+        println!("{n} pairs");
+        return;
+    }
+    if let Ok(v) = std::env::var("CORE_MEM") {
+        let mut it = v.split(',').map(|x| x.parse::<usize>().unwrap());
+        let n = it.next().unwrap_or(100_000);
+        hold(n, it.next().unwrap_or(n));
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

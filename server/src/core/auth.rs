@@ -3,7 +3,7 @@
 //! Today every watcher is allowed, like presence_xml `force_active=1`; XCAP privacy rules
 //! (RFC 4745/5025) will plug in here without touching the SUBSCRIBE path.
 
-use sip_parser::Aor;
+use sip_parser::{Aor, NameAddr};
 
 /// Decision for one watcher / presentity / event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,8 +15,10 @@ pub enum AuthDecision {
     Terminated,
 }
 
-/// Decides whether `watcher` may see `presentity`'s `event` state.
-pub fn authorize(watcher: Option<&Aor>, presentity: &Aor, event: &str) -> AuthDecision {
+/// Decides whether `watcher` (the SUBSCRIBE's From) may see `presentity`'s `event` state.
+/// The watcher comes unparsed: a policy that needs its AoR normalises it
+/// (`Aor::from_uri`), the allow-all policy pays nothing.
+pub fn authorize(watcher: &NameAddr<'_>, presentity: &Aor, event: &str) -> AuthDecision {
     let _ = (watcher, presentity, event);
     AuthDecision::Active
 }

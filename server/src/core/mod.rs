@@ -87,9 +87,13 @@ mod subscription;
 pub mod tags;
 pub mod timers;
 pub mod transaction;
+mod xcap_publish;
+pub use xcap_publish::{XcapPidfError, XCAP_PUBLICATION_ID, XCAP_PUBLICATION_LIFETIME_MS};
 
 pub use config::Config;
-pub use persist::{PersistOp, PublicationRecord, RestoreError, SubStatus, SubscriptionRecord};
+pub use persist::{
+    PersistOp, PublicationRecord, Refused, RestoreError, SubStatus, SubscriptionRecord,
+};
 pub use route::{reply_overloaded, route, shard_for};
 pub use stats::Stats;
 
@@ -97,7 +101,7 @@ use package::{EventPackage, PkgId};
 use presentity::Presentities;
 use rng::Rng;
 use routing::{Extra, Reason, Reject};
-use sip_parser::{parse, Framing, Header, Message, Method, ResponseWriter, Status, Via};
+use sip_parser::{parse, push_u32, Framing, Header, HeaderKind, Message, Method, Status, Via};
 use std::collections::VecDeque;
 use subscription::Subscriptions;
 use timers::Timers;
@@ -128,9 +132,9 @@ enum Out {
 /// What a timer is for. Tokens / CSeqs tell live timers from stale ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKey {
-    SubExpiry { id: u64, token: u64 },
+    SubExpiry { id: u64, token: u32 },
     Notify { id: u64, cseq: u32 },
-    PubExpiry { pres: u32, token: u64 },
+    PubExpiry { pres: u32, token: u32 },
 }
 
 /// Extra header of a response.
@@ -169,7 +173,7 @@ pub struct Core {
     persist_q: VecDeque<PersistOp>,
     next_persist_seq: u64,
     persisted_seq: u64,
-    next_token: u64,
+    next_token: u32,
     next_order: u64,
     reason: String,
     scratch: Vec<u8>,
@@ -200,18 +204,9 @@ fn sent_by_of(server_address: &[u8]) -> Vec<u8> {
     }
 }
 
-/// FNV-1a over several parts, keyed: the server-transaction key.
+/// The server-transaction key: a seeded hash of its identifying parts.
 fn keyed_hash(seed: u64, parts: &[&[u8]]) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
-    for p in parts {
-        for &b in *p {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        h ^= 0xff;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h ^ (h >> 29)
+    presentity::seeded_hash(seed, parts)
 }
 
 impl Core {
@@ -233,6 +228,7 @@ impl Core {
         let via_sent_by = sent_by_of(&config.server_address);
         let mut rng = Rng::new(seed ^ (shard.0 as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let key_seed = rng.next_u64();
+        let pres_seed = rng.next_u64();
         Core {
             stx: ServerTxs::new(config.max_server_transactions),
             cfg: config,
@@ -247,7 +243,7 @@ impl Core {
             contact_hdr,
             via_sent_by,
             subs: Subscriptions::default(),
-            pres: Presentities::default(),
+            pres: Presentities::with_seed(pres_seed),
             timers: Timers::default(),
             ready: VecDeque::new(),
             gated: VecDeque::new(),
@@ -286,9 +282,27 @@ impl Core {
             Transport::Udp => Framing::Datagram,
             Transport::Tcp => Framing::Stream,
         };
-        let mut slots = [Header::EMPTY; MAX_HEADER_SLOTS];
         let n = self.cfg.limits.max_headers.clamp(1, MAX_HEADER_SLOTS);
-        let msg = match parse(bytes, &mut slots[..n], framing, &self.cfg.limits) {
+        // Filling 128 slots costs more than parsing a short request: use the default-size
+        // array unless the limit asks for more.
+        if n <= sip_parser::DEFAULT_MAX_HEADERS {
+            let mut slots = [Header::EMPTY; sip_parser::DEFAULT_MAX_HEADERS];
+            self.handle_parsed(now, from, bytes, framing, &mut slots[..n]);
+        } else {
+            let mut slots = [Header::EMPTY; MAX_HEADER_SLOTS];
+            self.handle_parsed(now, from, bytes, framing, &mut slots[..n]);
+        }
+    }
+
+    fn handle_parsed<'b>(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        bytes: &'b [u8],
+        framing: Framing,
+        slots: &mut [Header<'b>],
+    ) {
+        let msg = match parse(bytes, slots, framing, &self.cfg.limits) {
             Ok(Status::Complete(m)) => m,
             _ => {
                 self.stats.rx_dropped += 1;
@@ -352,12 +366,15 @@ impl Core {
             Method::Options => self.stats.rx_options += 1,
             _ => self.stats.rx_other += 1,
         }
-        if let Err(rej) = routing::screen(msg, method) {
-            self.reject(now, from, key, msg, rej);
-            return;
-        }
+        let dlg = match routing::screen(msg, method) {
+            Ok(d) => d,
+            Err(rej) => {
+                self.reject(now, from, key, msg, rej);
+                return;
+            }
+        };
         let result = match method {
-            Method::Subscribe => self.on_subscribe(now, from, key, msg),
+            Method::Subscribe => self.on_subscribe(now, from, key, msg, &dlg),
             Method::Publish => self.on_publish(now, from, key, msg),
             Method::Options => {
                 let adds = [
@@ -396,6 +413,25 @@ impl Core {
         adds: &[Add<'_>],
         gate: u64,
     ) {
+        self.respond_tagged(now, peer, key, msg, code, reason, to_tag, None, adds, gate)
+    }
+
+    /// [`Core::respond`] when the caller already knows whether the request's To has a
+    /// tag (`to_tagged`), so the To header is not parsed again.
+    #[allow(clippy::too_many_arguments)]
+    fn respond_tagged(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        key: u64,
+        msg: &Message<'_, '_>,
+        code: u16,
+        reason: Reason,
+        to_tag: Option<&[u8]>,
+        to_tagged: Option<bool>,
+        adds: &[Add<'_>],
+        gate: u64,
+    ) {
         let timer_j = match peer.transport {
             Transport::Udp => 64 * self.cfg.t1_ms,
             Transport::Tcp => 0,
@@ -405,7 +441,13 @@ impl Core {
             return;
         };
         self.stats.server_tx_evicted = self.stx.evicted;
-        reason.write(code, &mut self.reason);
+        let reason: &str = match reason {
+            Reason::Std => sip_parser::reason_phrase(code),
+            r => {
+                r.write(code, &mut self.reason);
+                &self.reason
+            }
+        };
         let Some(tx) = self.stx.get_mut(seq) else {
             return;
         };
@@ -414,49 +456,38 @@ impl Core {
         // retransmitted request is answered with the same tag.
         let mut stateless = [0u8; 17];
         let to_tag = match to_tag {
-            Some(t) => Some(t),
-            None => Some(stateless_tag(key, &mut stateless)),
+            Some(t) => t,
+            None => stateless_tag(key, &mut stateless),
         };
-        let mut w = ResponseWriter::new(&mut tx.response, msg, code, &self.reason, to_tag);
+        let w = &mut tx.response;
+        write_response_head(w, msg, code, reason, to_tag, to_tagged);
         for a in adds {
             match *a {
-                Add::Expires(e) => {
-                    w.header_u32("Expires", e);
-                }
-                Add::ETag(t) => {
-                    w.header("SIP-ETag", t);
-                }
-                Add::Contact => {
-                    w.header("Contact", &self.contact_hdr);
-                }
+                Add::Expires(e) => push_header_u32(w, b"Expires", e),
+                Add::ETag(t) => push_header(w, b"SIP-ETag", t),
+                Add::Contact => push_header(w, b"Contact", &self.contact_hdr),
                 Add::Extra(Extra::None) => {}
-                Add::Extra(Extra::Allow) => {
-                    w.header("Allow", routing::ALLOW);
-                }
+                Add::Extra(Extra::Allow) => push_header(w, b"Allow", routing::ALLOW),
                 Add::Extra(Extra::AllowEvents) => {
-                    w.header("Allow-Events", &self.allow_events);
+                    push_header(w, b"Allow-Events", &self.allow_events)
                 }
-                Add::Extra(Extra::MinExpires(m)) => {
-                    w.header_u32("Min-Expires", m);
-                }
+                Add::Extra(Extra::MinExpires(m)) => push_header_u32(w, b"Min-Expires", m),
                 Add::Extra(Extra::Accept(pkg)) => {
                     if let Some(p) = self.packages.get(pkg as usize) {
                         for ct in p.content_types() {
-                            w.header("Accept", ct.as_bytes());
+                            push_header(w, b"Accept", ct.as_bytes());
                         }
                     }
                 }
                 Add::Extra(Extra::Unsupported) => {
                     for v in msg.require() {
-                        w.header("Unsupported", v);
+                        push_header(w, b"Unsupported", v);
                     }
                 }
-                Add::Extra(Extra::RetryAfter(s)) => {
-                    w.header_u32("Retry-After", s);
-                }
+                Add::Extra(Extra::RetryAfter(s)) => push_header_u32(w, b"Retry-After", s),
             }
         }
-        w.finish();
+        w.extend_from_slice(b"Content-Length: 0\r\n\r\n");
         self.stats.tx_responses += 1;
         match code {
             200..=299 => self.stats.tx_2xx += 1,
@@ -568,9 +599,12 @@ impl Core {
         self.stats.pending_persist = self.persist_q.len() as u64;
     }
 
-    fn fresh_token(&mut self) -> u64 {
+    /// A timer generation (never 0, which means "no timer"). 32 bits keep timer entries
+    /// small; a wrapped token could only match a stale entry that outlived 4 billion
+    /// newer timers, far longer than any expiry.
+    fn fresh_token(&mut self) -> u32 {
         let t = self.next_token;
-        self.next_token += 1;
+        self.next_token = self.next_token.wrapping_add(1).max(1);
         t
     }
 
@@ -733,6 +767,59 @@ impl Core {
 
 #[cfg(test)]
 mod tests;
+
+fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_header_u32(out: &mut Vec<u8>, name: &[u8], value: u32) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    push_u32(out, value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Status line plus the Via, From, To, Call-ID and CSeq of `req` (RFC 3261 §8.2.6.2), as
+/// `sip_parser::ResponseWriter` writes them; `to_tag` is added unless To has a tag
+/// (`to_tagged`, parsed here only when the caller does not know).
+fn write_response_head(
+    out: &mut Vec<u8>,
+    req: &Message<'_, '_>,
+    code: u16,
+    reason: &str,
+    to_tag: &[u8],
+    to_tagged: Option<bool>,
+) {
+    out.clear();
+    out.extend_from_slice(b"SIP/2.0 ");
+    push_u32(out, u32::from(code));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for h in req.headers {
+        match h.kind {
+            HeaderKind::Via | HeaderKind::From | HeaderKind::CallId | HeaderKind::CSeq => {
+                push_header(out, h.kind.name().as_bytes(), h.value);
+            }
+            HeaderKind::To => {
+                out.extend_from_slice(b"To: ");
+                out.extend_from_slice(h.value);
+                let tagged = to_tagged.unwrap_or_else(|| {
+                    sip_parser::NameAddr::parse(h.value).is_none_or(|n| n.param(b"tag").is_some())
+                });
+                if !tagged {
+                    out.extend_from_slice(b";tag=");
+                    out.extend_from_slice(to_tag);
+                }
+                out.extend_from_slice(b"\r\n");
+            }
+            _ => {}
+        }
+    }
+}
 
 /// A To tag for a response that creates no dialog: `n` + the transaction key in hex. It never
 /// decodes as one of our dialog tokens, so a request carrying it is simply not in a dialog.

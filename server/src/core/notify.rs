@@ -11,21 +11,7 @@ use super::subscription::TermReason;
 use super::tags::{Branch, Token};
 use super::transaction::client::{NotifyTx, TxFire};
 use super::{Core, Instant, Out, Peer, TimerKey, Transmit, Transport, CSEQ_PERSIST_EVERY};
-use sip_parser::{Message, Method};
-
-fn push_u32(out: &mut Vec<u8>, mut v: u32) {
-    let mut buf = [0u8; 10];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
-}
+use sip_parser::{push_u32, Message, Method};
 
 fn header(out: &mut Vec<u8>, name: &[u8], parts: &[&[u8]]) {
     out.extend_from_slice(name);
@@ -139,7 +125,7 @@ impl Core {
         self.timers.push(at, TimerKey::SubExpiry { id, token });
     }
 
-    pub(super) fn on_sub_expiry_timer(&mut self, now: Instant, id: u64, token: u64) {
+    pub(super) fn on_sub_expiry_timer(&mut self, now: Instant, id: u64, token: u32) {
         let offset = self.cfg.expires_offset as u64 * 1000;
         let Some(sub) = self.subs.get_mut(&id) else {
             return;
@@ -186,6 +172,7 @@ impl Core {
         let pkg = &self.packages[sub.pkg as usize];
         let s = sub.strings();
         let offset = out.len();
+        out.reserve(512 + s.len() + pres.body.len());
         out.extend_from_slice(b"NOTIFY ");
         out.extend_from_slice(s.contact);
         out.extend_from_slice(b" SIP/2.0\r\n");
@@ -266,7 +253,10 @@ impl Core {
         let request = if reliable {
             Vec::new()
         } else {
-            let mut b = self.pool.pop().unwrap_or_default();
+            let mut b = self
+                .pool
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(len.next_power_of_two()));
             b.extend_from_slice(&out[offset..]);
             b
         };
@@ -274,7 +264,7 @@ impl Core {
         let tx = NotifyTx::new(now, cseq, reliable, self.cfg.t1_ms, request, is_final);
         self.timers
             .push(tx.deadline(), TimerKey::Notify { id, cseq });
-        sub.tx = Some(tx);
+        sub.tx = Some(Box::new(tx));
         self.stats.notify_sent += 1;
         if cseq % CSEQ_PERSIST_EVERY == 0 && !is_final {
             self.persist_put_sub(id);

@@ -9,10 +9,35 @@ use super::presentity::Publication;
 use super::routing::{Extra, Reason, Reject};
 use super::subscribe::request_aor;
 use super::tags::{aor_hash, Token};
-use super::{Add, Core, Instant, Peer, TimerKey};
+use super::{Add, Core, Instant, Peer, PkgId, TimerKey};
 use sip_parser::{FieldError, HeaderKind, Message};
 
 impl Core {
+    /// Adds a new publication to a presentity (PUBLISH, XCAP pidf-manipulation and restore
+    /// all go through here, so aggregation, the publication count and the expiry timer can
+    /// never disagree).
+    pub(super) fn add_publication(&mut self, slot: u32, pkg: PkgId, publication: Publication) {
+        let (at, token) = (publication.expiry_armed, publication.timer);
+        let package = &*self.packages[pkg as usize];
+        if let Some(p) = self.pres.get_mut(slot) {
+            p.insert_pub(publication);
+            p.reaggregate(package);
+        }
+        self.pres.publications += 1;
+        self.timers
+            .push(at, TimerKey::PubExpiry { pres: slot, token });
+    }
+
+    /// Removes the presentity's `i`-th publication (its expiry timer, if any, finds it gone).
+    pub(super) fn remove_publication(&mut self, slot: u32, pkg: PkgId, i: usize) {
+        let package = &*self.packages[pkg as usize];
+        if let Some(p) = self.pres.get_mut(slot) {
+            p.pubs.remove(i);
+            p.reaggregate(package);
+        }
+        self.pres.publications -= 1;
+    }
+
     pub(super) fn on_publish(
         &mut self,
         now: Instant,
@@ -104,14 +129,7 @@ impl Core {
                 body: body.to_vec(),
                 index,
             };
-            let package = &*self.packages[pkg as usize];
-            if let Some(p) = self.pres.get_mut(slot) {
-                p.insert_pub(publication);
-                p.reaggregate(package);
-            }
-            self.pres.publications += 1;
-            self.timers
-                .push(at, TimerKey::PubExpiry { pres: slot, token });
+            self.add_publication(slot, pkg, publication);
             let gate = {
                 let s = self.persist_put_pub(slot, &etag);
                 self.gate_of(s)
@@ -136,12 +154,7 @@ impl Core {
             .ok_or(NO_MATCH)?;
         if expires == 0 {
             // Removal.
-            let package = &*self.packages[pkg as usize];
-            if let Some(p) = self.pres.get_mut(slot) {
-                p.pubs.remove(i);
-                p.reaggregate(package);
-            }
-            self.pres.publications -= 1;
+            self.remove_publication(slot, pkg, i);
             let gate = {
                 let s = self.persist_delete_pub(slot, &old);
                 self.gate_of(s)
@@ -221,7 +234,7 @@ impl Core {
         }
     }
 
-    pub(super) fn on_pub_expiry_timer(&mut self, now: Instant, slot: u32, token: u64) {
+    pub(super) fn on_pub_expiry_timer(&mut self, now: Instant, slot: u32, token: u32) {
         let offset_ms = self.cfg.expires_offset as u64 * 1000;
         let Some(p) = self.pres.get_mut(slot) else {
             return;

@@ -4,7 +4,7 @@
 //! the CIDR list, so the edge does it before the message reaches the core.)
 
 use super::package::BodyError;
-use sip_parser::{FieldError, HeaderKind, Message, Method};
+use sip_parser::{CSeq, FieldError, HeaderKind, Message, Method, NameAddr};
 use std::fmt::Write;
 
 /// Methods this server handles (Allow header).
@@ -99,14 +99,24 @@ impl From<FieldError> for Reject {
     }
 }
 
-/// Checks every request must pass, whatever its method.
-pub fn screen(msg: &Message<'_, '_>, method: Method<'_>) -> Result<(), Reject> {
+/// The mandatory headers of a request, parsed once by [`screen`] and passed down the
+/// method's path, so no handler parses From / To / Call-ID / CSeq again.
+#[derive(Clone, Copy, Debug)]
+pub struct Dialog<'b> {
+    pub from: NameAddr<'b>,
+    pub to: NameAddr<'b>,
+    pub call_id: &'b [u8],
+    pub cseq: CSeq<'b>,
+}
+
+/// Checks every request must pass, whatever its method; returns the headers it parsed.
+pub fn screen<'b>(msg: &Message<'_, 'b>, method: Method<'_>) -> Result<Dialog<'b>, Reject> {
     if msg.max_forwards()? == Some(0) {
         return Err(Reject::std(483));
     }
-    msg.from()?;
-    msg.to()?;
-    msg.call_id()?;
+    let from = msg.from()?;
+    let to = msg.to()?;
+    let call_id = msg.call_id()?;
     let cseq = msg.cseq()?;
     if cseq.method != method {
         return Err(Reject::text(400, "CSeq method does not match"));
@@ -123,7 +133,12 @@ pub fn screen(msg: &Message<'_, '_>, method: Method<'_>) -> Result<(), Reject> {
     {
         return Err(Reject::field(FieldError::Missing(HeaderKind::Event)));
     }
-    Ok(())
+    Ok(Dialog {
+        from,
+        to,
+        call_id,
+        cseq,
+    })
 }
 
 #[cfg(test)]
@@ -141,7 +156,7 @@ mod tests {
         ) else {
             panic!("unparseable test message")
         };
-        screen(&m, m.method().unwrap())
+        screen(&m, m.method().unwrap()).map(|_| ())
     }
 
     const BASE: &str = "Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: c\r\n";

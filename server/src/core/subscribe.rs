@@ -3,8 +3,8 @@
 //! with our To-tag, Expires and Contact, and is followed at once by a NOTIFY.
 
 use super::auth::{authorize, AuthDecision};
-use super::routing::{Extra, Reason, Reject};
-use super::subscription::{DialogStrings, Subscription, TermReason};
+use super::routing::{Dialog, Extra, Reason, Reject};
+use super::subscription::{DialogStrings, Subscription, TermReason, MAX_DIALOG_STRINGS};
 use super::tags::{aor_hash, Token};
 use super::{Add, Core, Instant, Peer};
 use sip_parser::{Aor, FieldError, HeaderKind, Message, Scheme, Uri, UriError};
@@ -47,9 +47,10 @@ impl Core {
         peer: Peer,
         key: u64,
         msg: &Message<'_, '_>,
+        dlg: &Dialog<'_>,
     ) -> Result<(), Reject> {
         self.refuse_if_store_backlogged()?;
-        let to = msg.to()?;
+        let to = dlg.to;
         let event = msg.event()?.ok_or(FieldError::Missing(HeaderKind::Event))?;
         let pkg = self.package_index(event.full_name()).ok_or(Reject::new(
             489,
@@ -57,7 +58,7 @@ impl Core {
             Extra::AllowEvents,
         ))?;
         if let Some(tag) = to.tag() {
-            return self.on_refresh(now, peer, key, msg, tag, pkg, event.id);
+            return self.on_refresh(now, peer, key, msg, dlg, tag, pkg, event.id);
         }
         let aor = request_aor(msg)?;
         if !self.domain_served(aor.host()) {
@@ -72,12 +73,11 @@ impl Core {
         if contact.is_star() {
             return Err(Reject::field(FieldError::Malformed(HeaderKind::Contact)));
         }
-        let from = msg.from()?;
+        let from = dlg.from;
         let from_tag = from.tag().ok_or(Reject::text(400, "Missing From tag"))?;
-        let watcher = from.parse_uri().ok().map(|u| Aor::from_uri(&u));
         let hash = aor_hash(aor.as_bytes());
         self.owns(hash);
-        let auth = authorize(watcher.as_ref(), &aor, self.packages[pkg as usize].name());
+        let auth = authorize(&from, &aor, self.packages[pkg as usize].name());
         if auth == AuthDecision::Terminated {
             return Err(Reject::text(403, "Subscription refused by policy"));
         }
@@ -88,8 +88,7 @@ impl Core {
                 Extra::RetryAfter(60),
             ));
         }
-        let pkey = (aor, pkg);
-        let slot = match self.pres.lookup(&pkey) {
+        let slot = match self.pres.lookup_bytes(aor.as_bytes(), pkg) {
             Some(s) => s,
             None => {
                 if self.pres.len() >= self.cfg.max_presentities {
@@ -99,7 +98,7 @@ impl Core {
                         Extra::RetryAfter(60),
                     ));
                 }
-                self.pres.insert(pkey.0, hash, pkg)
+                self.pres.insert(aor, hash, pkg)
             }
         };
         if self
@@ -122,7 +121,7 @@ impl Core {
             routes.extend_from_slice(rr);
         }
         let strings = DialogStrings {
-            call_id: msg.call_id()?,
+            call_id: dlg.call_id,
             from_tag,
             from_hdr: msg.header(HeaderKind::From).unwrap_or(b""),
             to_hdr: msg.header(HeaderKind::To).unwrap_or(b""),
@@ -130,8 +129,12 @@ impl Core {
             routes: &routes,
             event_id: event.id,
         };
+        if strings.len() > MAX_DIALOG_STRINGS {
+            self.pres.gc(slot);
+            return Err(Reject::text(400, "Dialog too large"));
+        }
         let id = self.fresh_sub_id();
-        let cseq = msg.cseq()?.seq;
+        let cseq = dlg.cseq.seq;
         let expires_at = now.add_millis(expires as u64 * 1000);
         let mut sub = Subscription::new(id, hash, slot, pkg, strings, cseq, peer, expires_at);
         sub.auth = auth;
@@ -140,6 +143,10 @@ impl Core {
         }
         self.subs.insert(id, sub);
         if let Some(p) = self.pres.get_mut(slot) {
+            // Most presentities have one watcher: no room for four (Vec's first growth).
+            if p.watchers.capacity() == 0 {
+                p.watchers.reserve_exact(1);
+            }
             p.watchers.push(id);
         }
         let tag = Token::new(hash, id);
@@ -161,7 +168,7 @@ impl Core {
             }
         }
         let adds = [Add::Expires(expires), Add::Contact];
-        self.respond(
+        self.respond_tagged(
             now,
             peer,
             key,
@@ -169,6 +176,7 @@ impl Core {
             200,
             Reason::Std,
             Some(tag.as_bytes()),
+            Some(false),
             &adds,
             gate,
         );
@@ -184,15 +192,16 @@ impl Core {
         peer: Peer,
         key: u64,
         msg: &Message<'_, '_>,
+        dlg: &Dialog<'_>,
         tag: &[u8],
         pkg: super::package::PkgId,
         event_id: Option<&[u8]>,
     ) -> Result<(), Reject> {
         const GONE: Reject = Reject::text(481, "Subscription does not exist");
         let (_, id) = Token::decode(tag).ok_or(GONE)?;
-        let call_id = msg.call_id()?;
-        let from_tag = msg.from()?.tag();
-        let cseq = msg.cseq()?.seq;
+        let call_id = dlg.call_id;
+        let from_tag = dlg.from.tag();
+        let cseq = dlg.cseq.seq;
         let sub = self.subs.get(&id).ok_or(GONE)?;
         let s = sub.strings();
         if s.call_id != call_id
@@ -240,7 +249,18 @@ impl Core {
             }
         }
         let adds = [Add::Expires(expires), Add::Contact];
-        self.respond(now, peer, key, msg, 200, Reason::Std, None, &adds, gate);
+        self.respond_tagged(
+            now,
+            peer,
+            key,
+            msg,
+            200,
+            Reason::Std,
+            None,
+            Some(true),
+            &adds,
+            gate,
+        );
         self.mark_changed(id);
         Ok(())
     }

@@ -43,6 +43,8 @@ pub struct ServerTxs {
     pub evicted: u64,
 }
 
+/// First capacity of a response buffer: a typical response fits without regrowing.
+const RESPONSE_CAPACITY: usize = 512;
 /// Spare response buffers kept for reuse.
 const MAX_SPARE_BUFFERS: usize = 1024;
 
@@ -123,7 +125,10 @@ impl ServerTxs {
             }
         }
         let seq = self.first + self.ring.len() as u64;
-        let response = self.spare.pop().unwrap_or_default();
+        let response = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(RESPONSE_CAPACITY));
         self.ring.push_back(ServerTx {
             key,
             peer,
