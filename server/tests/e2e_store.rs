@@ -210,3 +210,100 @@ fn user_add_list_del() {
     let (_, out) = herald(&["user", "list", "--data-dir", &d]);
     assert!(out.contains("0 user(s)"), "{out}");
 }
+
+/// Issue 4: "when [the map] is full, requests get 500 and a clear log line, the server does
+/// not crash, and space comes back as state expires". A 1 MiB map fills after a few dozen
+/// large publications (5 s expiry); the refused ones get `500 Store full` and are not kept
+/// in memory (refused long-lived ones would outlive the rest); once the accepted ones
+/// expire, publishing works again.
+#[test]
+fn full_map_answers_500_and_space_returns_on_expiry() {
+    let s = Server::start(&[
+        "--shards",
+        "1",
+        "--map-size-max",
+        "1M",
+        "--map-size-initial",
+        "1M",
+        "--min-expires",
+        "1",
+    ]);
+    let mut c = Client::udp(s.sip);
+    let big_note = "x".repeat(6_000);
+    let send = |c: &mut Client, name: String, expires: u32| {
+        let p = format!("sip:{name}@example.com");
+        let req = publish(
+            c,
+            &p,
+            expires,
+            None,
+            Some(&pidf(&p, "t1", "open", &big_note)),
+        );
+        c.request(&req)
+    };
+    let is_store_full = |r: &Msg| {
+        r.code == Some(500)
+            && r.text().contains("Store full")
+            && r.has_header("Retry-After")
+            && !r.has_header("SIP-ETag")
+    };
+    let mut filled = false;
+    for i in 0..400 {
+        let r = send(&mut c, format!("fill{i}"), 5);
+        match r.code {
+            Some(200) => {}
+            _ if is_store_full(&r) => {
+                filled = true;
+                break;
+            }
+            other => panic!("unexpected {other:?}: {}", r.text()),
+        }
+    }
+    assert!(filled, "the 1 MiB map never filled");
+    // Long-lived publications while full: refused, and must not linger in memory.
+    let mut long_accepted = 0;
+    let mut refused = 1;
+    for i in 0..3 {
+        let r = send(&mut c, format!("long{i}"), 3600);
+        if is_store_full(&r) {
+            refused += 1;
+        } else {
+            assert_eq!(r.code, Some(200), "{}", r.text());
+            long_accepted += 1; // an expiry freed space meanwhile
+        }
+    }
+    // Still serving.
+    let r = c.request(&options(&c, "sip:ping@example.com"));
+    assert_eq!(r.code, Some(200));
+    s.wait_stats("refusals counted", |st| {
+        st.get("core.persist_ops_refused").copied().unwrap_or(0) >= refused
+    });
+    assert!(
+        s.log_text().contains("store full"),
+        "clear log line: {}",
+        s.log_text()
+    );
+    // The 5 s publications expire; their deletion frees the map.
+    s.wait_stats("publications expired", |st| {
+        st.get("core.publications").copied() == Some(long_accepted)
+    });
+    let mut ok_again = false;
+    for i in 0..20 {
+        if send(&mut c, format!("after{i}"), 60).code == Some(200) {
+            ok_again = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        ok_again,
+        "space came back after expiry: {:?}\n{}",
+        s.stats()
+            .into_iter()
+            .filter(|(k, _)| k.contains("persist") || k.contains("publications"))
+            .collect::<Vec<_>>(),
+        s.log_text()
+    );
+    let (okc, out) = s.store_cmd(&["check"]);
+    assert!(okc && out.contains("check OK"), "{out}");
+}

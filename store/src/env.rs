@@ -13,6 +13,10 @@ use crate::error::{is_mdb_map_full, is_mdb_map_resized, Result, StoreError};
 /// `keys`; opening a data directory of another version fails with `SchemaMismatch`.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// Smallest room beyond the maximum map size that deleting transactions may use
+/// ([`Store::write_freeing`]).
+pub const FREEING_RESERVE_MIN: usize = 256 << 10;
+
 /// Map sizes are kept a multiple of this (a multiple of every common page size).
 const MAP_GRANULE: usize = 64 << 10;
 
@@ -49,6 +53,8 @@ pub struct Store {
     pub(crate) env: Env<WithoutTls>,
     pub(crate) path: PathBuf,
     max_map_size: usize,
+    /// Commits flush only data pages (NO_META_SYNC): `write` adds the meta flush.
+    meta_sync_deferred: bool,
     /// Held shared by every transaction, exclusively by a map resize: LMDB forbids resizing
     /// while any transaction of this process is open.
     gate: RwLock<()>,
@@ -97,6 +103,12 @@ impl Store {
         if opts.no_sync {
             // SAFETY: NO_SYNC only weakens durability against OS crashes (documented above).
             unsafe { eo.flags(heed::EnvFlags::NO_SYNC) };
+        } else {
+            // SAFETY: NO_META_SYNC keeps LMDB's integrity (data pages are synced before the
+            // meta page is written); only the meta page's flush is left to us: `write`
+            // flushes it before returning, `write_deferred` leaves it to the next commit's
+            // data sync or `sync` (see there).
+            unsafe { eo.flags(heed::EnvFlags::NO_META_SYNC) };
         }
         let lmdb = |source| StoreError::Lmdb {
             path: path.to_owned(),
@@ -126,6 +138,7 @@ impl Store {
             env,
             path: path.to_owned(),
             max_map_size,
+            meta_sync_deferred: !opts.no_sync,
             gate: RwLock::new(()),
             presentity,
             active_watchers,
@@ -193,7 +206,24 @@ impl Store {
     /// through the transaction. At the maximum: `StoreError::MapFull`, nothing written.
     ///
     /// Do not call while holding a `ReadTxn` of this store on the same thread.
-    pub fn write<R>(&self, mut f: impl FnMut(&Store, &mut RwTxn<'_>) -> Result<R>) -> Result<R> {
+    pub fn write<R>(&self, f: impl FnMut(&Store, &mut RwTxn<'_>) -> Result<R>) -> Result<R> {
+        let r = self.write_deferred(f)?;
+        if self.meta_sync_deferred {
+            self.sync()?;
+        }
+        Ok(r)
+    }
+
+    /// Like [`Store::write`], but on return the transaction is atomic and its data pages are
+    /// on disk while its meta page (what makes it visible after an OS crash) is only
+    /// written, not flushed. It becomes durable with the next commit that writes anything
+    /// (its data flush covers this meta page) or [`Store::sync`]. A crash of the process
+    /// alone loses nothing; an OS crash may lose this last transaction, never corrupts.
+    /// Lets a pipeline acknowledge batch N when batch N+1 commits: one flush per commit.
+    pub fn write_deferred<R>(
+        &self,
+        mut f: impl FnMut(&Store, &mut RwTxn<'_>) -> Result<R>,
+    ) -> Result<R> {
         loop {
             let gate = self.gate_read();
             let mut txn = match self.env.write_txn() {
@@ -219,6 +249,41 @@ impl Store {
                 other => return other,
             }
         }
+    }
+
+    /// Flushes everything committed so far to disk (also with `no_sync`): makes the
+    /// transactions of [`Store::write_deferred`] durable, or a bulk load written with
+    /// `no_sync`.
+    pub fn sync(&self) -> Result<()> {
+        self.env.force_sync().map_err(|e| self.lmdb(e))
+    }
+
+    /// Like [`Store::write`] for a transaction that frees space (deletes): if the map is full
+    /// at its maximum, it may use a reserve beyond it (a sixteenth of the maximum, at least
+    /// [`FREEING_RESERVE_MIN`]), because in a completely full map even a delete cannot
+    /// copy the pages it changes. The map is then set back to the maximum (LMDB keeps what
+    /// is in use), so later puts reuse the freed pages and the limit holds within the reserve.
+    pub fn write_freeing<R>(
+        &self,
+        mut f: impl FnMut(&Store, &mut RwTxn<'_>) -> Result<R>,
+    ) -> Result<R> {
+        match self.write(&mut f) {
+            Err(StoreError::MapFull { .. }) => {
+                let reserve = (self.max_map_size / 16).max(FREEING_RESERVE_MIN);
+                self.resize_to(round_map(self.max_map_size + reserve))?;
+                let r = self.write(&mut f);
+                self.resize_to(self.max_map_size)?;
+                r
+            }
+            other => other,
+        }
+    }
+
+    fn resize_to(&self, size: usize) -> Result<()> {
+        let _excl = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        // SAFETY: the exclusive gate guarantees no transaction of this process is open;
+        // LMDB rounds a size below what is in use up to it.
+        unsafe { self.env.resize(size) }.map_err(|e| self.lmdb(e))
     }
 
     /// Current map size in bytes.
@@ -277,6 +342,14 @@ impl Store {
             .map_err(|e| self.lmdb(e))
     }
 
+    /// Writes the commit marker (the writer's op sequence) in `txn`. A pipelined writer puts
+    /// it in every transaction so that each one dirties a page: LMDB skips the data flush of
+    /// a transaction that changed nothing, and that flush is what makes the previous
+    /// `write_deferred` durable.
+    pub fn put_commit_marker(&self, txn: &mut RwTxn, seq: u64) -> Result<()> {
+        self.put_meta(txn, META_COMMIT_SEQ, &seq.to_le_bytes())
+    }
+
     /// Overwrites the recorded schema version (tests of the mismatch path only).
     #[doc(hidden)]
     pub fn debug_set_schema(&self, txn: &mut RwTxn, version: u32) -> Result<()> {
@@ -301,4 +374,5 @@ impl Store {
 
 pub(crate) const META_SCHEMA: &str = "schema_version";
 const META_SHARD: &str = "shard";
+const META_COMMIT_SEQ: &str = "commit_seq";
 const META_SHARDS: &str = "shards";

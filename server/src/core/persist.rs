@@ -103,6 +103,20 @@ impl PersistOp {
     }
 }
 
+/// A write the store refused (its map reached `--map-size-max`), as the driver reports it
+/// to [`Core::handle_persist_failed`]: the core answers the request waiting for it with 500
+/// and rolls its memory back to what the disk holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// The refused `PutPublication` / `PutSubscription` (deletes are never refused: the
+    /// driver commits them on their own, they free space).
+    pub op: PersistOp,
+    /// For a subscription: the expiry of the version still on disk (a refused refresh
+    /// keeps the dialog at its old expiry, RFC 6665 §4.1.2.2); `None`: nothing on disk, the
+    /// refused dialog is forgotten.
+    pub stored_expiry: Option<Instant>,
+}
+
 /// Why a record from the store was not loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RestoreError {
@@ -311,6 +325,96 @@ impl Core {
         self.gated = keep;
     }
 
+    /// The store refused `refused` (map full at its maximum): answer each request that
+    /// waited for one of them with `500 Store full` (Retry-After), and make memory agree
+    /// with the disk again: a refused new publication or dialog is forgotten (the client
+    /// was told it failed), a refused dialog refresh keeps the expiry stored on disk. Call
+    /// it before `handle_persisted` for the batch, whose other ops did commit.
+    pub fn handle_persist_failed(&mut self, now: Instant, refused: &[Refused]) {
+        self.advance(now);
+        let now = self.now;
+        if refused.is_empty() {
+            return;
+        }
+        let mut seqs: Vec<u64> = refused.iter().map(|r| r.op.seq()).collect();
+        seqs.sort_unstable();
+        for r in refused {
+            match &r.op {
+                PersistOp::PutPublication { rec, .. } => self.forget_refused_pub(rec),
+                PersistOp::PutSubscription { rec, .. } => {
+                    self.rollback_refused_sub(now, rec.id, r.stored_expiry)
+                }
+                // Deletes are committed on their own by the driver, never refused.
+                PersistOp::DeletePublication { .. } | PersistOp::DeleteSubscription { .. } => {}
+            }
+        }
+        let mut keep = std::collections::VecDeque::with_capacity(self.gated.len());
+        while let Some((gate, out)) = self.gated.pop_front() {
+            match out {
+                super::Out::Response(tx) if seqs.binary_search(&gate).is_ok() => {
+                    if let Some(t) = self.stx.get_mut(tx) {
+                        rewrite_as_store_full(&mut t.response);
+                        self.stats.tx_2xx = self.stats.tx_2xx.saturating_sub(1);
+                        self.stats.tx_5xx += 1;
+                    }
+                    self.ready.push_back(out);
+                }
+                _ => keep.push_back((gate, out)),
+            }
+        }
+        self.gated = keep;
+        self.refresh_gauges();
+    }
+
+    fn forget_refused_pub(&mut self, rec: &PublicationRecord) {
+        let Some(pkg) = self.package_index(&rec.event) else {
+            return;
+        };
+        let Some(slot) = self.pres.lookup(&(rec.presentity.clone(), pkg)) else {
+            return;
+        };
+        let package = &*self.packages[pkg as usize];
+        let Some(p) = self.pres.get_mut(slot) else {
+            return;
+        };
+        let Some(i) = p.find_pub(&rec.etag) else {
+            // Already removed or replaced again (its delete follows in the queue).
+            return;
+        };
+        p.pubs.remove(i);
+        p.reaggregate(package);
+        self.pres.publications -= 1;
+        self.presentity_changed(slot);
+        self.pres.gc(slot);
+    }
+
+    fn rollback_refused_sub(&mut self, now: Instant, id: u64, stored: Option<Instant>) {
+        let Some(sub) = self.subs.get_mut(&id) else {
+            return;
+        };
+        if !sub.is_live() {
+            // Terminated meanwhile: its delete is queued, the final NOTIFY follows.
+            return;
+        }
+        match stored {
+            None => {
+                // A new dialog the client was refused: forget it, no NOTIFY.
+                sub.stored = false;
+                self.remove_sub(id);
+            }
+            Some(at) => {
+                sub.stored = true;
+                sub.expires_at = at;
+                if at <= now {
+                    self.terminate(id, TermReason::Timeout);
+                    self.mark_changed(id);
+                } else {
+                    self.arm_sub_expiry(id);
+                }
+            }
+        }
+    }
+
     fn restore_presentity(
         &mut self,
         aor: &sip_parser::Aor,
@@ -386,14 +490,7 @@ impl Core {
             body: rec.body,
             index,
         };
-        let pkgref = &*self.packages[pkg as usize];
-        if let Some(p) = self.pres.get_mut(slot) {
-            p.insert_pub(publication);
-            p.reaggregate(pkgref);
-        }
-        self.pres.publications += 1;
-        self.timers
-            .push(at, super::TimerKey::PubExpiry { pres: slot, token });
+        self.add_publication(slot, pkg, publication);
         self.refresh_gauges();
         Ok(())
     }
@@ -459,5 +556,198 @@ impl Core {
         }
         self.refresh_gauges();
         Ok(())
+    }
+}
+
+/// Turns a held 2xx into `500 Store full` with `Retry-After`, in place: same Via, From, To,
+/// Call-ID and CSeq, without the headers that only a success carries.
+fn rewrite_as_store_full(resp: &mut Vec<u8>) {
+    const STATUS: &[u8] = b"SIP/2.0 500 Store full\r\n";
+    const DROP: [&[u8]; 4] = [b"sip-etag:", b"expires:", b"contact:", b"content-length:"];
+    let Some(head_end) = memchr::memmem::find(resp, b"\r\n\r\n") else {
+        return;
+    };
+    let mut out = Vec::with_capacity(resp.len() + 32);
+    out.extend_from_slice(STATUS);
+    let mut lines = resp[..head_end + 2].split_inclusive(|&b| b == b'\n');
+    lines.next(); // the old status line
+    for line in lines {
+        let dropped = DROP
+            .iter()
+            .any(|h| line.len() >= h.len() && line[..h.len()].eq_ignore_ascii_case(h));
+        if !dropped {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(b"Retry-After: 5\r\nContent-Length: 0\r\n\r\n");
+    *resp = out;
+}
+
+#[cfg(test)]
+mod store_full_tests {
+    use super::rewrite_as_store_full;
+
+    #[test]
+    fn rewrites_a_2xx_into_500() {
+        let mut r = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:a@b>;tag=x\r\nSIP-ETag: e1\r\nExpires: 60\r\nContact: <sip:h>\r\nContent-Length: 0\r\n\r\n".to_vec();
+        rewrite_as_store_full(&mut r);
+        assert_eq!(
+            r,
+            b"SIP/2.0 500 Store full\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:a@b>;tag=x\r\nRetry-After: 5\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
+}
+
+#[cfg(test)]
+mod refused_tests {
+    use super::super::{Config, Core, Instant, Peer, ShardId, Transport};
+    use super::{PersistOp, Refused};
+
+    const PIDF: &str = "<?xml version=\"1.0\"?><presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"sip:bob@example.com\"><tuple id=\"a\"><status><basic>open</basic></status></tuple></presence>";
+
+    fn peer() -> Peer {
+        Peer {
+            transport: Transport::Udp,
+            addr: "10.0.0.2:5070".parse().unwrap(),
+            conn: None,
+        }
+    }
+
+    fn subscribe(branch: &str, to_tag: &str, cseq: u32, expires: u32) -> String {
+        format!(
+            "SUBSCRIBE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5070;branch=z9hG4bK{branch}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=al1\r\nTo: <sip:bob@example.com>{to_tag}\r\n\
+             Call-ID: call-1\r\nCSeq: {cseq} SUBSCRIBE\r\nContact: <sip:alice@10.0.0.2:5070>\r\n\
+             Event: presence\r\nExpires: {expires}\r\nContent-Length: 0\r\n\r\n"
+        )
+    }
+
+    fn publish(branch: &str) -> String {
+        format!(
+            "PUBLISH sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.3:5080;branch=z9hG4bK{branch}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:bob@example.com>;tag=b1\r\nTo: <sip:bob@example.com>\r\n\
+             Call-ID: pub-{branch}\r\nCSeq: 1 PUBLISH\r\nEvent: presence\r\nExpires: 600\r\n\
+             Content-Type: application/pidf+xml\r\nContent-Length: {}\r\n\r\n{PIDF}",
+            PIDF.len()
+        )
+    }
+
+    fn drain(core: &mut Core) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut v = Vec::new();
+        while let Some(t) = core.poll_transmit(&mut out) {
+            v.push(String::from_utf8_lossy(&out[t.offset..t.offset + t.len]).into_owned());
+        }
+        core.check_invariants().unwrap();
+        v
+    }
+
+    /// Answers every NOTIFY in `out` with 200 (so no NOTIFY transaction times out).
+    fn answer_notifies(core: &mut Core, now: Instant, out: &[String]) {
+        for m in out.iter().filter(|m| m.starts_with("NOTIFY")) {
+            let mut r = String::from("SIP/2.0 200 OK\r\n");
+            for l in m.split("\r\n") {
+                let name = l.split(':').next().unwrap_or("");
+                if ["Via", "From", "To", "Call-ID", "CSeq"].contains(&name) {
+                    r.push_str(l);
+                    r.push_str("\r\n");
+                }
+            }
+            r.push_str("Content-Length: 0\r\n\r\n");
+            core.handle_message(now, peer(), r.as_bytes());
+        }
+    }
+
+    fn refuse_all(core: &mut Core, now: Instant, stored: Option<Instant>) {
+        let mut refused = Vec::new();
+        while let Some(op) = core.poll_persist() {
+            refused.push(Refused {
+                op,
+                stored_expiry: stored,
+            });
+        }
+        let last = refused.last().map(|r| r.op.seq()).unwrap();
+        core.handle_persist_failed(now, &refused);
+        core.handle_persisted(now, last);
+    }
+
+    #[test]
+    fn refused_new_state_is_answered_500_and_forgotten() {
+        let cfg = Config {
+            durability_gate: true,
+            ..Config::default()
+        };
+        let now = Instant(1_000_000);
+        let mut core = Core::new(cfg, ShardId(0), 1, 7, now);
+        core.handle_message(now, peer(), subscribe("s1", "", 1, 600).as_bytes());
+        core.handle_message(now, peer(), publish("p1").as_bytes());
+        assert!(drain(&mut core).is_empty(), "held for the commit");
+        refuse_all(&mut core, now, None);
+        let out = drain(&mut core);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(out.iter().all(|m| m.starts_with("SIP/2.0 500 Store full")));
+        assert_eq!(core.stats().subscriptions, 0);
+        assert_eq!(core.stats().publications, 0);
+        assert_eq!(core.stats().presentities, 0);
+        assert_eq!(core.stats().tx_2xx, 0);
+    }
+
+    #[test]
+    fn refused_refresh_keeps_the_dialog_at_its_stored_expiry() {
+        let cfg = Config {
+            durability_gate: true,
+            ..Config::default()
+        };
+        let now = Instant(1_000_000);
+        let mut core = Core::new(cfg, ShardId(0), 1, 7, now);
+        core.handle_message(now, peer(), subscribe("s1", "", 1, 600).as_bytes());
+        while let Some(op) = core.poll_persist() {
+            core.handle_persisted(now, op.seq());
+        }
+        let out = drain(&mut core);
+        answer_notifies(&mut core, now, &out);
+        let ok = out.iter().find(|m| m.starts_with("SIP/2.0 200")).unwrap();
+        let tag = ok
+            .split("\r\n")
+            .find(|l| l.starts_with("To:"))
+            .and_then(|l| l.split(";tag=").nth(1))
+            .unwrap()
+            .to_string();
+        let later = now.add_millis(10_000);
+        let refresh = subscribe("s2", &format!(";tag={tag}"), 2, 3600);
+        core.handle_message(later, peer(), refresh.as_bytes());
+        let stored = now.add_millis(600_000);
+        let mut refused = Vec::new();
+        while let Some(op) = core.poll_persist() {
+            assert!(matches!(op, PersistOp::PutSubscription { .. }));
+            refused.push(Refused {
+                op,
+                stored_expiry: Some(stored),
+            });
+        }
+        let last = refused.last().unwrap().op.seq();
+        core.handle_persist_failed(later, &refused);
+        core.handle_persisted(later, last);
+        let out = drain(&mut core);
+        assert!(
+            out.iter().any(|m| m.starts_with("SIP/2.0 500 Store full")),
+            "{out:?}"
+        );
+        answer_notifies(&mut core, later, &out);
+        assert_eq!(core.stats().subscriptions, 1, "the dialog lives on");
+        // It ends at the stored expiry, not the refused one.
+        let end = stored.add_millis(1);
+        core.handle_timeout(end);
+        // The final NOTIFY waits for the dialog's deletion to be durable.
+        while let Some(op) = core.poll_persist() {
+            assert!(matches!(op, PersistOp::DeleteSubscription { .. }));
+            core.handle_persisted(end, op.seq());
+        }
+        let out = drain(&mut core);
+        assert!(
+            out.iter()
+                .any(|m| m.starts_with("NOTIFY") && m.contains("terminated")),
+            "{out:?}"
+        );
     }
 }

@@ -10,7 +10,7 @@ use store::{Store, StoreError, UnixMillis};
 
 use super::convert::{dialog_id, publication_to_store, subscription_to_store};
 use super::durability::Durability;
-use crate::core::{Instant, PersistOp, ShardId};
+use crate::core::{Instant, PersistOp, Refused, ShardId};
 
 /// Most ops committed in one transaction; the rest stay queued in the core for the next
 /// one (bounds the batch's memory and the commit's latency).
@@ -19,10 +19,20 @@ pub const MAX_BATCH: usize = 8192;
 /// Wait before retrying a failed commit (map full, I/O error).
 const RETRY_BACKOFF: Duration = Duration::from_millis(500);
 
+/// The gather wait before a commit is the last commit's duration divided by this,
+/// bounded by `GATHER_MIN_US..=GATHER_MAX_US` (see `Driver::gather_delay`).
+const GATHER_FRACTION: u64 = 4;
+const GATHER_MIN_US: u64 = 100;
+const GATHER_MAX_US: u64 = 2_000;
+
+/// At most one "store full" warning per this period (the count of refusals is in it).
+const FULL_LOG_EVERY: Duration = Duration::from_secs(10);
+
 /// What the driver needs from the core (implemented by `core::Core`; tests use fakes).
 pub trait PersistCore {
     fn poll_persist(&mut self) -> Option<PersistOp>;
     fn handle_persisted(&mut self, now: Instant, up_to_seq: u64);
+    fn handle_persist_failed(&mut self, now: Instant, refused: &[Refused]);
 }
 
 impl PersistCore for crate::core::Core {
@@ -31,6 +41,9 @@ impl PersistCore for crate::core::Core {
     }
     fn handle_persisted(&mut self, now: Instant, up_to_seq: u64) {
         crate::core::Core::handle_persisted(self, now, up_to_seq)
+    }
+    fn handle_persist_failed(&mut self, now: Instant, refused: &[Refused]) {
+        crate::core::Core::handle_persist_failed(self, now, refused)
     }
 }
 
@@ -71,10 +84,16 @@ pub struct DriverStats {
     /// Ops dropped without writing (`none` mode, or a key the store cannot hold).
     pub ops_discarded: u64,
     pub failed_commits: u64,
+    /// Batches that hit the map size limit (`--map-size-max`).
+    pub map_full_batches: u64,
+    /// Puts refused because the map was full: each answered 500, rolled back in memory.
+    pub ops_refused: u64,
     /// Highest sequence number reported to the core.
     pub persisted_seq: u64,
     pub last_commit_us: u64,
     pub max_commit_us: u64,
+    /// Ops in the last committed batch.
+    pub last_batch_ops: u64,
 }
 
 /// One shard's persistence task. Create with [`Driver::new`], then spawn
@@ -85,6 +104,12 @@ pub struct Driver {
     mode: Durability,
     kick: std::rc::Rc<Kick>,
     stats: Cell<DriverStats>,
+    /// Rate limit of the "store full" warning: last time logged, refusals since.
+    full_log: Cell<(Option<std::time::Instant>, u64)>,
+    /// Sync mode pipeline: last op of the batch committed with `commit_batch_deferred`
+    /// whose meta page is not flushed yet. It is acknowledged when the next commit (or an
+    /// explicit sync when idle) has flushed.
+    unsynced: Cell<Option<u64>>,
 }
 
 impl Driver {
@@ -100,6 +125,8 @@ impl Driver {
             mode,
             kick: Default::default(),
             stats: Cell::new(DriverStats::default()),
+            full_log: Cell::new((None, 0)),
+            unsynced: Cell::new(None),
         }
     }
 
@@ -162,8 +189,17 @@ impl Driver {
                 Durability::Sync => {
                     Self::drain(core, &mut batch, MAX_BATCH);
                     if batch.is_empty() {
-                        self.kick.wait().await;
+                        if self.unsynced.get().is_some() {
+                            self.sync_idle(core, &clock, &on_committed).await;
+                        } else {
+                            self.kick.wait().await;
+                        }
                         continue;
+                    }
+                    let gather = self.gather_delay(batch.len());
+                    if !gather.is_zero() {
+                        glommio::timer::sleep(gather).await;
+                        Self::drain(core, &mut batch, MAX_BATCH);
                     }
                 }
                 Durability::Periodic(period) => {
@@ -176,6 +212,48 @@ impl Driver {
             }
             batch = self.commit(core, batch, &clock, &on_committed).await;
         }
+    }
+
+    /// Nothing more to commit: flush the last pipelined batch and acknowledge it.
+    async fn sync_idle<C: PersistCore>(
+        &self,
+        core: &RefCell<C>,
+        clock: &impl Fn() -> Instant,
+        on_committed: &impl Fn(),
+    ) {
+        let (Some(store), Some(upto)) = (self.store.clone(), self.unsynced.get()) else {
+            return;
+        };
+        let res = glommio::executor()
+            .spawn_blocking(move || store.sync())
+            .await;
+        match res {
+            Ok(()) => {
+                self.unsynced.set(None);
+                core.borrow_mut().handle_persisted(clock(), upto);
+                self.bump(|s| s.persisted_seq = upto);
+                on_committed();
+            }
+            Err(e) => {
+                self.bump(|s| s.failed_commits += 1);
+                tracing::error!(shard = self.shard.0, error = %e, "persist sync failed; replies held, retrying");
+                glommio::timer::sleep(RETRY_BACKOFF).await;
+            }
+        }
+    }
+
+    /// How long to let the next batch gather before committing it. The clients whose
+    /// replies the previous commit just released answer within a round trip; committing
+    /// at once would leave them for the commit after (two commit latencies per request in
+    /// a closed loop). A short wait, a fraction of the last commit's duration, lets them
+    /// join this one. No wait when the batch is already as big as the last one.
+    fn gather_delay(&self, queued: usize) -> Duration {
+        let s = self.stats.get();
+        if s.commits == 0 || queued as u64 >= s.last_batch_ops {
+            return Duration::ZERO;
+        }
+        let us = (s.last_commit_us / GATHER_FRACTION).clamp(GATHER_MIN_US, GATHER_MAX_US);
+        Duration::from_micros(us)
     }
 
     /// Commits `batch` off the executor; on success reports it to the core and returns the
@@ -194,9 +272,14 @@ impl Driver {
         let last = batch.last().map(PersistOp::seq).unwrap_or(0);
         let received_at = UnixMillis(clock().as_millis());
         let started = std::time::Instant::now();
+        let pipelined = self.mode == Durability::Sync;
         let (mut batch, res) = glommio::executor()
             .spawn_blocking(move || {
-                let res = commit_batch(&store, &batch, received_at);
+                let res = if pipelined {
+                    commit_batch_deferred(&store, &batch, received_at)
+                } else {
+                    commit_batch(&store, &batch, received_at)
+                };
                 (batch, res)
             })
             .await;
@@ -205,28 +288,143 @@ impl Driver {
             Ok(skipped) => {
                 let n = batch.len() as u64;
                 batch.clear();
-                core.borrow_mut().handle_persisted(clock(), last);
+                // Pipelined: this commit's flush made the previous batch durable; this one
+                // waits for the next flush.
+                let durable = if pipelined {
+                    self.unsynced.replace(Some(last))
+                } else {
+                    Some(last)
+                };
+                if let Some(upto) = durable {
+                    core.borrow_mut().handle_persisted(clock(), upto);
+                }
                 self.bump(|s| {
                     s.commits += 1;
                     s.ops_committed += n - skipped;
                     s.ops_discarded += skipped;
-                    s.persisted_seq = last;
+                    s.persisted_seq = durable.unwrap_or(s.persisted_seq);
                     s.last_commit_us = us;
                     s.max_commit_us = s.max_commit_us.max(us);
+                    s.last_batch_ops = n;
                 });
-                on_committed();
+                if durable.is_some() {
+                    on_committed();
+                }
+            }
+            Err(StoreError::MapFull { max_map_size, .. }) => {
+                return self
+                    .refuse_puts(core, batch, last, max_map_size, clock, on_committed)
+                    .await;
             }
             Err(e) => {
                 self.bump(|s| s.failed_commits += 1);
                 tracing::error!(shard = self.shard.0, ops = batch.len(), error = %e, "persist commit failed; replies held, retrying");
                 glommio::timer::sleep(RETRY_BACKOFF).await;
-                // More ops may have queued meanwhile; they join the retry (deletes among
-                // them may free the space that was missing).
+                // More ops may have queued meanwhile; they join the retry.
                 let max = MAX_BATCH.max(batch.len());
                 Self::drain(core, &mut batch, max);
             }
         }
         batch
+    }
+
+    /// The map is full at `--map-size-max`: commit the batch's deletes alone (they free
+    /// space), refuse its puts (the core answers 500 and rolls memory back to the disk),
+    /// warn (rate-limited). Returns what must be retried: nothing, or the deletes if even
+    /// they do not fit.
+    async fn refuse_puts<C: PersistCore>(
+        &self,
+        core: &RefCell<C>,
+        batch: Vec<PersistOp>,
+        last: u64,
+        max_map_size: usize,
+        clock: &impl Fn() -> Instant,
+        on_committed: &impl Fn(),
+    ) -> Vec<PersistOp> {
+        let Some(store) = self.store.clone() else {
+            return batch;
+        };
+        let received_at = UnixMillis(clock().as_millis());
+        let (deletes, refused, res) = glommio::executor()
+            .spawn_blocking(move || {
+                let (deletes, puts): (Vec<_>, Vec<_>) = batch.into_iter().partition(|op| {
+                    matches!(
+                        op,
+                        PersistOp::DeletePublication { .. } | PersistOp::DeleteSubscription { .. }
+                    )
+                });
+                // A full (flushed) commit, or at least a flush: after it, every earlier
+                // pipelined batch is durable too.
+                let res = if deletes.is_empty() {
+                    store.sync().map(|()| 0)
+                } else {
+                    store.write_freeing(|s, w| apply_ops(s, w, &deletes, received_at))
+                };
+                let refused: Vec<Refused> = puts
+                    .into_iter()
+                    .map(|op| {
+                        let stored_expiry = match &op {
+                            PersistOp::PutSubscription { rec, .. } => {
+                                stored_sub_expiry(&store, rec)
+                            }
+                            _ => None,
+                        };
+                        Refused { op, stored_expiry }
+                    })
+                    .collect();
+                (deletes, refused, res)
+            })
+            .await;
+        let n = refused.len() as u64;
+        self.bump(|s| {
+            s.map_full_batches += 1;
+            s.ops_refused += n;
+        });
+        self.warn_full(n, max_map_size);
+        core.borrow_mut().handle_persist_failed(clock(), &refused);
+        match res {
+            Ok(skipped) => {
+                let committed = deletes.len() as u64 - skipped;
+                let last = last.max(self.unsynced.take().unwrap_or(0));
+                core.borrow_mut().handle_persisted(clock(), last);
+                self.bump(|s| {
+                    s.ops_committed += committed;
+                    s.ops_discarded += skipped;
+                    s.persisted_seq = last;
+                });
+                on_committed();
+                Vec::new()
+            }
+            Err(e) => {
+                // Send the 500s now; the deletes wait for space like any failed commit.
+                on_committed();
+                self.bump(|s| s.failed_commits += 1);
+                tracing::error!(shard = self.shard.0, ops = deletes.len(), error = %e, "persist commit of deletes failed; retrying");
+                glommio::timer::sleep(RETRY_BACKOFF).await;
+                let mut batch = deletes;
+                let max = MAX_BATCH.max(batch.len());
+                Self::drain(core, &mut batch, max);
+                batch
+            }
+        }
+    }
+
+    /// One warning per [`FULL_LOG_EVERY`] while the store is full, with the refusals since.
+    fn warn_full(&self, refused: u64, max_map_size: usize) {
+        let (last, count) = self.full_log.get();
+        let count = count + refused;
+        let now = std::time::Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < FULL_LOG_EVERY) {
+            self.full_log.set((last, count));
+            return;
+        }
+        self.full_log.set((Some(now), 0));
+        tracing::warn!(
+            shard = self.shard.0,
+            refused = count,
+            max_map_size,
+            "store full: the LMDB map reached --map-size-max; new PUBLISH/SUBSCRIBE state is refused with 500 until records expire or are removed (raise --map-size-max)"
+        );
     }
 }
 
@@ -239,7 +437,32 @@ pub fn commit_batch(
     ops: &[PersistOp],
     received_at: UnixMillis,
 ) -> Result<u64, StoreError> {
-    store.write(|s, w| {
+    store.write(|s, w| apply_ops(s, w, ops, received_at))
+}
+
+/// [`commit_batch`] for the pipeline: the transaction is atomic and its data on disk when
+/// this returns, durable once the next `commit_batch_deferred` (or any write) commits or
+/// `Store::sync` runs (`Store::write_deferred`). Writes the commit marker so that the
+/// transaction always flushes, which is what makes the previous one durable.
+pub fn commit_batch_deferred(
+    store: &Store,
+    ops: &[PersistOp],
+    received_at: UnixMillis,
+) -> Result<u64, StoreError> {
+    let marker = ops.last().map(PersistOp::seq).unwrap_or(0);
+    store.write_deferred(|s, w| {
+        s.put_commit_marker(w, marker)?;
+        apply_ops(s, w, ops, received_at)
+    })
+}
+
+fn apply_ops(
+    s: &Store,
+    w: &mut store::RwTxn<'_>,
+    ops: &[PersistOp],
+    received_at: UnixMillis,
+) -> Result<u64, StoreError> {
+    {
         let mut skipped = 0;
         let mut id_buf = [0u8; 16];
         for op in ops {
@@ -289,5 +512,17 @@ pub fn commit_batch(
             }
         }
         Ok(skipped)
-    })
+    }
+}
+
+/// Expiry of the dialog version on disk (`None`: not stored, or unreadable).
+fn stored_sub_expiry(store: &Store, rec: &crate::core::SubscriptionRecord) -> Option<Instant> {
+    let id = dialog_id(rec.id);
+    let txn = store.read_txn().ok()?;
+    let key = store::SubscriptionKey {
+        presentity: rec.presentity.as_bytes(),
+        dialog_id: &id,
+    };
+    let v = store.get_subscription(&txn, key).ok()??;
+    Some(Instant::from_millis(v.expires_at.get().0))
 }

@@ -11,7 +11,8 @@ use store::{Store, StoreOptions};
 
 use super::*;
 use crate::core::{
-    Instant, PersistOp, PublicationRecord, ShardId, SubStatus, SubscriptionRecord, Transport,
+    Instant, PersistOp, PublicationRecord, Refused, ShardId, SubStatus, SubscriptionRecord,
+    Transport,
 };
 
 /// A private directory removed on drop (server has no tempfile dev-dependency).
@@ -48,6 +49,7 @@ struct FakeCore {
     /// For each handle_persisted: was every op up to that seq visible in the store?
     store: Option<Arc<Store>>,
     violations: u32,
+    refused: Vec<Refused>,
 }
 
 impl PersistCore for FakeCore {
@@ -69,6 +71,9 @@ impl PersistCore for FakeCore {
             }
         }
         self.persisted.push(up_to_seq);
+    }
+    fn handle_persist_failed(&mut self, _now: Instant, refused: &[Refused]) {
+        self.refused.extend_from_slice(refused);
     }
 }
 
@@ -288,4 +293,90 @@ fn open_data_dir_uses_the_core_shard_function() {
         total += l.publications.len();
     }
     assert_eq!(total, 40);
+}
+
+#[test]
+fn map_full_refuses_puts_commits_deletes_and_recovers() {
+    let dir = TempDir::new();
+    let small = StoreOptions {
+        initial_map_size: 256 << 10,
+        max_map_size: 256 << 10,
+        no_sync: true,
+        ..Default::default()
+    };
+    let st = Arc::new(Store::open(dir.path(), &small).unwrap());
+    let st2 = st.clone();
+    run_local(move || async move {
+        let core = Rc::new(RefCell::new(FakeCore::default()));
+        let driver = Rc::new(Driver::new(ShardId(0), Some(st2.clone()), Durability::Sync));
+        let kick = driver.kick();
+        let (c, d) = (core.clone(), driver.clone());
+        let _task = glommio::spawn_local(async move {
+            d.run(&c, || Instant::from_millis(1_000), || {}).await;
+        });
+        let big = |seq: u64, id: u64| {
+            let mut rec = subscription(id, 90_000);
+            rec.route_set = vec![b'r'; 1500];
+            PersistOp::PutSubscription { seq, rec }
+        };
+        let wait = |seq: u64| {
+            let core = core.clone();
+            async move {
+                for _ in 0..400 {
+                    if core.borrow().persisted.last() >= Some(&seq) {
+                        return;
+                    }
+                    glommio::timer::sleep(Duration::from_millis(5)).await;
+                }
+                panic!("seq {seq} never reported");
+            }
+        };
+        // Fill the map batch by batch until a batch is refused.
+        let mut seq = 0;
+        let mut id = 1;
+        while driver.stats().map_full_batches == 0 {
+            assert!(seq < 5_000, "the map never filled");
+            for _ in 0..20 {
+                seq += 1;
+                id += 1;
+                core.borrow_mut().queue.push_back(big(seq, id));
+            }
+            kick.notify();
+            wait(seq).await;
+        }
+        let refused = core.borrow().refused.len();
+        assert!(refused > 0);
+        assert!(core
+            .borrow()
+            .refused
+            .iter()
+            .all(|r| r.stored_expiry.is_none()));
+        assert_eq!(driver.stats().ops_refused, refused as u64);
+        // Deleting stored dialogs frees space: puts succeed again.
+        for del in 2..(id - refused as u64) {
+            seq += 1;
+            core.borrow_mut()
+                .queue
+                .push_back(PersistOp::DeleteSubscription {
+                    seq,
+                    id: del,
+                    presentity: Aor::parse(b"sip:p@example.com").unwrap(),
+                    event: b"presence".to_vec(),
+                });
+        }
+        kick.notify();
+        wait(seq).await;
+        let before = driver.stats().ops_committed;
+        seq += 1;
+        core.borrow_mut().queue.push_back(big(seq, 1_000_000));
+        kick.notify();
+        wait(seq).await;
+        assert_eq!(
+            driver.stats().ops_committed,
+            before + 1,
+            "{:?}",
+            driver.stats()
+        );
+        assert_eq!(core.borrow().refused.len(), refused);
+    });
 }
