@@ -26,6 +26,8 @@ edge_counters! {
     udp_in: "UDP datagrams received",
     udp_out: "UDP datagrams sent",
     udp_send_errors: "UDP sends that failed",
+    udp_recv_batches: "recvmmsg calls that returned datagrams (datagrams per call = udp_in / udp_recv_batches)",
+    udp_send_batches: "sendmmsg calls that sent datagrams (datagrams per call = udp_out / udp_send_batches)",
     tcp_in: "SIP messages framed from TCP connections",
     tcp_out: "SIP messages queued to TCP connections",
     tcp_accepted: "TCP connections accepted",
