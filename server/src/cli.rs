@@ -267,6 +267,59 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_size, default_value = "64M")]
     pub map_size_initial: usize,
 
+    // ---- XCAP server (issue 6) -------------------------------------------------------
+    /// XCAP (HTTP) listen address `IP:PORT`, served by every shard; `none` disables XCAP.
+    #[arg(long, value_parser = parse_xcap_listen, default_value = "127.0.0.1:8080")]
+    pub xcap_listen: XcapListen,
+
+    /// XCAP root URI clients are configured with. Default: `http://<xcap-listen>/xcap-root`
+    /// (`https://` when `--tls-cert` is given). `http://xcap.example.com@example.com/…`
+    /// style roots (realm after `@`) are understood as OpenXCAP does.
+    #[arg(long)]
+    pub xcap_root: Option<String>,
+
+    /// Digest realm (and domain of bare XUIs) when neither the XUI nor the root names one.
+    /// Default: the first `--domain`, else `localhost`.
+    #[arg(long)]
+    pub default_realm: Option<String>,
+
+    /// Comma-separated CIDRs whose XCAP requests skip authentication (e.g. a provisioning
+    /// host). Default: none.
+    #[arg(long, value_delimiter = ',', value_parser = parse_cidr)]
+    pub xcap_trusted_peers: Vec<Cidr>,
+
+    /// Largest XCAP request body (bytes; suffix K, M, G allowed); larger gets 413.
+    #[arg(long, value_parser = parse_body_size, default_value = "1M")]
+    pub xcap_max_body: usize,
+
+    /// Largest number of open XCAP connections per shard (more are closed at once).
+    #[arg(long, default_value_t = 4096)]
+    pub xcap_max_connections: usize,
+
+    /// Close an XCAP connection idle (no request) for this many seconds.
+    #[arg(long, default_value_t = 30)]
+    pub xcap_idle_timeout: u64,
+
+    /// Longest time (seconds) from the first byte of an XCAP request to its last (408 after).
+    #[arg(long, default_value_t = 60)]
+    pub xcap_request_timeout: u64,
+
+    /// Depth of each cross-shard XCAP hand-off queue; when full, requests get 503 + Retry-After.
+    #[arg(long, default_value_t = 1024)]
+    pub xcap_queue: usize,
+
+    /// Lifetime (seconds) of a Digest nonce; an older one gets a `stale=true` challenge.
+    #[arg(long, default_value_t = 300)]
+    pub xcap_nonce_ttl: u64,
+
+    /// PEM certificate chain for an https XCAP root (with `--tls-key`).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    // ---- end XCAP --------------------------------------------------------------------
     /// Log filter (tracing-subscriber EnvFilter syntax), e.g. `info` or `server=debug`.
     #[arg(long = "log", env = "HERALD_LOG", default_value = "info")]
     pub log: String,
@@ -355,8 +408,24 @@ impl RunArgs {
     }
 }
 
+// ---- XCAP helpers (issue 6) ----------------------------------------------------------
+
+/// `--xcap-listen`: an address, or `None` when XCAP is disabled (`none`/`off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XcapListen(pub Option<SocketAddr>);
+
+fn parse_xcap_listen(s: &str) -> Result<XcapListen, String> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("none") || t.eq_ignore_ascii_case("off") {
+        return Ok(XcapListen(None));
+    }
+    t.parse::<SocketAddr>()
+        .map(|a| XcapListen(Some(a)))
+        .map_err(|e| format!("`{s}`: expected IP:PORT or `none` ({e})"))
+}
+
 /// A byte size: `4096`, `64K`, `512M`, `16G`.
-fn parse_size(s: &str) -> Result<usize, String> {
+fn parse_body_size(s: &str) -> Result<usize, String> {
     let t = s.trim();
     let (num, mult) = match t.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => {
@@ -370,13 +439,50 @@ fn parse_size(s: &str) -> Result<usize, String> {
         }
         _ => (t, 1),
     };
-    let n: usize = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad size `{s}`: expected e.g. 4096, 64M, 16G"))?;
-    n.checked_mul(mult)
-        .filter(|&v| v >= 1 << 20)
-        .ok_or_else(|| format!("bad size `{s}`: must be between 1M and usize::MAX"))
+    num.trim()
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|&v| v > 0)
+        .ok_or_else(|| format!("bad size `{s}`: expected e.g. 65536, 64K, 1M"))
+}
+
+impl RunArgs {
+    /// The XCAP root URI (flag or derived from the listen address).
+    pub fn xcap_root_uri(&self) -> String {
+        if let Some(r) = &self.xcap_root {
+            return r.clone();
+        }
+        let scheme = if self.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let addr = self
+            .xcap_listen
+            .0
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        format!("{scheme}://{addr}/xcap-root")
+    }
+
+    /// `--default-realm`, else the first `--domain`, else `localhost`.
+    pub fn xcap_default_realm(&self) -> String {
+        self.default_realm
+            .clone()
+            .or_else(|| self.domains.first().cloned())
+            .unwrap_or_else(|| "localhost".to_string())
+            .to_ascii_lowercase()
+    }
+}
+// ---- end XCAP helpers ----------------------------------------------------------------
+
+/// A database size: like `parse_body_size`, at least 1M (LMDB needs room for its own pages).
+fn parse_size(s: &str) -> Result<usize, String> {
+    let v = parse_body_size(s)?;
+    if v < 1 << 20 {
+        return Err(format!("bad size `{s}`: must be at least 1M"));
+    }
+    Ok(v)
 }
 
 /// One listen address and the transports on it.
@@ -590,6 +696,45 @@ mod tests {
         assert!(r.is_trusted("192.168.1.1".parse().unwrap()));
         assert!(!r.is_trusted("192.168.1.2".parse().unwrap()));
         assert!(!r.is_trusted("127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn xcap_flags() {
+        let r = Cli::parse_from(["herald"]).run;
+        assert_eq!(r.xcap_listen.0, Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(r.xcap_root_uri(), "http://127.0.0.1:8080/xcap-root");
+        assert_eq!(r.xcap_default_realm(), "localhost");
+        assert!(r.xcap_trusted_peers.is_empty());
+        assert_eq!(r.xcap_max_body, 1 << 20);
+        let r = Cli::parse_from([
+            "herald",
+            "--xcap-listen",
+            "none",
+            "--domain",
+            "Example.com",
+            "--xcap-trusted-peers",
+            "10.0.0.0/8",
+            "--xcap-max-body",
+            "64K",
+        ])
+        .run;
+        assert_eq!(r.xcap_listen.0, None);
+        assert_eq!(r.xcap_default_realm(), "example.com");
+        assert!(r.xcap_trusted_peers[0].contains("10.1.1.1".parse().unwrap()));
+        assert_eq!(r.xcap_max_body, 64 << 10);
+        let r = Cli::parse_from([
+            "herald",
+            "--xcap-listen",
+            "127.0.0.1:8443",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+        ])
+        .run;
+        assert_eq!(r.xcap_root_uri(), "https://127.0.0.1:8443/xcap-root");
+        assert!(Cli::try_parse_from(["herald", "--tls-cert", "c.pem"]).is_err());
+        assert!(Cli::try_parse_from(["herald", "--xcap-listen", "8080"]).is_err());
     }
 
     #[test]

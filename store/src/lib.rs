@@ -46,8 +46,9 @@ pub mod keys;
 pub mod layout;
 pub mod records;
 mod tables;
+mod xcap_docs;
 
-pub use env::{ReadTxn, Store, StoreOptions, SCHEMA_VERSION};
+pub use env::{ReadTxn, Store, StoreOptions, FREEING_RESERVE_MIN, SCHEMA_VERSION};
 pub use error::{Result, StoreError};
 pub use heed::{RoTxn, RwTxn};
 pub use keys::{
@@ -55,3 +56,4 @@ pub use keys::{
 };
 pub use records::*;
 pub use tables::{CleanupCounts, Decode, Encode, Entry, TableCounts};
+pub use xcap_docs::{XcapExpect, XcapVisitor, XcapWrite, XcapWriteOutcome};

@@ -4,9 +4,14 @@
 //!
 //! Nonces are stateless: `<issued-at hex>.<tag>` where the tag is SHA-256 over a server
 //! secret, the timestamp and the realm. A nonce is accepted until it expires (then the
-//! challenge says `stale=true`, so clients retry without asking the user). Nonce counts are
-//! not tracked, so a captured request can be replayed within the nonce lifetime; keep the
-//! lifetime short and use TLS where that matters.
+//! challenge says `stale=true`, so clients retry without asking the user).
+//!
+//! Replay protection ([`authenticate_request`]): the `uri=` of the Authorization header must
+//! name the request target, and with `qop=auth` the nonce count must grow with every use of
+//! a nonce ([`NonceCounts`], bounded; a request whose count was already seen gets a
+//! `stale=true` challenge, so a client that raced itself just retries with a fresh nonce).
+//! The server routes every request for a document to one shard, so one shard's table sees
+//! every use of a nonce for that URI.
 
 use base64::Engine as _;
 use md5::Md5;
@@ -78,18 +83,26 @@ pub struct AuthConfig {
     pub allow_basic: bool,
 }
 
-fn nonce_tag(secret: &[u8], issued: u64, realm: &str) -> String {
+fn nonce_tag(secret: &[u8], stamp: &str, realm: &str) -> String {
     let mut h = Sha256::new();
     h.update(secret);
     h.update(b":");
-    h.update(format!("{issued:x}").as_bytes());
+    h.update(stamp.as_bytes());
     h.update(b":");
     h.update(realm.as_bytes());
     hex(&h.finalize()[..16])
 }
 
+/// Makes every nonce unique (two challenges in the same second must differ, or their
+/// nonce counts would collide in [`NonceCounts`]).
+static NONCE_SALT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// `<issued hex>.<salt hex>.<tag>`.
 pub fn make_nonce(cfg: &AuthConfig, realm: &str, now: u64) -> String {
-    format!("{now:x}.{}", nonce_tag(&cfg.secret, now, realm))
+    let salt = NONCE_SALT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let stamp = format!("{now:x}.{salt:x}");
+    let tag = nonce_tag(&cfg.secret, &stamp, realm);
+    format!("{stamp}.{tag}")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,15 +113,18 @@ pub enum NonceState {
 }
 
 pub fn check_nonce(cfg: &AuthConfig, realm: &str, nonce: &str, now: u64) -> NonceState {
-    let Some((ts, tag)) = nonce.split_once('.') else {
+    let Some((stamp, tag)) = nonce.rsplit_once('.') else {
         return NonceState::Invalid;
     };
-    let Ok(issued) = u64::from_str_radix(ts, 16) else {
+    let Some(Ok(issued)) = stamp
+        .split_once('.')
+        .map(|(ts, _)| u64::from_str_radix(ts, 16))
+    else {
         return NonceState::Invalid;
     };
     if !ct_eq(
         tag.as_bytes(),
-        nonce_tag(&cfg.secret, issued, realm).as_bytes(),
+        nonce_tag(&cfg.secret, stamp, realm).as_bytes(),
     ) {
         return NonceState::Invalid;
     }
@@ -126,7 +142,7 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 /// RFC 7616 §3.7), then Basic when allowed.
 pub fn challenges(cfg: &AuthConfig, realm: &str, now: u64, stale: bool) -> Vec<String> {
     let nonce = make_nonce(cfg, realm, now);
-    let opaque = &nonce_tag(&cfg.secret, 0, realm)[..16];
+    let opaque = &nonce_tag(&cfg.secret, "0", realm)[..16];
     let stale = if stale { ", stale=true" } else { "" };
     let realm_q = quote(realm);
     let mut out: Vec<String> = [Algorithm::Sha256, Algorithm::Md5]
@@ -284,7 +300,146 @@ fn split_username<'a>(username: &'a str, realm: &'a str) -> (&'a str, &'a str) {
     }
 }
 
-/// Verifies the `Authorization` header for `method` in `realm`.
+/// Most nonces whose count [`NonceCounts`] remembers (per shard).
+pub const MAX_TRACKED_NONCES: usize = 65_536;
+
+/// Highest nonce count seen per nonce (RFC 7616 §3.3), bounded: when full, expired nonces go
+/// first, then the oldest; a nonce issued at or before the newest one forgotten that way is
+/// answered `stale=true` (its history is unknown), so the client fetches a fresh one.
+#[derive(Debug, Clone)]
+pub struct NonceCounts {
+    seen: std::collections::HashMap<String, (u64, u32)>,
+    /// Nonces issued at or before this time may have been forgotten.
+    floor: Option<u64>,
+    cap: usize,
+}
+
+impl Default for NonceCounts {
+    fn default() -> Self {
+        NonceCounts::new(MAX_TRACKED_NONCES)
+    }
+}
+
+impl NonceCounts {
+    pub fn new(cap: usize) -> Self {
+        NonceCounts {
+            seen: Default::default(),
+            floor: None,
+            cap: cap.max(1),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    /// Records use `nc` of `nonce` (issued at `issued`); false when it is not above every
+    /// count seen before for that nonce, or the nonce's history was forgotten.
+    pub fn accept(&mut self, nonce: &str, issued: u64, nc: u32, now: u64, ttl: u64) -> bool {
+        if let Some((_, last)) = self.seen.get_mut(nonce) {
+            if nc <= *last {
+                return false;
+            }
+            *last = nc;
+            return true;
+        }
+        if self.floor.is_some_and(|f| issued <= f) {
+            return false;
+        }
+        if self.seen.len() >= self.cap {
+            self.evict(now, ttl);
+        }
+        self.seen.insert(nonce.to_string(), (issued, nc));
+        true
+    }
+
+    fn evict(&mut self, now: u64, ttl: u64) {
+        // Expired nonces are refused by their timestamp anyway.
+        self.seen
+            .retain(|_, (issued, _)| issued.saturating_add(ttl) >= now);
+        if self.seen.len() < self.cap {
+            return;
+        }
+        let mut times: Vec<u64> = self.seen.values().map(|(t, _)| *t).collect();
+        times.sort_unstable();
+        let cut = times[(self.cap / 4).min(times.len() - 1)];
+        self.seen.retain(|_, (issued, _)| *issued > cut);
+        self.floor = Some(self.floor.map_or(cut, |f| f.max(cut)));
+    }
+}
+
+/// How a successful Digest authentication used its nonce.
+struct DigestUse {
+    nonce: String,
+    issued: u64,
+    nc: Option<u32>,
+    uri: String,
+}
+
+/// Whether the `uri=` of a Digest header names `target` (RFC 7616 §3.4.6): both are compared
+/// percent-decoded, an absolute form reduced to its path and query.
+pub fn uri_matches(digest_uri: &str, target: &str) -> bool {
+    fn norm(u: &str) -> Vec<u8> {
+        let u = match u.find("://") {
+            Some(i) if !u[..i].contains('/') => {
+                let rest = &u[i + 3..];
+                &rest[rest.find('/').unwrap_or(rest.len())..]
+            }
+            _ => u,
+        };
+        let b = u.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' && i + 2 < b.len() {
+                let hex = |c: u8| (c as char).to_digit(16);
+                if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(b[i]);
+            i += 1;
+        }
+        out
+    }
+    norm(digest_uri) == norm(target)
+}
+
+/// [`authenticate`] plus the replay checks for a request to `target`: the Digest `uri=` must
+/// name the target, and the nonce count must be fresh in `counts`.
+#[allow(clippy::too_many_arguments)]
+pub fn authenticate_request(
+    cfg: &AuthConfig,
+    method: &str,
+    target: &str,
+    header: Option<&str>,
+    realm: &str,
+    now: u64,
+    store: &dyn DocumentStore,
+    counts: &mut NonceCounts,
+) -> Result<UserId, AuthFailure> {
+    let (user, used) = verify(cfg, method, header, realm, now, store)?;
+    if let Some(d) = used {
+        if !uri_matches(&d.uri, target) {
+            return Err(AuthFailure { stale: false });
+        }
+        if let Some(nc) = d.nc {
+            if !counts.accept(&d.nonce, d.issued, nc, now, cfg.nonce_ttl) {
+                return Err(AuthFailure { stale: true });
+            }
+        }
+    }
+    Ok(user)
+}
+
+/// Verifies the `Authorization` header for `method` in `realm` (no replay checks: see
+/// [`authenticate_request`]).
 pub fn authenticate(
     cfg: &AuthConfig,
     method: &str,
@@ -293,6 +448,17 @@ pub fn authenticate(
     now: u64,
     store: &dyn DocumentStore,
 ) -> Result<UserId, AuthFailure> {
+    verify(cfg, method, header, realm, now, store).map(|(u, _)| u)
+}
+
+fn verify(
+    cfg: &AuthConfig,
+    method: &str,
+    header: Option<&str>,
+    realm: &str,
+    now: u64,
+    store: &dyn DocumentStore,
+) -> Result<(UserId, Option<DigestUse>), AuthFailure> {
     let fail = AuthFailure { stale: false };
     let auth = header.and_then(parse_authorization).ok_or(fail)?;
     match &auth {
@@ -313,10 +479,13 @@ pub fn authenticate(
             if !ok {
                 return Err(fail);
             }
-            Ok(UserId {
-                user: u.to_string(),
-                domain: realm.to_ascii_lowercase(),
-            })
+            Ok((
+                UserId {
+                    user: u.to_string(),
+                    domain: realm.to_ascii_lowercase(),
+                },
+                None,
+            ))
         }
         Authorization::Digest(_) => {
             let p = |k: &str| auth.param(k);
@@ -349,9 +518,11 @@ pub fn authenticate(
             }
             .ok_or(fail)?;
             let ha2 = alg.hash(&format!("{method}:{uri}"));
+            let mut nc_value = None;
             let expected = match p("qop") {
                 Some(q) if q.eq_ignore_ascii_case("auth") => {
                     let nc = p("nc").ok_or(fail)?;
+                    nc_value = Some(u32::from_str_radix(nc, 16).map_err(|_| fail)?);
                     let cnonce = p("cnonce").ok_or(fail)?;
                     alg.hash(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"))
                 }
@@ -367,10 +538,22 @@ pub fn authenticate(
             if nonce_state == NonceState::Stale {
                 return Err(AuthFailure { stale: true });
             }
-            Ok(UserId {
-                user: u.to_string(),
-                domain: realm.to_ascii_lowercase(),
-            })
+            let issued = nonce
+                .split_once('.')
+                .and_then(|(ts, _)| u64::from_str_radix(ts, 16).ok())
+                .unwrap_or(0);
+            Ok((
+                UserId {
+                    user: u.to_string(),
+                    domain: realm.to_ascii_lowercase(),
+                },
+                Some(DigestUse {
+                    nonce: nonce.to_string(),
+                    issued,
+                    nc: nc_value,
+                    uri: uri.to_string(),
+                }),
+            ))
         }
     }
 }
@@ -475,6 +658,71 @@ mod tests {
             );
             assert!(authenticate(&c, "GET", Some(&bad), "example.com", 1010, &store).is_err());
         }
+    }
+
+    #[test]
+    fn replay_and_uri_checks() {
+        let mut store = MemStore::new();
+        store.add_user("alice", "example.com", "pw");
+        let c = cfg();
+        let mut counts = NonceCounts::new(4);
+        let nonce = make_nonce(&c, "example.com", 1000);
+        let target = "/xcap-root/resource-lists/users/sip:alice@example.com/index/~~/resource-lists/list%5B@name=%22a%22%5D";
+        let raw_uri = "/xcap-root/resource-lists/users/sip:alice@example.com/index/~~/resource-lists/list[@name=\"a\"]";
+        let h = |nc: u32, uri: &str| {
+            client_digest(
+                Algorithm::Md5,
+                "alice",
+                "example.com",
+                "pw",
+                "GET",
+                uri,
+                &nonce,
+                "cn",
+                nc,
+            )
+        };
+        let run = |counts: &mut NonceCounts, hv: &str, target: &str| {
+            authenticate_request(
+                &c,
+                "GET",
+                target,
+                Some(hv),
+                "example.com",
+                1001,
+                &store,
+                counts,
+            )
+        };
+        // The digest uri may carry raw selector characters where the target is encoded.
+        assert!(run(&mut counts, &h(1, raw_uri), target).is_ok());
+        // The same request again: replay → stale challenge.
+        assert_eq!(
+            run(&mut counts, &h(1, raw_uri), target),
+            Err(AuthFailure { stale: true })
+        );
+        assert!(run(&mut counts, &h(2, target), target).is_ok());
+        // A valid digest for another URI does not authorise this target.
+        let other = "/xcap-root/resource-lists/users/sip:alice@example.com/other";
+        assert_eq!(
+            run(&mut counts, &h(3, other), target),
+            Err(AuthFailure { stale: false })
+        );
+        assert!(run(&mut counts, &h(3, other), other).is_ok());
+        // Absolute-form uri= is reduced to its path.
+        assert!(uri_matches("http://h:80/a%2Fb?x", "/a/b?x"));
+        assert!(!uri_matches("/a/b", "/a/c"));
+        // Bounded: old nonces get forgotten, then refused as stale.
+        let mut small = NonceCounts::new(2);
+        assert!(small.accept("n1", 10, 1, 20, 300));
+        assert!(small.accept("n2", 11, 1, 20, 300));
+        assert!(small.accept("n3", 12, 1, 20, 300));
+        assert!(small.len() <= 2);
+        assert!(
+            !small.accept("n1", 10, 2, 20, 300),
+            "forgotten nonce is stale"
+        );
+        assert!(small.accept("n4", 13, 1, 20, 300));
     }
 
     #[test]

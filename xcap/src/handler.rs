@@ -1,6 +1,6 @@
 //! One XCAP request → one response plus effects.
 
-use crate::auth::{self, AuthConfig, Principal};
+use crate::auth::{self, AuthConfig, NonceCounts, Principal};
 use crate::error::{Conflict, XcapError, XCAP_ERROR_MIME};
 use crate::etag::{self, ETag, ETagGenerator, Precondition};
 use crate::schema::{self, SchemaError};
@@ -109,6 +109,8 @@ pub struct Xcap {
     config: Config,
     registry: Registry,
     etags: ETagGenerator,
+    /// Digest nonce counts seen (replay protection).
+    nonce_counts: NonceCounts,
 }
 
 impl Xcap {
@@ -118,6 +120,7 @@ impl Xcap {
             config,
             registry: Registry::standard(),
             etags,
+            nonce_counts: NonceCounts::default(),
         }
     }
 
@@ -149,13 +152,15 @@ impl Xcap {
         let principal = if req.trusted {
             Principal::Trusted
         } else {
-            match auth::authenticate(
+            match auth::authenticate_request(
                 &self.config.auth,
                 req.method,
+                req.target,
                 req.header("authorization"),
                 &realm,
                 now,
                 &*store,
+                &mut self.nonce_counts,
             ) {
                 Ok(user) => Principal::User(user),
                 Err(fail) => {

@@ -79,6 +79,8 @@ pub struct Settings {
     pub data_dir: std::path::PathBuf,
     pub durability: Durability,
     pub store: store::StoreOptions,
+    /// XCAP front (`--xcap-*`).
+    pub xcap: crate::xcap_front::XcapSettings,
 }
 
 impl Settings {
@@ -125,6 +127,7 @@ impl Settings {
             data_dir: a.data_dir.clone(),
             durability: a.durability,
             store: a.store_options(),
+            xcap: crate::xcap_front::XcapSettings::from_args(a),
         }
     }
 
@@ -147,6 +150,7 @@ pub enum StartError {
     },
     NoListener,
     Store(crate::persist::StoreError),
+    Xcap(crate::xcap_front::XcapStartError),
 }
 
 impl std::fmt::Display for StartError {
@@ -160,6 +164,7 @@ impl std::fmt::Display for StartError {
             }
             StartError::NoListener => write!(f, "no --listen address given"),
             StartError::Store(e) => write!(f, "cannot open the data directory: {e}"),
+            StartError::Xcap(e) => write!(f, "{e}"),
         }
     }
 }
@@ -212,6 +217,8 @@ pub fn run(
         vec![None; n]
     };
     assert_eq!(stores.len(), n, "one store per shard");
+    let mut xcap_inits =
+        crate::xcap_front::prepare(&settings, &stores).map_err(StartError::Xcap)?;
     let mesh = handoff::Mesh::new(n, settings.handoff_queue);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<u16>();
     let mut handles = Vec::with_capacity(n);
@@ -222,6 +229,10 @@ pub fn run(
             None => glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound),
         }
         .io_memory(1 << 20)
+        // The blocking pool runs LMDB commits (rkyv encoding + fsync). Pinned to the shard's
+        // own CPU (glommio's default for a fixed placement) it would steal that shard's time;
+        // unbound, the kernel runs it wherever a core is free.
+        .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(1))
         .name(&format!("shard-{i}"));
         if !settings.spin_before_park.is_zero() {
             builder = builder.spin_before_park(settings.spin_before_park);
@@ -231,6 +242,7 @@ pub fn run(
         let stop = stop.clone();
         let ready_tx = ready_tx.clone();
         let store_i = stores[i].take();
+        let xcap_i = xcap_inits[i].take();
         let h = builder
             .spawn(move || {
                 shard::run_shard(shard::ShardInit {
@@ -244,6 +256,7 @@ pub fn run(
                     stop,
                     ready: ready_tx,
                     store: store_i,
+                    xcap: xcap_i,
                 })
             })
             .map_err(|e| StartError::Executor {
@@ -291,6 +304,8 @@ pub fn run(
         shards = n,
         udp = ?settings.udp_addrs,
         tcp = ?settings.tcp_addrs,
+        xcap = ?settings.xcap.listen,
+        xcap_root = %settings.xcap.root,
         "herald ready"
     );
     while !stop.load(Ordering::Relaxed) {

@@ -27,6 +27,9 @@ use crate::persist::{self, Driver, Kick, Store};
 const MAX_HANDOFF_BATCH: usize = 256;
 /// How often each shard republishes the core's counters for the admin listener.
 const STATS_PUBLISH_PERIOD: Duration = Duration::from_millis(250);
+/// How late a core timer may fire, so one wake-up serves all deadlines that close together.
+/// Far below every SIP timer (T1 = 500 ms) and expiry granularity (seconds).
+const TIMER_SLACK: Duration = Duration::from_millis(10);
 /// How often a shard checks whether the process is stopping.
 const STOP_POLL: Duration = Duration::from_millis(50);
 
@@ -43,6 +46,8 @@ pub struct ShardInit {
     pub ready: mpsc::Sender<u16>,
     /// This shard's LMDB environment (None with `--durability none`).
     pub store: Option<Arc<Store>>,
+    /// XCAP listener and mesh ends (None: `--xcap-listen none`).
+    pub xcap: Option<crate::xcap_front::ShardXcapInit>,
 }
 
 /// Output of one task: messages to send, appended into one reused buffer.
@@ -204,37 +209,53 @@ impl Shard {
             out.buf.clear();
             return;
         }
-        for i in 0..out.txs.len() {
-            let t = out.txs[i];
-            let Some(bytes) = out.buf.get(t.offset..t.offset + t.len) else {
+        // TCP messages go to their connection's queue at once; UDP datagrams are gathered
+        // per socket and leave in as few sendmmsg calls as possible (order per socket kept).
+        let mut udp_batch: Vec<(SocketAddr, &[u8])> = Vec::with_capacity(out.txs.len());
+        for sock in &self.udp {
+            udp_batch.clear();
+            for t in &out.txs {
+                if t.dst.transport != Transport::Udp {
+                    continue;
+                }
+                let Some(bytes) = out.buf.get(t.offset..t.offset + t.len) else {
+                    continue;
+                };
+                match self.udp_for(t.dst.addr) {
+                    Some(s) if Rc::ptr_eq(s, sock) => udp_batch.push((t.dst.addr, bytes)),
+                    _ => {}
+                }
+            }
+            if !udp_batch.is_empty() {
+                udp::send_all(self.edge(), sock, &udp_batch).await;
+            }
+        }
+        if self.udp.is_empty() {
+            let udp_n = out
+                .txs
+                .iter()
+                .filter(|t| t.dst.transport == Transport::Udp)
+                .count();
+            EdgeCounters::add(&self.edge().udp_send_errors, udp_n as u64);
+        }
+        drop(udp_batch);
+        for t in &out.txs {
+            if t.dst.transport != Transport::Tcp {
                 continue;
-            };
-            self.send(t.dst, bytes).await;
+            }
+            if let Some(bytes) = out.buf.get(t.offset..t.offset + t.len) {
+                tcp::send(self, t.dst, bytes);
+            }
         }
         out.txs.clear();
         out.buf.clear();
     }
 
-    async fn send(self: &Rc<Self>, dst: Peer, bytes: &[u8]) {
-        match dst.transport {
-            Transport::Udp => {
-                let Some(sock) = self.udp_for(dst.addr) else {
-                    EdgeCounters::inc(&self.edge().udp_send_errors);
-                    return;
-                };
-                match sock.send_to(bytes, dst.addr).await {
-                    Ok(_) => EdgeCounters::inc(&self.edge().udp_out),
-                    Err(e) => {
-                        EdgeCounters::inc(&self.edge().udp_send_errors);
-                        tracing::debug!(dst = %dst.addr, error = %e, "UDP send failed");
-                    }
-                }
-            }
-            Transport::Tcp => tcp::send(self, dst, bytes),
-        }
-    }
-
     fn udp_for(&self, dst: SocketAddr) -> Option<&Rc<UdpSocket>> {
+        if self.udp.len() <= 1 {
+            // The common case needs no getsockname per datagram.
+            return self.udp.first();
+        }
         self.udp
             .iter()
             .find(|s| {
@@ -266,6 +287,8 @@ impl Shard {
                 ("persist_ops_committed".to_string(), st.ops_committed),
                 ("persist_ops_discarded".to_string(), st.ops_discarded),
                 ("persist_failed_commits".to_string(), st.failed_commits),
+                ("persist_map_full_batches".to_string(), st.map_full_batches),
+                ("persist_ops_refused".to_string(), st.ops_refused),
                 ("persist_last_commit_us".to_string(), st.last_commit_us),
                 ("persist_max_commit_us".to_string(), st.max_commit_us),
             ]);
@@ -294,6 +317,7 @@ pub async fn run_shard(init: ShardInit) {
         stop,
         ready,
         store,
+        xcap,
     } = init;
 
     // Connect the mesh: every connect waits for its peer, so run them all concurrently.
@@ -404,6 +428,9 @@ pub async fn run_shard(init: ShardInit) {
         glommio::spawn_local(handoff_loop(shard.clone(), rx)).detach();
     }
     glommio::spawn_local(timer_loop(shard.clone(), timer_rx)).detach();
+    if let Some(x) = xcap {
+        crate::xcap_front::spawn(shard.clone(), x);
+    }
 
     let _ = ready.send(id.0);
     tracing::debug!(shard = id.0, "shard running");
@@ -498,7 +525,13 @@ async fn timer_loop(shard: Rc<Shard>, wake: LocalReceiver<()>) {
         let deadline = shard.core.borrow().poll_timeout();
         shard.armed.set(deadline);
         let wait = match deadline {
-            Some(d) => shard.clock.until(d),
+            // Already due: at once. Otherwise a little late on purpose, so that one wake-up
+            // serves every deadline in the window (and the stale entries cancelled timers
+            // leave in the core's heap) instead of one wake-up per millisecond under load.
+            Some(d) => match shard.clock.until(d) {
+                w if w.is_zero() => w,
+                w => w + TIMER_SLACK,
+            },
             None => Duration::from_secs(3600),
         };
         if !wait.is_zero() {

@@ -1,13 +1,14 @@
 //! Listener and per-connection loop.
 
 use std::cell::Cell;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::{TcpListener, TcpStream};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use glommio::net::TcpListener;
 use socket2::{Domain, Protocol, Socket, Type};
 use xcap::http::{decode, write_continue, write_response, Decoded, HttpError, Limits, Version};
 use xcap::Request;
@@ -31,7 +32,13 @@ pub struct FrontConfig {
     /// Most open XCAP connections per shard; further accepts are closed at once.
     pub max_connections: usize,
     /// Peers that skip authentication (`--xcap-trusted-peers`).
-    pub trusted_peers: Vec<IpAddr>,
+    pub trusted_peers: Vec<crate::cli::Cidr>,
+}
+
+impl FrontConfig {
+    pub fn is_trusted(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted_peers.iter().any(|c| c.contains(ip))
+    }
 }
 
 impl Default for FrontConfig {
@@ -46,22 +53,34 @@ impl Default for FrontConfig {
     }
 }
 
-/// Binds an XCAP listening socket with SO_REUSEPORT (one per shard, same address).
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// Binds an XCAP listening socket with SO_REUSEPORT (one per shard, same address), as a
+/// plain socket so it can be created before the shard threads start (fail fast) and moved.
+pub fn bind_socket(addr: SocketAddr) -> std::io::Result<Socket> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_reuse_address(true)?;
     sock.set_reuse_port(true)?;
     sock.bind(&addr.into())?;
     sock.listen(LISTEN_BACKLOG)?;
-    // SAFETY: the fd comes from a live, listening socket we give up here.
-    Ok(unsafe { TcpListener::from_raw_fd(sock.into_raw_fd()) })
+    Ok(sock)
 }
 
-/// Accepts connections forever, serving each on this shard.
+/// Turns a listening socket from [`bind_socket`] into a glommio listener (on its shard).
+pub fn adopt(sock: Socket) -> TcpListener {
+    // SAFETY: the fd comes from a live, listening socket we give up here.
+    unsafe { TcpListener::from_raw_fd(sock.into_raw_fd()) }
+}
+
+/// Binds and adopts in one step (tests, single-shard use).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    bind_socket(addr).map(adopt)
+}
+
+/// Accepts connections forever, serving each on this shard (over TLS when `tls` is set).
 pub async fn accept_loop<S: XcapService + 'static>(
     listener: TcpListener,
     service: Rc<S>,
     cfg: Rc<FrontConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) {
     let open = Rc::new(Cell::new(0usize));
     loop {
@@ -77,9 +96,26 @@ pub async fn accept_loop<S: XcapService + 'static>(
             continue;
         }
         open.set(open.get() + 1);
-        let (service, cfg, open) = (service.clone(), cfg.clone(), open.clone());
+        let (service, cfg, open, tls) = (service.clone(), cfg.clone(), open.clone(), tls.clone());
         glommio::spawn_local(async move {
-            let _ = serve_connection(stream, &*service, &cfg).await;
+            let trusted = stream
+                .peer_addr()
+                .map(|a| cfg.is_trusted(a.ip()))
+                .unwrap_or(false);
+            // The read timeout bounds idle keep-alive connections and slow requests; it
+            // applies to the TCP reads under TLS too.
+            let _ = stream.set_read_timeout(Some(cfg.idle_timeout));
+            let _ = stream.set_nodelay(true);
+            match tls {
+                None => {
+                    let _ = serve_connection(stream, trusted, &*service, &cfg).await;
+                }
+                Some(tls) => {
+                    if let Ok(s) = super::tls::accept(tls, stream).await {
+                        let _ = serve_connection(s, trusted, &*service, &cfg).await;
+                    }
+                }
+            }
             open.set(open.get() - 1);
         })
         .detach();
@@ -94,17 +130,18 @@ fn now_secs() -> u64 {
 }
 
 /// Serves one connection until the peer closes, a request asks to close, a framing error,
-/// or the idle timeout.
-pub async fn serve_connection<S: XcapService + ?Sized>(
-    mut stream: TcpStream,
+/// or the idle timeout (set on the TCP socket by the caller). Generic over the stream so
+/// plain TCP and TLS share it; `trusted` is the peer check done on the TCP address.
+pub async fn serve_connection<T, S>(
+    mut stream: T,
+    trusted: bool,
     service: &S,
     cfg: &FrontConfig,
-) -> std::io::Result<()> {
-    let _ = stream.set_read_timeout(Some(cfg.idle_timeout));
-    let trusted = stream
-        .peer_addr()
-        .map(|a| cfg.trusted_peers.contains(&a.ip()))
-        .unwrap_or(false);
+) -> std::io::Result<()>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+    S: XcapService + ?Sized,
+{
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut continue_sent = false;
@@ -174,6 +211,7 @@ pub async fn serve_connection<S: XcapService + ?Sized>(
         }
         if !out.is_empty() {
             stream.write_all(&out).await?;
+            stream.flush().await?;
             out.clear();
         }
         if close {
@@ -190,6 +228,7 @@ pub async fn serve_connection<S: XcapService + ?Sized>(
                 if start > 0 && e.kind() == std::io::ErrorKind::TimedOut {
                     write_response(&mut out, Version::Http11, 408, &[], b"", false, false);
                     let _ = stream.write_all(&out).await;
+                    let _ = stream.flush().await;
                 }
                 return Ok(());
             }
@@ -227,7 +266,7 @@ mod tests {
                     Config::new("http://127.0.0.1/xcap-root", "example.com", b"k").unwrap(),
                 );
                 let svc = Rc::new(LocalXcap::new(x, MemStore::new(), (), Box::new(|_| {})));
-                accept_loop(listener, svc, Rc::new(cfg)).await;
+                accept_loop(listener, svc, Rc::new(cfg), None).await;
             });
         });
         rx.recv().unwrap()

@@ -95,6 +95,10 @@ impl Server {
             if !extra.contains(&"--shards") {
                 cmd.args(["--shards", "2"]);
             }
+            // XCAP's default port (8080) is shared by every test server: off unless asked.
+            if !extra.contains(&"--xcap-listen") {
+                cmd.args(["--xcap-listen", "none"]);
+            }
             cmd.arg("--no-pin")
                 .arg("--listen")
                 .arg(sip.to_string())

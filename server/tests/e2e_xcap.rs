@@ -1,0 +1,712 @@
+//! End-to-end XCAP: the real `herald` binary over real HTTP on loopback, with users added by
+//! `herald user add`, two shards, digest authentication, documents on LMDB (durability sync),
+//! and a pidf-manipulation PUT reaching a SIP watcher as a NOTIFY.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{aor_on_shard, fresh_data_dir, Client, Dialog, Server, REPLY_TIMEOUT};
+use xcap::auth::{self, Algorithm};
+
+const PASSWORD: &str = "s3cret";
+
+/// One HTTP response as read off the wire.
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+trait Stream: Read + Write {}
+impl<T: Read + Write> Stream for T {}
+
+/// A keep-alive HTTP/1.1 connection (plain or TLS).
+struct Http {
+    stream: Box<dyn Stream>,
+    buf: Vec<u8>,
+}
+
+fn tcp(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    stream.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+impl Http {
+    fn connect(addr: SocketAddr) -> Http {
+        Http {
+            stream: Box::new(tcp(addr)),
+            buf: Vec::new(),
+        }
+    }
+
+    /// HTTPS, trusting only `ca_pem` (the server's self-signed certificate).
+    fn connect_tls(addr: SocketAddr, ca_pem: &str) -> Http {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let conn = rustls::ClientConnection::new(
+            std::sync::Arc::new(cfg),
+            "localhost".try_into().unwrap(),
+        )
+        .unwrap();
+        Http {
+            stream: Box::new(rustls::StreamOwned::new(conn, tcp(addr))),
+            buf: Vec::new(),
+        }
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Reads one complete response (Content-Length framed; every herald response has one).
+    fn read(&mut self) -> Resp {
+        let deadline = Instant::now() + REPLY_TIMEOUT;
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                let mut lines = head.split("\r\n");
+                let status: u16 = lines
+                    .next()
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or_else(|| panic!("bad status line in {head:?}"));
+                let headers: Vec<(String, String)> = lines
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+                    .collect();
+                let len: usize = headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
+                if self.buf.len() >= end + 4 + len {
+                    let body = self.buf[end + 4..end + 4 + len].to_vec();
+                    self.buf.drain(..end + 4 + len);
+                    return Resp {
+                        status,
+                        headers,
+                        body,
+                    };
+                }
+            }
+            assert!(Instant::now() < deadline, "no complete HTTP response");
+            let mut chunk = [0u8; 16384];
+            let n = self.stream.read(&mut chunk).expect("read response");
+            assert!(n > 0, "connection closed before a full response");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn request(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Resp {
+        let mut s = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        for (n, v) in headers {
+            s.push_str(&format!("{n}: {v}\r\n"));
+        }
+        s.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let mut bytes = s.into_bytes();
+        bytes.extend_from_slice(body);
+        self.send_raw(&bytes);
+        self.read()
+    }
+}
+
+/// A user agent doing digest authentication like Blink: challenge once, then reuse the
+/// nonce with an increasing nonce count.
+struct Agent {
+    http: Http,
+    user: String,
+    password: String,
+    alg: Algorithm,
+    nonce: Option<(String, String)>,
+    nc: u32,
+}
+
+impl Agent {
+    fn new(addr: SocketAddr, user: &str, alg: Algorithm) -> Agent {
+        Agent {
+            http: Http::connect(addr),
+            user: user.to_string(),
+            password: PASSWORD.to_string(),
+            alg,
+            nonce: None,
+            nc: 0,
+        }
+    }
+
+    fn challenge(&mut self, method: &str, target: &str) -> Resp {
+        let r = self.http.request(method, target, &[], b"");
+        assert_eq!(r.status, 401, "unauthenticated {method} {target}");
+        let name = match self.alg {
+            Algorithm::Md5 => "algorithm=MD5",
+            Algorithm::Sha256 => "algorithm=SHA-256",
+        };
+        let ch = r
+            .all("WWW-Authenticate")
+            .into_iter()
+            .find(|c| c.contains(name))
+            .unwrap_or_else(|| panic!("no {name} challenge: {r:?}"))
+            .to_string();
+        let nonce = auth::challenge_nonce(&ch).unwrap();
+        let i = ch.find("realm=\"").unwrap() + 7;
+        let realm = ch[i..i + ch[i..].find('"').unwrap()].to_string();
+        self.nonce = Some((nonce, realm));
+        self.nc = 0;
+        r
+    }
+
+    fn req(&mut self, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        if self.nonce.is_none() {
+            self.challenge(method, target);
+        }
+        let (nonce, realm) = self.nonce.clone().unwrap();
+        self.nc += 1;
+        let user = self.user.split('@').next().unwrap().to_string();
+        let authz = auth::client_digest(
+            self.alg,
+            &user,
+            &realm,
+            &self.password,
+            method,
+            target,
+            &nonce,
+            "0a4f113b",
+            self.nc,
+        );
+        let mut h = headers.to_vec();
+        h.push(("Authorization", &authz));
+        self.http.request(method, target, &h, body)
+    }
+}
+
+fn herald_user_add(dir: &Path, user: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["--shards", "2", "user", "add", user, "--password", PASSWORD])
+        .arg("--data-dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run herald user add");
+    assert!(
+        out.status.success(),
+        "herald user add {user}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts herald with XCAP on a fresh port; returns the server and the XCAP address.
+fn start_xcap(dir: &Path, extra: &[&str]) -> (Server, SocketAddr) {
+    start_xcap_scheme(dir, "http", extra)
+}
+
+fn start_xcap_scheme(dir: &Path, scheme: &str, extra: &[&str]) -> (Server, SocketAddr) {
+    let port = common::free_tcp_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let listen = addr.to_string();
+    let root = format!("{scheme}://{addr}/xcap-root");
+    let mut args = vec![
+        "--xcap-listen",
+        &listen,
+        "--xcap-root",
+        &root,
+        "--default-realm",
+        "example.com",
+    ];
+    args.extend_from_slice(extra);
+    let server = Server::start_in(dir, &args);
+    // The XCAP listener is up when the shards are ready; wait for it to answer anyway.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "XCAP listener never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (server, addr)
+}
+
+fn user_of(aor: &str) -> String {
+    aor.trim_start_matches("sip:").to_string()
+}
+
+const RL_DOC: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- buddies -->\n<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\">\n  <list name=\"friends\">\n    <entry uri=\"sip:bob@example.com\"><display-name>Bob</display-name></entry>\n  </list>\n</resource-lists>\n";
+
+fn rl_path(user: &str) -> String {
+    format!("/xcap-root/resource-lists/users/sip:{user}/index")
+}
+
+#[test]
+fn digest_auth_documents_preconditions_and_errors_on_two_shards() {
+    let dir = fresh_data_dir();
+    // One user owned by each shard: every request runs on its owner, wherever it arrived.
+    let alice = user_of(&aor_on_shard("alice", 0, 2));
+    let bob = user_of(&aor_on_shard("bob", 1, 2));
+    herald_user_add(&dir, &alice);
+    herald_user_add(&dir, &bob);
+    let (server, addr) = start_xcap(&dir, &[]);
+
+    // 401 with one Digest challenge per algorithm (SHA-256 first), even for unknown AUIDs.
+    let mut raw = Http::connect(addr);
+    let r = raw.request("GET", &rl_path(&alice), &[], b"");
+    assert_eq!(r.status, 401);
+    let ch = r.all("WWW-Authenticate");
+    assert_eq!(ch.len(), 2, "{ch:?}");
+    assert!(ch[0].starts_with("Digest ") && ch[0].contains("algorithm=SHA-256"));
+    assert!(ch[1].contains("algorithm=MD5") && ch[1].contains("qop=\"auth\""));
+    assert!(ch[0].contains("realm=\"example.com\""));
+    let r = raw.request(
+        "GET",
+        "/xcap-root/no-such-auid/users/sip:x@example.com/index",
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 401);
+
+    for (user, alg) in [(&alice, Algorithm::Md5), (&bob, Algorithm::Sha256)] {
+        let mut a = Agent::new(addr, user, alg);
+        let path = rl_path(user);
+        let r = a.req("GET", &path, &[], b"");
+        assert_eq!(r.status, 404, "authenticated GET of a missing document");
+        // PUT creates (201), replaces (200); GET gives the same bytes and the ETag.
+        let r = a.req(
+            "PUT",
+            &path,
+            &[("Content-Type", "application/resource-lists+xml")],
+            RL_DOC.as_bytes(),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        let e1 = r.header("ETag").unwrap().to_string();
+        let r = a.req(
+            "PUT",
+            &path,
+            &[("Content-Type", "application/resource-lists+xml")],
+            RL_DOC.as_bytes(),
+        );
+        assert_eq!(r.status, 200);
+        let e2 = r.header("ETag").unwrap().to_string();
+        assert_ne!(e1, e2, "a new ETag after every PUT");
+        let r = a.req("GET", &path, &[], b"");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), RL_DOC);
+        assert_eq!(
+            r.header("Content-Type"),
+            Some("application/resource-lists+xml")
+        );
+        assert_eq!(r.header("ETag"), Some(e2.as_str()));
+        // Preconditions.
+        assert_eq!(
+            a.req("PUT", &path, &[("If-Match", &e1)], RL_DOC.as_bytes())
+                .status,
+            412
+        );
+        let r = a.req("GET", &path, &[("If-None-Match", &e2)], b"");
+        assert_eq!(r.status, 304);
+        assert_eq!(a.req("GET", &path, &[("If-Match", &e2)], b"").status, 200);
+        // Wrong password: 401 again.
+        let mut wrong = Agent::new(addr, user, alg);
+        wrong.password = "nope".into();
+        assert_eq!(wrong.req("GET", &path, &[], b"").status, 401);
+    }
+
+    let mut a = Agent::new(addr, &alice, Algorithm::Md5);
+    // A replayed request (same nonce count) gets a stale challenge; the uri= of the
+    // Authorization header must name the request target.
+    let path = rl_path(&alice);
+    assert_eq!(a.req("GET", &path, &[], b"").status, 200);
+    let (nonce, realm) = a.nonce.clone().unwrap();
+    let user = alice.split('@').next().unwrap();
+    let authz = auth::client_digest(
+        Algorithm::Md5,
+        user,
+        &realm,
+        PASSWORD,
+        "GET",
+        &path,
+        &nonce,
+        "0a4f113b",
+        a.nc,
+    );
+    let r = a
+        .http
+        .request("GET", &path, &[("Authorization", &authz)], b"");
+    assert_eq!(r.status, 401, "replay accepted");
+    assert!(
+        r.all("WWW-Authenticate")
+            .iter()
+            .all(|c| c.contains("stale=true")),
+        "{r:?}"
+    );
+    a.nc += 1;
+    let authz = auth::client_digest(
+        Algorithm::Md5,
+        user,
+        &realm,
+        PASSWORD,
+        "GET",
+        &rl_path(&bob),
+        &nonce,
+        "0a4f113b",
+        a.nc,
+    );
+    assert_eq!(
+        a.http
+            .request("GET", &path, &[("Authorization", &authz)], b"")
+            .status,
+        401
+    );
+    assert_eq!(
+        a.req("GET", &path, &[], b"").status,
+        200,
+        "next count is fine"
+    );
+    // Another user's document: 403 (after successful authentication).
+    assert_eq!(a.req("GET", &rl_path(&bob), &[], b"").status, 403);
+    assert_eq!(
+        a.req("PUT", &rl_path(&bob), &[], RL_DOC.as_bytes()).status,
+        403
+    );
+
+    // Elements: create 201, GET it back, replace 200, DELETE 200, then 404.
+    let path = rl_path(&alice);
+    let sel = format!("{path}/~~/resource-lists/list%5B@name=%22friends%22%5D/entry%5B@uri=%22sip:carol@example.com%22%5D");
+    let el = [("Content-Type", "application/xcap-el+xml")];
+    let r = a.req("PUT", &sel, &el, b"<entry uri=\"sip:carol@example.com\"/>");
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = a.req("GET", &sel, &[], b"");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "<entry uri=\"sip:carol@example.com\"/>")
+    );
+    assert_eq!(r.header("Content-Type"), Some("application/xcap-el+xml"));
+    let r = a.req(
+        "PUT",
+        &sel,
+        &el,
+        b"<entry uri=\"sip:carol@example.com\"><display-name>Carol</display-name></entry>",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Element PUT with a generic type: 415.
+    assert_eq!(
+        a.req(
+            "PUT",
+            &sel,
+            &[("Content-Type", "text/plain")],
+            b"<entry uri=\"sip:carol@example.com\"/>"
+        )
+        .status,
+        415
+    );
+    // Attributes: GET, PUT (the list's name), GET back.
+    let att_sel = format!("{path}/~~/resource-lists/list%5B@name=%22friends%22%5D/@name");
+    let r = a.req("GET", &att_sel, &[], b"");
+    assert_eq!((r.status, r.text().as_str()), (200, "friends"));
+    assert_eq!(r.header("Content-Type"), Some("application/xcap-att+xml"));
+    let att = [("Content-Type", "application/xcap-att+xml")];
+    let r = a.req("PUT", &att_sel, &att, b"friends");
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Element DELETE (a child element, then the entry created above).
+    let dn = format!("{path}/~~/resource-lists/list%5B@name=%22friends%22%5D/entry%5B@uri=%22sip:bob@example.com%22%5D/display-name");
+    assert_eq!(a.req("DELETE", &dn, &[], b"").status, 200);
+    assert_eq!(a.req("GET", &dn, &[], b"").status, 404);
+    assert_eq!(a.req("DELETE", &sel, &[], b"").status, 200);
+    assert_eq!(a.req("GET", &sel, &[], b"").status, 404);
+    // Attribute DELETE (the list's optional name), then 404 for it.
+    assert_eq!(a.req("DELETE", &att_sel, &[], b"").status, 200);
+    assert_eq!(a.req("GET", &att_sel, &[], b"").status, 404);
+    assert_eq!(
+        a.req(
+            "GET",
+            &format!("{path}/~~/resource-lists/list/@name"),
+            &[],
+            b""
+        )
+        .status,
+        404
+    );
+    // The document keeps its comment and declaration through the splices.
+    let r = a.req("GET", &path, &[], b"");
+    assert!(
+        r.text()
+            .starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- buddies -->"),
+        "{}",
+        r.text()
+    );
+
+    // 409 with an xcap-error body for a schema violation; nothing stored.
+    let bad = "<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"><list><bogus/></list></resource-lists>";
+    let other = format!("/xcap-root/resource-lists/users/sip:{alice}/other");
+    let r = a.req("PUT", &other, &[], bad.as_bytes());
+    assert_eq!(r.status, 409);
+    assert_eq!(r.header("Content-Type"), Some("application/xcap-error+xml"));
+    assert!(
+        r.text().contains("<schema-validation-error"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(a.req("GET", &other, &[], b"").status, 404);
+    // 405 with Allow for a method not allowed, and for PUT to a generated document.
+    let r = a.req("POST", &path, &[], b"");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("Allow"), Some("GET, PUT, DELETE"));
+    // Users never write the global tree.
+    let r = a.req("PUT", "/xcap-root/xcap-caps/global/index", &[], b"<x/>");
+    assert_eq!(r.status, 403, "{}", r.text());
+    // Global xcap-caps (runs on shard 0) lists the usages.
+    let r = a.req("GET", "/xcap-root/xcap-caps/global/index", &[], b"");
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("pidf-manipulation"));
+    // DELETE of the whole document, then 404.
+    let e = a
+        .req("GET", &path, &[], b"")
+        .header("ETag")
+        .unwrap()
+        .to_string();
+    assert_eq!(a.req("DELETE", &path, &[("If-Match", &e)], b"").status, 200);
+    assert_eq!(a.req("GET", &path, &[], b"").status, 404);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn pipelining_keep_alive_trusted_peer_and_restart_keeps_documents() {
+    let dir = fresh_data_dir();
+    let carol = user_of(&aor_on_shard("carol", 1, 2));
+    let dave = user_of(&aor_on_shard("dave", 0, 2));
+    let (mut server, addr) = start_xcap(&dir, &["--xcap-trusted-peers", "127.0.0.1/32"]);
+    // Trusted peer: no Authorization needed, any user's documents.
+    let mut h = Http::connect(addr);
+    let mut etags = Vec::new();
+    for u in [&carol, &dave] {
+        let r = h.request("PUT", &rl_path(u), &[], RL_DOC.as_bytes());
+        assert_eq!(r.status, 201, "{}", r.text());
+        etags.push(r.header("ETag").unwrap().to_string());
+    }
+    // Pipelining on one keep-alive connection: three requests in one write, answered in
+    // order (the two users live on different shards).
+    let mut batch = Vec::new();
+    for u in [&carol, &dave, &carol] {
+        batch.extend_from_slice(
+            format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", rl_path(u)).as_bytes(),
+        );
+    }
+    batch.extend_from_slice(b"GET /xcap-root/resource-lists/users/sip:nobody@example.com/index HTTP/1.1\r\nHost: x\r\n\r\n");
+    h.send_raw(&batch);
+    for (i, want) in [&etags[0], &etags[1], &etags[0]].into_iter().enumerate() {
+        let r = h.read();
+        assert_eq!(r.status, 200, "pipelined response {i}");
+        assert_eq!(
+            r.header("ETag"),
+            Some(want.as_str()),
+            "pipelined response {i} out of order"
+        );
+        assert_eq!(r.text(), RL_DOC);
+    }
+    assert_eq!(h.read().status, 404);
+    // A generated document is read-only, also for a trusted peer: 405 with Allow.
+    let r = h.request("PUT", "/xcap-root/xcap-caps/global/index", &[], b"<x/>");
+    assert_eq!(r.status, 405, "{}", r.text());
+    assert_eq!(r.header("Allow"), Some("GET"));
+    // Connection: close is honoured.
+    h.send_raw(
+        format!(
+            "GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            rl_path(&dave)
+        )
+        .as_bytes(),
+    );
+    assert_eq!(h.read().status, 200);
+    let mut rest = Vec::new();
+    let _ = h.stream.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+
+    // Durability sync: a 2xx means on disk. SIGKILL, restart, same bytes and ETags.
+    server.kill9();
+    drop(server);
+    let (server, addr) = start_xcap(&dir, &["--xcap-trusted-peers", "127.0.0.1/32"]);
+    let mut h = Http::connect(addr);
+    for (u, e) in [(&carol, &etags[0]), (&dave, &etags[1])] {
+        let r = h.request("GET", &rl_path(u), &[], b"");
+        assert_eq!(r.status, 200, "document of {u} lost in the restart");
+        assert_eq!(r.text(), RL_DOC);
+        assert_eq!(r.header("ETag"), Some(e.as_str()));
+        // And a write after the restart gets an ETag never seen before.
+        let r = h.request("PUT", &rl_path(u), &[("If-Match", e)], RL_DOC.as_bytes());
+        assert_eq!(r.status, 200);
+        assert!(!etags.contains(&r.header("ETag").unwrap().to_string()));
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn pidf_manipulation_put_notifies_sip_watcher() {
+    let dir = fresh_data_dir();
+    let erin_aor = aor_on_shard("erin", 1, 2);
+    let erin = user_of(&erin_aor);
+    herald_user_add(&dir, &erin);
+    let (server, addr) = start_xcap(&dir, &[]);
+    // A watcher subscribes over UDP (to whichever shard the kernel picks; SIP routes it).
+    let mut c = Client::udp(server.sip);
+    let mut d = Dialog::new("sip:watcher@example.com", &erin_aor);
+    let r = d.send_subscribe(&mut c, 600);
+    assert_eq!(r.code, Some(200), "{}", r.text());
+    c.expect_notify("initial NOTIFY");
+
+    // Erin's softphone stores hard state over XCAP (digest-authenticated).
+    let pidf = common::pidf(&erin_aor, "xcap1", "open", "Out to lunch (XCAP)");
+    let mut a = Agent::new(addr, &erin, Algorithm::Sha256);
+    let path = format!("/xcap-root/pidf-manipulation/users/sip:{erin}/index");
+    let r = a.req(
+        "PUT",
+        &path,
+        &[("Content-Type", "application/pidf+xml")],
+        pidf.as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let n = c.expect_notify_where("NOTIFY with the XCAP PIDF", |n| {
+        n.body_str().contains("Out to lunch (XCAP)")
+    });
+    assert!(
+        n.body_str().contains("<basic>open</basic>"),
+        "{}",
+        n.body_str()
+    );
+    assert!(n.sub_state().starts_with("active"));
+
+    // The watcher shows up in org.openxcap.watchers.
+    let r = a.req(
+        "GET",
+        &format!("/xcap-root/org.openxcap.watchers/users/sip:{erin}/index"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("sip:watcher@example.com"), "{}", r.text());
+
+    // DELETE removes that state: the next NOTIFY no longer carries it.
+    assert_eq!(a.req("DELETE", &path, &[], b"").status, 200);
+    c.expect_notify_where("NOTIFY after the DELETE", |n| {
+        !n.body_str().contains("Out to lunch (XCAP)")
+    });
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn https_root_with_durability_none_uses_data_dir_users() {
+    let dir = fresh_data_dir();
+    let frank = user_of(&aor_on_shard("frank", 0, 2));
+    herald_user_add(&dir, &frank);
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
+    let (server, addr) = start_xcap_scheme(
+        &dir,
+        "https",
+        &[
+            "--tls-cert",
+            &cert_s,
+            "--tls-key",
+            &key_s,
+            "--durability",
+            "none",
+        ],
+    );
+    let ca = ck.cert.pem();
+    // Over TLS the challenge offers Basic too (after the two Digest ones).
+    let mut h = Http::connect_tls(addr, &ca);
+    let path = rl_path(&frank);
+    let r = h.request("GET", &path, &[], b"");
+    assert_eq!(r.status, 401);
+    let ch = r.all("WWW-Authenticate");
+    assert_eq!(ch.len(), 3, "{ch:?}");
+    assert!(ch[2].starts_with("Basic "));
+    // Basic with the user added to the data dir, documents in memory.
+    use base64_engine::encode;
+    let basic = format!(
+        "Basic {}",
+        encode(&format!("{}:{PASSWORD}", frank.split('@').next().unwrap()))
+    );
+    let auth = [("Authorization", basic.as_str())];
+    assert_eq!(
+        h.request("PUT", &path, &auth, RL_DOC.as_bytes()).status,
+        201
+    );
+    let r = h.request("GET", &path, &auth, b"");
+    assert_eq!((r.status, r.text()), (200, RL_DOC.to_string()));
+    // Digest works over TLS as well.
+    let mut a = Agent::new(addr, &frank, Algorithm::Sha256);
+    a.http = Http::connect_tls(addr, &ca);
+    assert_eq!(a.req("GET", &path, &[], b"").status, 200);
+    // Plain HTTP on the TLS port gets nothing useful (the handshake fails).
+    let mut plain = tcp(addr);
+    let _ = plain.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut got = Vec::new();
+    let _ = plain.read_to_end(&mut got);
+    assert!(!String::from_utf8_lossy(&got).contains("HTTP/1.1 200"));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Minimal standard base64 (the test needs one Basic header).
+mod base64_engine {
+    pub fn encode(s: &str) -> String {
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let b = s.as_bytes();
+        let mut out = String::new();
+        for c in b.chunks(3) {
+            let n = (c[0] as u32) << 16
+                | (*c.get(1).unwrap_or(&0) as u32) << 8
+                | *c.get(2).unwrap_or(&0) as u32;
+            for i in 0..4 {
+                if i <= c.len() {
+                    out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+}
