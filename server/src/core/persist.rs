@@ -552,10 +552,33 @@ impl Core {
         }
         self.arm_sub_expiry(rec.id);
         if self.cfg.notify_on_restore {
-            self.mark_changed(rec.id);
+            if self.restore_backlog.is_empty() {
+                self.timers.push(now, super::TimerKey::RestoreNotify);
+            }
+            self.restore_backlog.push_back(rec.id);
         }
         self.refresh_gauges();
         Ok(())
+    }
+}
+
+impl Core {
+    /// Releases the next `RESTORE_NOTIFY_BATCH` restored dialogs' NOTIFYs and re-arms the
+    /// pacing timer while some are left. A dialog refreshed or ended meanwhile simply gets
+    /// its NOTIFY from that path (`mark_changed` coalesces; a gone dialog is skipped).
+    pub(super) fn release_restore_notifies(&mut self, now: Instant) {
+        for _ in 0..super::RESTORE_NOTIFY_BATCH {
+            let Some(id) = self.restore_backlog.pop_front() else {
+                break;
+            };
+            self.mark_changed(id);
+        }
+        if !self.restore_backlog.is_empty() {
+            self.timers.push(
+                now.add_millis(super::RESTORE_NOTIFY_INTERVAL_MS),
+                super::TimerKey::RestoreNotify,
+            );
+        }
     }
 }
 

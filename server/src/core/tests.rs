@@ -575,3 +575,41 @@ fn routing_finds_the_owner_without_lookup() {
         None
     );
 }
+
+#[test]
+fn restored_dialogs_notify_in_paced_slices() {
+    let cfg = Config {
+        durability_gate: true,
+        notify_on_restore: true,
+        ..Config::default()
+    };
+    let mut h = H::new(cfg.clone());
+    let s = h.subscribe("Event: presence\r\n", None, 1);
+    h.send(udp(5070), &s);
+    let rec = std::iter::from_fn(|| h.core.poll_persist())
+        .find_map(|op| match op {
+            PersistOp::PutSubscription { rec, .. } => Some(rec),
+            _ => None,
+        })
+        .expect("the SUBSCRIBE is persisted");
+    let total = crate::core::RESTORE_NOTIFY_BATCH + 500;
+    let mut h2 = H::new(cfg);
+    for i in 0..total as u64 {
+        let mut r = rec.clone();
+        r.id = rec.id + i;
+        let (hash, _) = crate::core::tags::Token::decode(&rec.to_tag).unwrap();
+        r.to_tag = crate::core::tags::Token::new(hash, r.id).as_bytes().to_vec();
+        h2.core.restore_subscription(h2.now, r).unwrap();
+    }
+    let notifies =
+        |out: &[(Peer, String)]| out.iter().filter(|(_, m)| m.starts_with("NOTIFY")).count();
+    assert_eq!(
+        notifies(&h2.drain()),
+        0,
+        "nothing before the pacing timer fires"
+    );
+    h2.advance(0);
+    assert_eq!(notifies(&h2.drain()), crate::core::RESTORE_NOTIFY_BATCH);
+    h2.advance(crate::core::RESTORE_NOTIFY_INTERVAL_MS);
+    assert_eq!(notifies(&h2.drain()), 500);
+}
