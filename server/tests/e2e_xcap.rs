@@ -710,3 +710,411 @@ mod base64_engine {
         out
     }
 }
+
+/// Percent-encodes the selector characters clients usually escape (`[`, `]`, `"`).
+fn pct(sel: &str) -> String {
+    sel.replace('[', "%5B")
+        .replace(']', "%5D")
+        .replace('"', "%22")
+}
+
+/// A 409 with an `application/xcap-error+xml` body naming `tag`.
+fn assert_conflict(r: &Resp, tag: &str) {
+    assert_eq!(r.status, 409, "{tag}: {}", r.text());
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("application/xcap-error+xml"),
+        "{tag}"
+    );
+    assert!(
+        r.text().contains("<xcap-error") && r.text().contains(&format!("<{tag}")),
+        "{tag} not in {}",
+        r.text()
+    );
+}
+
+const TA_DOC: &str = "<?xml version='1.0' encoding='UTF-8'?>\n<root xmlns=\"test-app\">\n<el1 att=\"first\"/>\n<el1 att=\"second\"/>\n<!-- comment -->\n<el2 att=\"first\"/>\n</root>";
+
+const EL: (&str, &str) = ("Content-Type", "application/xcap-el+xml");
+const ATT: (&str, &str) = ("Content-Type", "application/xcap-att+xml");
+
+fn rls_doc(service: &str) -> String {
+    format!("<rls-services xmlns=\"urn:ietf:params:xml:ns:rls-services\" xmlns:rl=\"urn:ietf:params:xml:ns:resource-lists\"><service uri=\"{service}\"><list><rl:entry uri=\"sip:bob@example.com\"/></list><packages><package>presence</package></packages></service></rls-services>")
+}
+
+const PRES_RULES: &str = "<cr:ruleset xmlns:cr=\"urn:ietf:params:xml:ns:common-policy\" xmlns:pr=\"urn:ietf:params:xml:ns:pres-rules\"><cr:rule id=\"wl\"><cr:conditions><cr:identity><cr:one id=\"sip:bob@example.com\"/></cr:identity></cr:conditions><cr:actions><pr:sub-handling>allow</pr:sub-handling></cr:actions><cr:transformations><pr:provide-services><pr:all-services/></pr:provide-services></cr:transformations></cr:rule></cr:ruleset>";
+
+#[test]
+fn conflict_bodies_usages_namespaces_continue_and_chunked_trusted() {
+    let dir = fresh_data_dir();
+    // Two users on different shards: rls-services uniqueness is checked across shards.
+    let carol = user_of(&aor_on_shard("carol", 1, 2));
+    let dave = user_of(&aor_on_shard("dave", 0, 2));
+    let (server, addr) = start_xcap(&dir, &["--xcap-trusted-peers", "127.0.0.1/32"]);
+    let mut h = Http::connect(addr);
+    let rl = rl_path(&carol);
+
+    // Document PUTs refused before anything exists.
+    assert_conflict(
+        &h.request("PUT", &rl, &[], b"<resource-lists"),
+        "not-well-formed",
+    );
+    let latin1 = "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"/>";
+    assert_conflict(&h.request("PUT", &rl, &[], latin1.as_bytes()), "not-utf-8");
+    // Element edit of a missing document: no-parent.
+    assert_conflict(
+        &h.request(
+            "PUT",
+            &format!("{rl}/~~/resource-lists/list"),
+            &[EL],
+            b"<list/>",
+        ),
+        "no-parent",
+    );
+    // Uniqueness within one document, with <exists field=…> and an alternative.
+    let dup = "<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"><list name=\"a\"/><list name=\"a\"/></resource-lists>";
+    let r = h.request("PUT", &rl, &[], dup.as_bytes());
+    assert_conflict(&r, "uniqueness-failure");
+    assert!(
+        r.text()
+            .contains("<exists field=\"/resource-lists/list/@name\"><alt-value>a1</alt-value>"),
+        "{}",
+        r.text()
+    );
+    let dup_entry = "<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"><list name=\"a\"><entry uri=\"sip:x@y\"/><entry uri=\"sip:x@y\"/></list></resource-lists>";
+    let r = h.request("PUT", &rl, &[], dup_entry.as_bytes());
+    assert_conflict(&r, "uniqueness-failure");
+    assert!(r.text().contains("<exists field=\""), "{}", r.text());
+    let abs_ref = "<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"><list name=\"a\"><entry-ref ref=\"http://evil/x\"/></list></resource-lists>";
+    assert_conflict(
+        &h.request("PUT", &rl, &[], abs_ref.as_bytes()),
+        "constraint-failure",
+    );
+    assert_eq!(
+        h.request("GET", &rl, &[], b"").status,
+        404,
+        "nothing stored"
+    );
+
+    // Element and attribute conflicts against a stored document.
+    assert_eq!(h.request("PUT", &rl, &[], RL_DOC.as_bytes()).status, 201);
+    let r = h.request(
+        "PUT",
+        &pct(&format!(
+            "{rl}/~~/resource-lists/list[@name=\"nope\"]/entry"
+        )),
+        &[EL],
+        b"<entry uri=\"sip:z@y\"/>",
+    );
+    assert_conflict(&r, "no-parent");
+    assert!(
+        r.text().contains(&format!(
+            "<ancestor>http://{addr}/xcap-root/resource-lists/users/sip:{carol}/index/~~/resource-lists</ancestor>"
+        )),
+        "{}",
+        r.text()
+    );
+    let entry1 = format!("{rl}/~~/resource-lists/list/entry%5B1%5D");
+    assert_conflict(
+        &h.request(
+            "PUT",
+            &entry1,
+            &[EL],
+            b"<entry uri=\"sip:x@y\"/><entry uri=\"sip:y@y\"/>",
+        ),
+        "not-xml-frag",
+    );
+    assert_conflict(
+        &h.request("PUT", &entry1, &[EL], b"<entry uri=\"sip:\xff@y\"/>"),
+        "not-utf-8",
+    );
+    assert_conflict(
+        &h.request(
+            "PUT",
+            &format!("{rl}/~~/resource-lists/list/@name"),
+            &[ATT],
+            b"a<b",
+        ),
+        "not-xml-att-value",
+    );
+    // The body does not match the selector's predicate: cannot-insert.
+    assert_conflict(
+        &h.request(
+            "PUT",
+            &pct(&format!(
+                "{rl}/~~/resource-lists/list/entry[@uri=\"sip:q@y\"]"
+            )),
+            &[EL],
+            b"<entry uri=\"sip:other@y\"/>",
+        ),
+        "cannot-insert",
+    );
+    // Uniqueness after an element edit.
+    assert_conflict(
+        &h.request(
+            "PUT",
+            &format!("{rl}/~~/resource-lists/list/entry%5B2%5D"),
+            &[EL],
+            b"<entry uri=\"sip:bob@example.com\"/>",
+        ),
+        "uniqueness-failure",
+    );
+    let r = h.request("GET", &rl, &[], b"");
+    assert_eq!(
+        (r.status, r.text()),
+        (200, RL_DOC.to_string()),
+        "no failure stored"
+    );
+
+    // Namespace bindings: application/xcap-ns+xml.
+    let r = h.request(
+        "GET",
+        &format!("{rl}/~~/resource-lists/list/namespace::*"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("Content-Type"), Some("application/xcap-ns+xml"));
+    assert_eq!(
+        r.text(),
+        "<list xmlns=\"urn:ietf:params:xml:ns:resource-lists\"/>"
+    );
+
+    // Selector characters sent raw (as many clients do) work too.
+    let r = h.request(
+        "GET",
+        &format!("{rl}/~~/resource-lists/list[@name=\"friends\"]/@name"),
+        &[],
+        b"",
+    );
+    assert_eq!((r.status, r.text().as_str()), (200, "friends"));
+
+    // test-app: any namespace, no schema; positional insertion rules (§8.2.3) and
+    // cannot-delete.
+    let ta = format!("/xcap-root/test-app/users/sip:{dave}/index");
+    assert_eq!(h.request("PUT", &ta, &[], TA_DOC.as_bytes()).status, 201);
+    let r = h.request("GET", &ta, &[], b"");
+    assert_eq!((r.status, r.text()), (200, TA_DOC.to_string()));
+    let other = format!("/xcap-root/test-app/users/sip:{dave}/other");
+    let any = "<foo xmlns=\"urn:example:anything\"><bar baz=\"1\"/></foo>";
+    assert_eq!(h.request("PUT", &other, &[], any.as_bytes()).status, 201);
+    assert_eq!(h.request("GET", &other, &[], b"").text(), any);
+    assert_conflict(
+        &h.request(
+            "PUT",
+            &pct(&format!("{ta}/~~/root/el1[4][@att=\"third\"]")),
+            &[EL],
+            b"<el1 att=\"third\"/>",
+        ),
+        "cannot-insert",
+    );
+    let third = pct(&format!("{ta}/~~/root/el1[3][@att=\"third\"]"));
+    let r = h.request("PUT", &third, &[EL], b"<el1 att=\"third\"/>");
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(h
+        .request("GET", &ta, &[], b"")
+        .text()
+        .contains("<el1 att=\"second\"/><el1 att=\"third\"/>"));
+    assert_eq!(h.request("DELETE", &third, &[], b"").status, 200);
+    assert_eq!(h.request("GET", &ta, &[], b"").text(), TA_DOC);
+    assert_conflict(
+        &h.request("DELETE", &format!("{ta}/~~/root/el1%5B1%5D"), &[], b""),
+        "cannot-delete",
+    );
+    assert_conflict(
+        &h.request("DELETE", &format!("{ta}/~~/root"), &[], b""),
+        "cannot-delete",
+    );
+
+    // rls-services: valid PUT/GET; service URIs unique across users (and shards).
+    let rls = |u: &str| format!("/xcap-root/rls-services/users/sip:{u}/index");
+    let shared = rls_doc("sip:shared-buddies@example.com");
+    let r = h.request(
+        "PUT",
+        &rls(&carol),
+        &[("Content-Type", "application/rls-services+xml")],
+        shared.as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = h.request("GET", &rls(&carol), &[], b"");
+    assert_eq!((r.status, r.text()), (200, shared.clone()));
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("application/rls-services+xml")
+    );
+    let r = h.request("PUT", &rls(&dave), &[], shared.as_bytes());
+    assert_conflict(&r, "uniqueness-failure");
+    assert!(
+        r.text()
+            .contains("<alt-value>sip:shared-buddies1@example.com</alt-value>"),
+        "{}",
+        r.text()
+    );
+    let own = rls_doc("sip:dave-buddies@example.com");
+    assert_eq!(
+        h.request("PUT", &rls(&dave), &[], own.as_bytes()).status,
+        201
+    );
+    let bad = "<rls-services xmlns=\"urn:ietf:params:xml:ns:rls-services\"><service uri=\"sip:x@example.com\"><resource-list>sip:not-http</resource-list></service></rls-services>";
+    assert_conflict(
+        &h.request("PUT", &rls(&dave), &[], bad.as_bytes()),
+        "constraint-failure",
+    );
+    let r = h.request("GET", "/xcap-root/rls-services/global/index", &[], b"");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.text().contains("sip:shared-buddies@example.com")
+            && r.text().contains("sip:dave-buddies@example.com"),
+        "{}",
+        r.text()
+    );
+
+    // xcap-directory lists the user's documents.
+    let r = h.request(
+        "GET",
+        &format!(
+            "/xcap-root/org.openmobilealliance.xcap-directory/users/sip:{carol}/directory.xml"
+        ),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    for auid in ["resource-lists", "rls-services"] {
+        assert!(
+            r.text().contains(&format!("<folder auid=\"{auid}\">")),
+            "{auid}: {}",
+            r.text()
+        );
+    }
+    assert!(
+        r.text().contains(&format!("uri=\"http://{addr}{rl}\"")),
+        "{}",
+        r.text()
+    );
+    let r = h.request(
+        "GET",
+        &format!("/xcap-root/org.openmobilealliance.xcap-directory/users/sip:{dave}/directory.xml"),
+        &[],
+        b"",
+    );
+    assert!(
+        r.text().contains("<folder auid=\"test-app\">"),
+        "{}",
+        r.text()
+    );
+    assert!(r.text().contains(&format!("uri=\"http://{addr}{other}\"")));
+
+    // Expect: 100-continue: the interim response comes before the body is sent.
+    let doc2 = format!("/xcap-root/test-app/users/sip:{dave}/doc2");
+    let body = b"<x xmlns=\"t\"/>";
+    h.send_raw(
+        format!(
+            "PUT {doc2} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    let r = h.read();
+    assert_eq!(r.status, 100, "{r:?}");
+    h.send_raw(body);
+    let r = h.read();
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    // A chunked request body (two chunks), pipelined with a GET on the same connection.
+    let doc3 = format!("/xcap-root/test-app/users/sip:{dave}/doc3");
+    let (a, b) = TA_DOC.split_at(20);
+    let mut req = format!(
+        "PUT {doc3} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+        a.len(),
+        b.len()
+    );
+    req.push_str(&format!("GET {doc3} HTTP/1.1\r\nHost: x\r\n\r\n"));
+    h.send_raw(req.as_bytes());
+    let r = h.read();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = h.read();
+    assert_eq!((r.status, r.text()), (200, TA_DOC.to_string()));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn digest_pres_rules_oma_pres_rules_and_rls_services() {
+    let dir = fresh_data_dir();
+    let gina = user_of(&aor_on_shard("gina", 0, 2));
+    let hank = user_of(&aor_on_shard("hank", 1, 2));
+    herald_user_add(&dir, &gina);
+    herald_user_add(&dir, &hank);
+    let (server, addr) = start_xcap(&dir, &[]);
+    for (user, alg) in [(&gina, Algorithm::Md5), (&hank, Algorithm::Sha256)] {
+        let mut a = Agent::new(addr, user, alg);
+        for auid in ["pres-rules", "org.openmobilealliance.pres-rules"] {
+            let path = format!("/xcap-root/{auid}/users/sip:{user}/index");
+            let r = a.req(
+                "PUT",
+                &path,
+                &[("Content-Type", "application/auth-policy+xml")],
+                PRES_RULES.as_bytes(),
+            );
+            assert_eq!(r.status, 201, "{auid}: {}", r.text());
+            let r = a.req("GET", &path, &[], b"");
+            assert_eq!(
+                (r.status, r.text()),
+                (200, PRES_RULES.to_string()),
+                "{auid}"
+            );
+            assert_eq!(
+                r.header("Content-Type"),
+                Some("application/auth-policy+xml")
+            );
+            let r = a.req(
+                "GET",
+                &pct(&format!("{path}/~~/ruleset/rule[@id=\"wl\"]/actions")),
+                &[],
+                b"",
+            );
+            assert_eq!(
+                (r.status, r.text().as_str()),
+                (
+                    200,
+                    "<cr:actions><pr:sub-handling>allow</pr:sub-handling></cr:actions>"
+                ),
+                "{auid}"
+            );
+            // Schema: a ruleset with an unknown element is refused.
+            let r = a.req(
+                "PUT",
+                &path,
+                &[],
+                b"<cr:ruleset xmlns:cr=\"urn:ietf:params:xml:ns:common-policy\"><cr:bogus/></cr:ruleset>",
+            );
+            assert_conflict(&r, "schema-validation-error");
+            assert_conflict(&a.req("PUT", &path, &[], b"<cr:ruleset"), "not-well-formed");
+        }
+        // Bare user name XUI, realm from --default-realm.
+        let bare = user.split('@').next().unwrap();
+        assert_eq!(
+            a.req(
+                "GET",
+                &format!("/xcap-root/pres-rules/users/{bare}/index"),
+                &[],
+                b""
+            )
+            .status,
+            200
+        );
+        // rls-services with digest: service URIs unique across the two users.
+        let rls = format!("/xcap-root/rls-services/users/sip:{user}/index");
+        let doc = rls_doc("sip:digest-buddies@example.com");
+        let r = a.req("PUT", &rls, &[], doc.as_bytes());
+        if *user == gina {
+            assert_eq!(r.status, 201, "{}", r.text());
+            let r = a.req("GET", &rls, &[], b"");
+            assert_eq!((r.status, r.text()), (200, doc));
+        } else {
+            assert_conflict(&r, "uniqueness-failure");
+        }
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -598,7 +598,9 @@ fn restored_dialogs_notify_in_paced_slices() {
         let mut r = rec.clone();
         r.id = rec.id + i;
         let (hash, _) = crate::core::tags::Token::decode(&rec.to_tag).unwrap();
-        r.to_tag = crate::core::tags::Token::new(hash, r.id).as_bytes().to_vec();
+        r.to_tag = crate::core::tags::Token::new(hash, r.id)
+            .as_bytes()
+            .to_vec();
         h2.core.restore_subscription(h2.now, r).unwrap();
     }
     let notifies =
