@@ -263,6 +263,35 @@ fn tcp_subscribe_and_notify() {
     });
 }
 
+/// Three watchers of `p`, each on its own client from `connect`, each subscribed and past
+/// its initial NOTIFY.
+fn subscribed_watchers(
+    connect: fn(std::net::SocketAddr) -> Client,
+    sip: std::net::SocketAddr,
+    user_prefix: &str,
+    p: &str,
+    what: &str,
+) -> Vec<(Client, Dialog)> {
+    (0..3)
+        .map(|i| {
+            let mut c = connect(sip);
+            let mut d = Dialog::new(&format!("sip:{user_prefix}{i}@example.com"), p);
+            let r = d.send_subscribe(&mut c, 600);
+            assert_eq!(r.code, Some(200), "{what}: {}", r.text());
+            c.expect_notify("initial");
+            (c, d)
+        })
+        .collect()
+}
+
+/// Every watcher gets a NOTIFY in its own dialog whose body carries `note`.
+fn expect_note(watchers: &mut [(Client, Dialog)], note: &str, what: &str) {
+    for (c, d) in watchers.iter_mut() {
+        let n = c.expect_notify_where(what, |n| n.body_str().contains(note));
+        assert_eq!(n.call_id(), d.call_id);
+    }
+}
+
 /// Presentities owned by each shard, each driven from several client sockets (so the
 /// kernel's SO_REUSEPORT spread lands requests on both shards and hand-offs happen).
 #[test]
@@ -270,16 +299,8 @@ fn presentities_on_both_shards() {
     let s = Server::start(&[]);
     for shard in 0..2u16 {
         let p = aor_on_shard("shardy", shard, 2);
-        let mut watchers: Vec<(Client, Dialog)> = (0..3)
-            .map(|i| {
-                let mut c = Client::udp(s.sip);
-                let mut d = Dialog::new(&format!("sip:w{i}@example.com"), &p);
-                let r = d.send_subscribe(&mut c, 600);
-                assert_eq!(r.code, Some(200), "shard {shard}: {}", r.text());
-                c.expect_notify("initial");
-                (c, d)
-            })
-            .collect();
+        let mut watchers =
+            subscribed_watchers(Client::udp, s.sip, "w", &p, &format!("shard {shard}"));
         let note = format!("note-for-shard-{shard}");
         for attempt in 0..3 {
             let mut pubc = Client::udp(s.sip);
@@ -292,10 +313,7 @@ fn presentities_on_both_shards() {
             ));
             assert_eq!(r.code, Some(200), "{}", r.text());
         }
-        for (c, d) in watchers.iter_mut() {
-            let n = c.expect_notify_where("published note", |n| n.body_str().contains(&note));
-            assert_eq!(n.call_id(), d.call_id);
-        }
+        expect_note(&mut watchers, &note, "published note");
     }
     s.wait_stats("both shards took part", |st| {
         st.get("edge.handoff_out").copied().unwrap_or(0) > 0
@@ -310,16 +328,8 @@ fn tcp_presentities_on_both_shards() {
     let s = Server::start(&[]);
     for shard in 0..2u16 {
         let p = aor_on_shard("tcpshard", shard, 2);
-        let mut watchers: Vec<(Client, Dialog)> = (0..3)
-            .map(|i| {
-                let mut c = Client::tcp(s.sip);
-                let mut d = Dialog::new(&format!("sip:tw{i}@example.com"), &p);
-                let r = d.send_subscribe(&mut c, 600);
-                assert_eq!(r.code, Some(200), "shard {shard}: {}", r.text());
-                c.expect_notify("initial over TCP");
-                (c, d)
-            })
-            .collect();
+        let mut watchers =
+            subscribed_watchers(Client::tcp, s.sip, "tw", &p, &format!("shard {shard}"));
         let note = format!("tcp-note-shard-{shard}");
         let mut pubc = Client::tcp(s.sip);
         let r = pubc.request(&publish(
@@ -330,11 +340,7 @@ fn tcp_presentities_on_both_shards() {
             Some(&pidf(&p, "t", "open", &note)),
         ));
         assert_eq!(r.code, Some(200), "{}", r.text());
-        for (c, d) in watchers.iter_mut() {
-            let n =
-                c.expect_notify_where("published note over TCP", |n| n.body_str().contains(&note));
-            assert_eq!(n.call_id(), d.call_id);
-        }
+        expect_note(&mut watchers, &note, "published note over TCP");
     }
 }
 

@@ -36,6 +36,15 @@ pub struct Access {
     pub read_only: bool,
 }
 
+impl Access {
+    /// Per-user documents the server generates from its own state (watchers, directory).
+    pub const USER_GENERATED: Access = Access {
+        users: true,
+        global: false,
+        read_only: true,
+    };
+}
+
 /// What validation and generation may look at besides the document itself.
 pub struct UsageCtx<'a> {
     pub store: &'a dyn DocumentStore,

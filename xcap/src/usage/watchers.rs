@@ -42,11 +42,7 @@ impl ApplicationUsage for Watchers {
         "application/xml"
     }
     fn access(&self) -> Access {
-        Access {
-            users: true,
-            global: false,
-            read_only: true,
-        }
+        Access::USER_GENERATED
     }
     fn generate(&self, ctx: &UsageCtx<'_>) -> Result<Vec<u8>, XcapError> {
         let Scope::User(user) = &ctx.key.scope else {

@@ -20,11 +20,7 @@ impl ApplicationUsage for XcapDirectory {
         "application/vnd.oma.xcap-directory+xml"
     }
     fn access(&self) -> Access {
-        Access {
-            users: true,
-            global: false,
-            read_only: true,
-        }
+        Access::USER_GENERATED
     }
     fn generate(&self, ctx: &UsageCtx<'_>) -> Result<Vec<u8>, XcapError> {
         let Scope::User(user) = &ctx.key.scope else {
