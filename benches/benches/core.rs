@@ -283,7 +283,7 @@ fn hold(n: usize, presentities: usize) {
     core.handle_timeout(Instant(now.0 + 40_000));
     let held = LIVE.load(Ordering::Relaxed) - live0;
     COUNTING.store(false, Ordering::Relaxed);
-    assert_eq!(core.stats().subscriptions, n as u64);
+    assert_eq!(core.stats().subscriptions, n as u64, "{}", core.stats());
     println!(
         "held {n} subscriptions on {} presentities: heap {} B/sub right after \
          (RSS {} B/sub), {} B/sub once transactions and timers retired",

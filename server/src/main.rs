@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         None => {}
     }
 
+    edge::memory::configure();
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {

@@ -18,6 +18,14 @@ pub struct Aor(Box<[u8]>);
 impl Aor {
     pub fn from_uri(uri: &Uri<'_>) -> Aor {
         let mut out = Vec::with_capacity(5 + uri.user.map_or(0, <[u8]>::len) + uri.host.len());
+        Aor::normalise_into(uri, &mut out);
+        Aor(out.into_boxed_slice())
+    }
+
+    /// Appends the normalised form of `uri` (exactly the bytes `Aor::from_uri` would hold)
+    /// to `out`: a hot path looks a presentity up through a reused buffer and allocates an
+    /// `Aor` only when it must keep one ([`Aor::from_normalised`]).
+    pub fn normalise_into(uri: &Uri<'_>, out: &mut Vec<u8>) {
         match uri.scheme {
             Scheme::Tel => {
                 out.extend_from_slice(b"tel:");
@@ -32,7 +40,7 @@ impl Aor {
             Scheme::Sip | Scheme::Sips => {
                 out.extend_from_slice(b"sip:");
                 if let Some(user) = uri.user {
-                    push_normalised_user(&mut out, user);
+                    push_normalised_user(out, user);
                     out.push(b'@');
                 }
                 // Copy then lower-case in place: one memcpy and a vectorised pass instead
@@ -44,7 +52,12 @@ impl Aor {
                 }
             }
         }
-        Aor(out.into_boxed_slice())
+    }
+
+    /// An `Aor` from bytes [`Aor::normalise_into`] wrote. Other bytes make a key no
+    /// request can match, never a wrong match: callers must pass normalised bytes.
+    pub fn from_normalised(normalised: &[u8]) -> Aor {
+        Aor(normalised.into())
     }
 
     /// Parses a URI (optionally in `<...>`) and normalises it.
@@ -170,5 +183,20 @@ mod tests {
         assert_eq!(h.user(), b"");
         assert_eq!(h.host(), b"example.com");
         assert_eq!(a.to_string(), "sip:alice@atlanta.com");
+    }
+
+    #[test]
+    fn normalise_into_appends_what_from_uri_holds() {
+        for raw in [
+            &b"sips:%61lice@AtLanTa.CoM:5061"[..],
+            b"tel:+1-201-555-0123",
+            b"sip:X.org",
+        ] {
+            let uri = Uri::parse(raw).unwrap();
+            let mut buf = b"junk".to_vec();
+            Aor::normalise_into(&uri, &mut buf);
+            assert_eq!(&buf[4..], Aor::from_uri(&uri).as_bytes());
+            assert_eq!(Aor::from_normalised(&buf[4..]), Aor::from_uri(&uri));
+        }
     }
 }

@@ -155,6 +155,17 @@ impl<'b> NameAddr<'b> {
 
     /// The `tag` parameter (From/To dialog identification, RFC 3261 §19.3).
     pub fn tag(&self) -> Option<&'b [u8]> {
+        // Fast path for the usual `;tag=value` first, the value a plain run that ends the
+        // section or meets the next `;`: the first occurrence, as the grammar pass finds it.
+        // Every request's From (and an in-dialog To) is asked for its tag.
+        if let Some((head, rest)) = self.params.split_at_checked(5) {
+            if head.eq_ignore_ascii_case(b";tag=") {
+                let (v, after) = lex::split_param_value(rest);
+                if !v.is_empty() && matches!(after.first(), None | Some(b';')) {
+                    return Some(v);
+                }
+            }
+        }
         self.param(b"tag").flatten()
     }
 
@@ -243,6 +254,16 @@ mod tests {
         assert_eq!(n.display_name, None);
         assert_eq!(n.tag(), None);
         assert_eq!(n.parse_uri().unwrap().host, b"d.com");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// The `;tag=` fast path finds what the grammar pass finds, on any section.
+        #[test]
+        fn tag_fast_path_matches_param(params in "(;tag=|;TaG=)?(;|=|tag|a|\"|,| |x;y|%41){0,6}") {
+            let n = NameAddr { display_name: None, uri: b"sip:a@b", params: params.as_bytes() };
+            proptest::prop_assert_eq!(n.tag(), n.param(b"tag").flatten());
+        }
     }
 
     #[test]

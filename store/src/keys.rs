@@ -18,6 +18,8 @@ pub const MAX_KEY_LEN: usize = 500;
 
 fn encode_parts(table: &'static str, parts: &[&[u8]], out: &mut Vec<u8>) -> Result<()> {
     out.clear();
+    // One allocation per key (keys are built for every write of the server's commits).
+    out.reserve(parts.iter().map(|p| p.len() + 1).sum());
     let last = parts.len() - 1;
     for (i, p) in parts.iter().enumerate() {
         if i < last && p.contains(&SEP) {

@@ -55,5 +55,5 @@ pub use keys::{
     ExpiringTable, PresentityKey, RecordKey, SubscriberKey, SubscriptionKey, WatcherKey, XcapKey,
 };
 pub use records::*;
-pub use tables::{CleanupCounts, Decode, Encode, Entry, TableCounts};
+pub use tables::{CleanupCounts, Decode, Encode, Entry, ExpiringValue, TableCounts};
 pub use xcap_docs::{XcapExpect, XcapVisitor, XcapWrite, XcapWriteOutcome};

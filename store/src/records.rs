@@ -6,7 +6,10 @@
 
 use std::net::SocketAddr;
 
-use rkyv::{Archive, Deserialize, Serialize};
+use rkyv::rancor::Fallible;
+use rkyv::ser::{Allocator, Writer};
+use rkyv::vec::{ArchivedVec, VecResolver};
+use rkyv::{Archive, Deserialize, Place, Serialize};
 
 /// Wall-clock milliseconds since the Unix epoch. Persisted times must survive a restart, so
 /// they cannot be the core's monotonic `Instant`; the persistence driver converts.
@@ -137,6 +140,144 @@ pub struct SubscriptionRecord {
     pub expires_at: UnixMillis,
     /// Bumped on every change of the dialog.
     pub version: u64,
+}
+
+/// A borrowed byte string that archives exactly as a `Vec<u8>` field does
+/// (`ArchivedVec<u8>`): the borrowed twins below write the same bytes as the owned records
+/// without first copying every field into a vector of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteStr<'a>(pub &'a [u8]);
+
+impl Archive for ByteStr<'_> {
+    type Archived = ArchivedVec<u8>;
+    type Resolver = VecResolver;
+
+    fn resolve(&self, resolver: VecResolver, out: Place<ArchivedVec<u8>>) {
+        ArchivedVec::resolve_from_len(self.0.len(), resolver, out);
+    }
+}
+
+impl<S> Serialize<S> for ByteStr<'_>
+where
+    S: Fallible + Allocator + Writer + ?Sized,
+{
+    fn serialize(&self, serializer: &mut S) -> Result<VecResolver, S::Error> {
+        ArchivedVec::<u8>::serialize_from_slice(self.0, serializer)
+    }
+}
+
+/// Defines the borrowed twin of a record: same fields, bytes borrowed as [`ByteStr`],
+/// archived to the owned record's archived type. (rkyv's derive with `as = ...` cannot
+/// resolve the field types' archives through the lifetime, hence the hand-written impls.)
+macro_rules! borrowed_twin {
+    ($(#[$m:meta])* $name:ident => $archived:ident, $resolver:ident { $($field:ident: $ty:ty,)* }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct $name<'a> {
+            $(pub $field: $ty,)*
+        }
+
+        #[doc(hidden)]
+        pub struct $resolver<'a> {
+            $($field: <$ty as Archive>::Resolver,)*
+        }
+
+        impl<'a> Archive for $name<'a> {
+            type Archived = $archived;
+            type Resolver = $resolver<'a>;
+
+            fn resolve(&self, resolver: $resolver<'a>, out: Place<$archived>) {
+                rkyv::munge::munge!(let $archived { $($field,)* } = out);
+                $(self.$field.resolve(resolver.$field, $field);)*
+            }
+        }
+
+        impl<'a, S> Serialize<S> for $name<'a>
+        where
+            S: Fallible + Allocator + Writer + ?Sized,
+        {
+            fn serialize(&self, serializer: &mut S) -> Result<$resolver<'a>, S::Error> {
+                Ok($resolver {
+                    $($field: self.$field.serialize(serializer)?,)*
+                })
+            }
+        }
+    };
+}
+
+borrowed_twin! {
+    /// [`PresentityRecord`] with borrowed bytes: archives to [`ArchivedPresentityRecord`],
+    /// byte for byte what the owned record gives. The server writes publications with it,
+    /// straight from the records its core handed over.
+    PresentityRecordRef => ArchivedPresentityRecord, PresentityRecordRefResolver {
+        expires_at: UnixMillis,
+        received_at: UnixMillis,
+        order: u64,
+        content_type: ByteStr<'a>,
+        body: ByteStr<'a>,
+    }
+}
+
+borrowed_twin! {
+    /// [`SubscriptionRecord`] with borrowed bytes: archives to [`ArchivedSubscriptionRecord`]
+    /// (see [`PresentityRecordRef`]).
+    SubscriptionRecordRef => ArchivedSubscriptionRecord, SubscriptionRecordRefResolver {
+        event: ByteStr<'a>,
+        event_id: Option<ByteStr<'a>>,
+        call_id: ByteStr<'a>,
+        from_tag: ByteStr<'a>,
+        to_tag: ByteStr<'a>,
+        from_uri: ByteStr<'a>,
+        to_uri: ByteStr<'a>,
+        local_cseq: u32,
+        remote_cseq: u32,
+        route_set: ByteStr<'a>,
+        contact: ByteStr<'a>,
+        transport: TransportKind,
+        peer: SocketAddr,
+        status: SubStatus,
+        reason: Option<ByteStr<'a>>,
+        expires_at: UnixMillis,
+        version: u64,
+    }
+}
+
+impl PresentityRecord {
+    /// The borrowed twin (writes the same bytes).
+    pub fn as_ref(&self) -> PresentityRecordRef<'_> {
+        PresentityRecordRef {
+            expires_at: self.expires_at,
+            received_at: self.received_at,
+            order: self.order,
+            content_type: ByteStr(&self.content_type),
+            body: ByteStr(&self.body),
+        }
+    }
+}
+
+impl SubscriptionRecord {
+    /// The borrowed twin (writes the same bytes).
+    pub fn as_ref(&self) -> SubscriptionRecordRef<'_> {
+        SubscriptionRecordRef {
+            event: ByteStr(&self.event),
+            event_id: self.event_id.as_deref().map(ByteStr),
+            call_id: ByteStr(&self.call_id),
+            from_tag: ByteStr(&self.from_tag),
+            to_tag: ByteStr(&self.to_tag),
+            from_uri: ByteStr(&self.from_uri),
+            to_uri: ByteStr(&self.to_uri),
+            local_cseq: self.local_cseq,
+            remote_cseq: self.remote_cseq,
+            route_set: ByteStr(&self.route_set),
+            contact: ByteStr(&self.contact),
+            transport: self.transport,
+            peer: self.peer,
+            status: self.status,
+            reason: self.reason.as_deref().map(ByteStr),
+            expires_at: self.expires_at,
+            version: self.version,
+        }
+    }
 }
 
 /// `watchers` table value: authorisation of a watcher for a presentity+event.

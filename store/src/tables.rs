@@ -1,6 +1,8 @@
 //! Typed table operations. Every function takes the transaction it works in; writes keep the
 //! `expiry` index in step with the `presentity` and `active_watchers` tables.
 
+use std::ops::Bound;
+
 use heed::{RoTxn, RwTxn};
 use rkyv::api::high::{HighSerializer, HighValidator};
 use rkyv::bytecheck::CheckBytes;
@@ -17,8 +19,9 @@ use crate::keys::{
 };
 use crate::records::{
     ArchivedPresentityRecord, ArchivedSubscriberRecord, ArchivedSubscriptionRecord,
-    ArchivedWatcherRecord, ArchivedXcapRecord, PresentityRecord, SubscriberRecord,
-    SubscriptionRecord, UnixMillis, WatcherRecord, XcapRecord,
+    ArchivedWatcherRecord, ArchivedXcapRecord, PresentityRecord, PresentityRecordRef,
+    SubscriberRecord, SubscriptionRecord, SubscriptionRecordRef, UnixMillis, WatcherRecord,
+    XcapRecord,
 };
 
 /// Values we can write.
@@ -31,15 +34,39 @@ impl<T> Encode for T where
 {
 }
 
+/// A value of an expiring table whose archived form is `A`: the owned record or its
+/// borrowed twin (`PresentityRecordRef`, `SubscriptionRecordRef`), which writes the same
+/// bytes without copying its fields first.
+pub trait ExpiringValue<A>: Encode {
+    fn expires_at(&self) -> UnixMillis;
+}
+
+macro_rules! expiring_value {
+    ($archived:ty: $($t:ty),*) => {$(
+        impl ExpiringValue<$archived> for $t {
+            fn expires_at(&self) -> UnixMillis {
+                self.expires_at
+            }
+        }
+    )*};
+}
+
+expiring_value!(ArchivedPresentityRecord: PresentityRecord, PresentityRecordRef<'_>);
+expiring_value!(ArchivedSubscriptionRecord: SubscriptionRecord, SubscriptionRecordRef<'_>);
+
 /// Archived values we can validate in place.
 pub trait Decode: Portable + for<'a> CheckBytes<HighValidator<'a, rancor::Error>> {}
 impl<T> Decode for T where T: Portable + for<'a> CheckBytes<HighValidator<'a, rancor::Error>> {}
 
-pub(crate) fn encode<V: Encode>(v: &V) -> Vec<u8> {
-    // Serialising owned plain data into a growable buffer cannot fail.
-    rkyv::to_bytes::<rancor::Error>(v)
+/// Room reserved for one encoded record: a subscription dialog or a small PIDF
+/// publication fits without the buffer growing.
+const ENCODE_CAPACITY: usize = 1024;
+
+pub(crate) fn encode<V: Encode>(v: &V) -> AlignedVec {
+    // Serialising owned plain data into a growable buffer cannot fail. The aligned buffer is
+    // written as is (no copy into a `Vec<u8>`).
+    rkyv::api::high::to_bytes_in::<_, rancor::Error>(v, AlignedVec::with_capacity(ENCODE_CAPACITY))
         .expect("rkyv serialisation into memory")
-        .into_vec()
 }
 
 /// Validates `bytes` (bytecheck) and returns the archived view, borrowed from the map.
@@ -128,7 +155,9 @@ impl Store {
         }
     }
 
-    /// Puts a record of an expiring table and moves its expiry index entry.
+    /// Puts a record of an expiring table and moves its expiry index entry. A new record
+    /// costs one search of its table (insert-unless-present hands back an existing value),
+    /// a replaced one two; the index is touched only when the expiry changed.
     fn put_expiring(
         &self,
         txn: &mut RwTxn,
@@ -137,35 +166,66 @@ impl Store {
         value: &[u8],
         expires_at: UnixMillis,
     ) -> Result<()> {
-        let mut ek = Vec::with_capacity(key.len() + 9);
-        let old = self.has_record(txn, table, key)?;
-        if let Some(old) = old {
-            if old != expires_at {
+        let db = self.expiring_db(table);
+        let old = match db.get_or_put(txn, key, value).map_err(|e| self.lmdb(e))? {
+            None => None,
+            Some(old) => {
+                let old = self.expiry_of(table, key, old)?;
+                db.put(txn, key, value).map_err(|e| self.lmdb(e))?;
+                Some(old)
+            }
+        };
+        if old != Some(expires_at) {
+            let mut ek = Vec::with_capacity(key.len() + 9);
+            if let Some(old) = old {
                 expiry_key(old, table, key, &mut ek);
                 self.expiry.delete(txn, &ek).map_err(|e| self.lmdb(e))?;
             }
-        }
-        self.expiring_db(table)
-            .put(txn, key, value)
-            .map_err(|e| self.lmdb(e))?;
-        if old != Some(expires_at) {
             expiry_key(expires_at, table, key, &mut ek);
             self.expiry.put(txn, &ek, &[]).map_err(|e| self.lmdb(e))?;
         }
         Ok(())
     }
 
-    /// Deletes a record of an expiring table and its expiry index entry.
+    /// Deletes a record of an expiring table and its expiry index entry: one search of the
+    /// table (a cursor reads the record's expiry and deletes where it stands), one of the
+    /// index.
     fn delete_expiring(&self, txn: &mut RwTxn, table: ExpiringTable, key: &[u8]) -> Result<bool> {
-        let Some(old) = self.has_record(txn, table, key)? else {
-            return Ok(false);
+        let db = self.expiring_db(table);
+        let old = {
+            let mut cur = db
+                .range_mut(txn, &(Bound::Included(key), Bound::Included(key)))
+                .map_err(|e| self.lmdb(e))?;
+            let Some(entry) = cur.next() else {
+                return Ok(false);
+            };
+            let (_, v) = entry.map_err(|e| self.lmdb(e))?;
+            let old = self.expiry_of(table, key, v)?;
+            // SAFETY: nothing borrowed from the database is alive (`old` is a copy), which
+            // is what heed requires of a delete under a cursor.
+            unsafe { cur.del_current() }.map_err(|e| self.lmdb(e))?;
+            old
         };
         let mut ek = Vec::with_capacity(key.len() + 9);
         expiry_key(old, table, key, &mut ek);
         self.expiry.delete(txn, &ek).map_err(|e| self.lmdb(e))?;
-        self.expiring_db(table)
-            .delete(txn, key)
-            .map_err(|e| self.lmdb(e))
+        Ok(true)
+    }
+
+    /// The expiry of a stored record of an expiring table (validated archive).
+    fn expiry_of(&self, table: ExpiringTable, key: &[u8], value: &[u8]) -> Result<UnixMillis> {
+        Ok(match table {
+            ExpiringTable::Presentity => {
+                decode::<ArchivedPresentityRecord>(table.name(), key, value)?
+                    .expires_at
+                    .get()
+            }
+            ExpiringTable::ActiveWatchers => {
+                decode::<ArchivedSubscriptionRecord>(table.name(), key, value)?
+                    .expires_at
+                    .get()
+            }
+        })
     }
 
     // ---- presentity ----
@@ -175,7 +235,7 @@ impl Store {
         &self,
         txn: &mut RwTxn,
         key: PresentityKey<'_>,
-        rec: &PresentityRecord,
+        rec: &impl ExpiringValue<ArchivedPresentityRecord>,
     ) -> Result<()> {
         let k = key.to_vec()?;
         self.put_expiring(
@@ -183,7 +243,7 @@ impl Store {
             ExpiringTable::Presentity,
             &k,
             &encode(rec),
-            rec.expires_at,
+            rec.expires_at(),
         )
     }
 
@@ -227,7 +287,7 @@ impl Store {
         &self,
         txn: &mut RwTxn,
         key: SubscriptionKey<'_>,
-        rec: &SubscriptionRecord,
+        rec: &impl ExpiringValue<ArchivedSubscriptionRecord>,
     ) -> Result<()> {
         let k = key.to_vec()?;
         self.put_expiring(
@@ -235,7 +295,7 @@ impl Store {
             ExpiringTable::ActiveWatchers,
             &k,
             &encode(rec),
-            rec.expires_at,
+            rec.expires_at(),
         )
     }
 
@@ -489,14 +549,14 @@ impl Store {
         table: ExpiringTable,
         key: &[u8],
     ) -> Result<Option<UnixMillis>> {
-        Ok(match table {
-            ExpiringTable::Presentity => self
-                .get_in::<ArchivedPresentityRecord>(self.presentity, table.name(), txn, key)?
-                .map(|a| a.expires_at.get()),
-            ExpiringTable::ActiveWatchers => self
-                .get_in::<ArchivedSubscriptionRecord>(self.active_watchers, table.name(), txn, key)?
-                .map(|a| a.expires_at.get()),
-        })
+        match self
+            .expiring_db(table)
+            .get(txn, key)
+            .map_err(|e| self.lmdb(e))?
+        {
+            None => Ok(None),
+            Some(v) => self.expiry_of(table, key, v).map(Some),
+        }
     }
 
     pub(crate) fn has_expiry_entry(
@@ -513,5 +573,49 @@ impl Store {
             .get(txn, &ek)
             .map_err(|e| self.lmdb(e))?
             .is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode;
+    use crate::records::*;
+
+    /// The borrowed twins must write exactly the owned records' bytes: the server writes
+    /// with the twins, every reader decodes the owned records' archives.
+    #[test]
+    fn borrowed_twins_encode_like_the_owned_records() {
+        let p = PresentityRecord {
+            expires_at: UnixMillis(1_700_000_000_123),
+            received_at: UnixMillis(1_700_000_000_000),
+            order: 42,
+            content_type: b"application/pidf+xml".to_vec(),
+            body: b"<presence/>".to_vec(),
+        };
+        assert_eq!(&encode(&p)[..], &encode(&p.as_ref())[..]);
+        let mut s = SubscriptionRecord {
+            event: b"presence".to_vec(),
+            event_id: Some(b"7".to_vec()),
+            call_id: b"c1@h".to_vec(),
+            from_tag: b"ft".to_vec(),
+            to_tag: b"tt".to_vec(),
+            from_uri: b"<sip:a@x>".to_vec(),
+            to_uri: b"<sip:b@x>".to_vec(),
+            local_cseq: 3,
+            remote_cseq: 9,
+            route_set: b"<sip:p1;lr>, <sip:p2;lr>".to_vec(),
+            contact: b"<sip:a@10.0.0.1>".to_vec(),
+            transport: TransportKind::Tcp,
+            peer: "[2001:db8::1]:5061".parse().unwrap(),
+            status: SubStatus::Pending,
+            reason: Some(b"timeout".to_vec()),
+            expires_at: UnixMillis(5),
+            version: 77,
+        };
+        assert_eq!(&encode(&s)[..], &encode(&s.as_ref())[..]);
+        s.event_id = None;
+        s.reason = None;
+        s.peer = "10.0.0.2:5060".parse().unwrap();
+        assert_eq!(&encode(&s)[..], &encode(&s.as_ref())[..]);
     }
 }

@@ -9,18 +9,10 @@ use super::auth::AuthDecision;
 use super::persist::SubStatus;
 use super::subscription::TermReason;
 use super::tags::{Branch, Token};
+use super::timers::ExpiryWheel;
 use super::transaction::client::{NotifyTx, TxFire};
 use super::{Core, Instant, Out, Peer, TimerKey, Transmit, Transport, CSEQ_PERSIST_EVERY};
 use sip_parser::{push_u32, Message, Method};
-
-fn header(out: &mut Vec<u8>, name: &[u8], parts: &[&[u8]]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    for p in parts {
-        out.extend_from_slice(p);
-    }
-    out.extend_from_slice(b"\r\n");
-}
 
 impl Core {
     /// Marks that a dialog owes a NOTIFY and queues it unless one is queued or in flight
@@ -99,7 +91,7 @@ impl Core {
             return;
         };
         if let Some(tx) = sub.tx.take() {
-            self.give_buffer(tx.request);
+            self.recycle_tx(tx);
         }
         if let Some(p) = self.pres.get_mut(sub.pres) {
             if let Some(i) = p.watchers.iter().position(|w| *w == id) {
@@ -122,7 +114,33 @@ impl Core {
         }
         sub.expiry_token = token;
         sub.expiry_armed = at;
-        self.timers.push(at, TimerKey::SubExpiry { id, token });
+        self.push_sub_expiry(at, id, token);
+    }
+
+    /// Files an armed expiry: in its second's bucket, or on the heap if that second has
+    /// begun (the bucket entry takes the token from the subscription when opened).
+    fn push_sub_expiry(&mut self, at: Instant, id: u64, token: u32) {
+        if !self.expiries.push(at, id) {
+            self.timers.push(at, TimerKey::SubExpiry { id, token });
+        }
+    }
+
+    /// Moves the live ids of every expiry bucket whose second has begun to the heap, at
+    /// their exact deadline with their current token.
+    pub(super) fn open_expiry_buckets(&mut self, now: Instant) {
+        let mut opened = std::mem::take(&mut self.opened);
+        opened.clear();
+        self.expiries.open_due(now, &mut opened);
+        for &(sec, id) in &opened {
+            let Some(s) = self.subs.get(&id) else {
+                continue;
+            };
+            if s.expiry_token != 0 && s.is_live() && ExpiryWheel::second(s.expiry_armed) == sec {
+                let (at, token) = (s.expiry_armed, s.expiry_token);
+                self.timers.push(at, TimerKey::SubExpiry { id, token });
+            }
+        }
+        self.opened = opened;
     }
 
     pub(super) fn on_sub_expiry_timer(&mut self, now: Instant, id: u64, token: u32) {
@@ -136,8 +154,7 @@ impl Core {
         let deadline = sub.expires_at.add_millis(offset);
         if deadline > now {
             sub.expiry_armed = deadline;
-            self.timers
-                .push(deadline, TimerKey::SubExpiry { id, token });
+            self.push_sub_expiry(deadline, id, token);
             return;
         }
         self.stats.subscriptions_expired += 1;
@@ -172,44 +189,42 @@ impl Core {
         let pkg = &self.packages[sub.pkg as usize];
         let s = sub.strings();
         let offset = out.len();
-        out.reserve(512 + s.len() + pres.body.len());
+        out.reserve(512 + s.len() + pres.body().len());
+        // Constant text is fused into few literal copies (compiled to plain stores), the
+        // shard's constant lines come prebuilt: see `Core::notify_via`.
         out.extend_from_slice(b"NOTIFY ");
         out.extend_from_slice(s.contact);
         out.extend_from_slice(b" SIP/2.0\r\n");
-        let transport: &[u8] = match sub.peer.transport {
-            Transport::Udp => b"UDP",
-            Transport::Tcp => b"TCP",
-        };
-        let branch = Branch::new(sub.hash, id, cseq);
-        header(
-            out,
-            b"Via",
-            &[
-                b"SIP/2.0/",
-                transport,
-                b" ",
-                &self.via_sent_by,
-                b";branch=",
-                branch.as_bytes(),
-                b";rport",
-            ],
-        );
-        out.extend_from_slice(b"Max-Forwards: 70\r\n");
+        out.extend_from_slice(match sub.peer.transport {
+            Transport::Udp => &self.notify_via[0],
+            Transport::Tcp => &self.notify_via[1],
+        });
+        out.extend_from_slice(&Branch::new(sub.hash, id, cseq).0);
+        out.extend_from_slice(b";rport\r\nMax-Forwards: 70\r\n");
         if !s.routes.is_empty() {
-            header(out, b"Route", &[s.routes]);
+            out.extend_from_slice(b"Route: ");
+            out.extend_from_slice(s.routes);
+            out.extend_from_slice(b"\r\n");
         }
-        let tag = Token::new(sub.hash, id);
-        header(out, b"From", &[s.to_hdr, b";tag=", tag.as_bytes()]);
-        header(out, b"To", &[s.from_hdr]);
-        header(out, b"Call-ID", &[s.call_id]);
-        out.extend_from_slice(b"CSeq: ");
+        out.extend_from_slice(b"From: ");
+        out.extend_from_slice(s.to_hdr);
+        out.extend_from_slice(b";tag=");
+        out.extend_from_slice(&Token::new(sub.hash, id).0);
+        out.extend_from_slice(b"\r\nTo: ");
+        out.extend_from_slice(s.from_hdr);
+        out.extend_from_slice(b"\r\nCall-ID: ");
+        out.extend_from_slice(s.call_id);
+        out.extend_from_slice(b"\r\nCSeq: ");
         push_u32(out, cseq);
         out.extend_from_slice(b" NOTIFY\r\n");
-        header(out, b"Contact", &[&self.contact_hdr]);
-        match s.event_id {
-            Some(eid) => header(out, b"Event", &[pkg.name().as_bytes(), b";id=", eid]),
-            None => header(out, b"Event", &[pkg.name().as_bytes()]),
+        out.extend_from_slice(&self.contact_line);
+        out.extend_from_slice(b"Event: ");
+        out.extend_from_slice(pkg.name().as_bytes());
+        if let Some(eid) = s.event_id {
+            out.extend_from_slice(b";id=");
+            out.extend_from_slice(eid);
         }
+        out.extend_from_slice(b"\r\n");
         out.extend_from_slice(b"Subscription-State: ");
         match (sub.status, sub.auth) {
             (SubStatus::Terminated, _) => {
@@ -233,15 +248,17 @@ impl Core {
         out.extend_from_slice(b"\r\n");
         let body: &[u8] = if sub.auth == AuthDecision::Pending {
             b""
-        } else if !pres.body.is_empty() {
-            &pres.body
+        } else if !pres.body().is_empty() {
+            pres.body()
         } else if self.cfg.notify_offline_body && pkg.offline_body(&pres.aor, &mut self.scratch) {
             &self.scratch
         } else {
             b""
         };
         if !body.is_empty() {
-            header(out, b"Content-Type", &[pkg.content_types()[0].as_bytes()]);
+            out.extend_from_slice(b"Content-Type: ");
+            out.extend_from_slice(pkg.content_types()[0].as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"Content-Length: ");
         push_u32(out, body.len() as u32);
@@ -250,27 +267,25 @@ impl Core {
         let len = out.len() - offset;
         let reliable = sub.peer.transport == Transport::Tcp;
         let peer = sub.peer;
-        let request = if reliable {
-            Vec::new()
-        } else {
-            let mut b = self
-                .pool
-                .pop()
-                .unwrap_or_else(|| Vec::with_capacity(len.next_power_of_two()));
-            b.extend_from_slice(&out[offset..]);
-            b
+        // Kept on TCP too: a dropped connection gets it resent (conn_lost.rs).
+        let mut tx = match self.pool.pop() {
+            Some(tx) => tx,
+            None => Box::new(NotifyTx::new(now, 0, true, 0, Vec::new(), false)),
         };
+        let mut request = std::mem::take(&mut tx.request);
+        request.reserve_exact(len.next_power_of_two());
+        request.extend_from_slice(&out[offset..]);
+        *tx = NotifyTx::new(now, cseq, reliable, self.cfg.t1_ms, request, is_final);
         let sub = self.subs.get_mut(&id)?;
-        let tx = NotifyTx::new(now, cseq, reliable, self.cfg.t1_ms, request, is_final);
         self.timers
             .push(tx.deadline(), TimerKey::Notify { id, cseq });
-        sub.tx = Some(Box::new(tx));
+        sub.tx = Some(tx);
         self.stats.notify_sent += 1;
         if cseq % CSEQ_PERSIST_EVERY == 0 && !is_final {
             self.persist_put_sub(id);
         }
         Some(Transmit {
-            dst: self.notify_dst(peer),
+            dst: self.notify_carrier(id, cseq, peer),
             offset,
             len,
         })
@@ -325,7 +340,7 @@ impl Core {
     }
 
     /// The NOTIFY transaction of `id` ended with `code` (408 for Timer F).
-    fn notify_done(&mut self, id: u64, code: u16) {
+    pub(super) fn notify_done(&mut self, id: u64, code: u16) {
         let Some(sub) = self.subs.get_mut(&id) else {
             return;
         };
@@ -333,7 +348,7 @@ impl Core {
         let is_final = tx.is_final;
         let pending = sub.pending;
         let live = sub.is_live();
-        self.give_buffer(tx.request);
+        self.recycle_tx(tx);
         let failed = !(200..300).contains(&code);
         if failed {
             self.stats.notify_failed += 1;

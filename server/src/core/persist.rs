@@ -314,15 +314,38 @@ impl Core {
             return;
         }
         self.persisted_seq = up_to_seq;
-        let mut keep = std::collections::VecDeque::with_capacity(self.gated.len());
-        while let Some((gate, out)) = self.gated.pop_front() {
-            if gate <= up_to_seq {
+        // Gates are queued in sequence order nearly always: release the front run, and
+        // sift the rest only if an earlier gate sits behind a later one.
+        while self
+            .gated
+            .front()
+            .is_some_and(|(gate, _)| *gate <= up_to_seq)
+        {
+            if let Some((_, out)) = self.gated.pop_front() {
                 self.ready.push_back(out);
-            } else {
-                keep.push_back((gate, out));
             }
         }
-        self.gated = keep;
+        if self.gated.iter().any(|(gate, _)| *gate <= up_to_seq) {
+            self.release_gated(|_, gate, _| gate <= up_to_seq);
+        }
+    }
+
+    /// Moves every gated output that `release` picks to `ready`, keeping the order of both
+    /// queues. In place: the deque is rotated through its own buffer (a new deque per
+    /// commit took fresh, kernel-zeroed pages from the allocator each time).
+    fn release_gated(&mut self, mut release: impl FnMut(&mut Core, u64, &super::Out) -> bool) {
+        let mut gated = std::mem::take(&mut self.gated);
+        for _ in 0..gated.len() {
+            let Some((gate, out)) = gated.pop_front() else {
+                break;
+            };
+            if release(self, gate, &out) {
+                self.ready.push_back(out);
+            } else {
+                gated.push_back((gate, out));
+            }
+        }
+        self.gated = gated;
     }
 
     /// The store refused `refused` (map full at its maximum): answer each request that
@@ -348,21 +371,17 @@ impl Core {
                 PersistOp::DeletePublication { .. } | PersistOp::DeleteSubscription { .. } => {}
             }
         }
-        let mut keep = std::collections::VecDeque::with_capacity(self.gated.len());
-        while let Some((gate, out)) = self.gated.pop_front() {
-            match out {
-                super::Out::Response(tx) if seqs.binary_search(&gate).is_ok() => {
-                    if let Some(t) = self.stx.get_mut(tx) {
-                        rewrite_as_store_full(&mut t.response);
-                        self.stats.tx_2xx = self.stats.tx_2xx.saturating_sub(1);
-                        self.stats.tx_5xx += 1;
-                    }
-                    self.ready.push_back(out);
+        self.release_gated(|core, gate, out| match out {
+            super::Out::Response(tx) if seqs.binary_search(&gate).is_ok() => {
+                if let Some(t) = core.stx.get_mut(*tx) {
+                    rewrite_as_store_full(&mut t.response);
+                    core.stats.tx_2xx = core.stats.tx_2xx.saturating_sub(1);
+                    core.stats.tx_5xx += 1;
                 }
-                _ => keep.push_back((gate, out)),
+                true
             }
-        }
-        self.gated = keep;
+            _ => false,
+        });
         self.refresh_gauges();
     }
 
@@ -692,6 +711,35 @@ mod refused_tests {
         let last = refused.last().map(|r| r.op.seq()).unwrap();
         core.handle_persist_failed(now, &refused);
         core.handle_persisted(now, last);
+    }
+
+    /// Outputs whose gate is durable leave in queue order, wherever they sit in the gated
+    /// queue; the others stay, in order.
+    #[test]
+    fn persisted_releases_every_durable_gate_in_order() {
+        use super::super::Out;
+        let cfg = Config {
+            durability_gate: true,
+            ..Config::default()
+        };
+        let now = Instant(1_000_000);
+        let mut core = Core::new(cfg, ShardId(0), 1, 7, now);
+        core.gated.extend(
+            [(1, 10), (3, 11), (2, 12), (5, 13), (2, 14), (4, 15)]
+                .map(|(g, id)| (g, Out::Notify(id))),
+        );
+        core.handle_persisted(now, 2);
+        let ready: Vec<Out> = core.ready.drain(..).collect();
+        assert_eq!(ready, [10, 12, 14].map(Out::Notify));
+        let gated: Vec<(u64, Out)> = core.gated.iter().copied().collect();
+        assert_eq!(
+            gated,
+            [(3, 11), (5, 13), (4, 15)].map(|(g, id)| (g, Out::Notify(id)))
+        );
+        core.handle_persisted(now, 4);
+        let ready: Vec<Out> = core.ready.drain(..).collect();
+        assert_eq!(ready, [11, 15].map(Out::Notify));
+        assert_eq!(core.gated.len(), 1);
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! body, computed once per change and shared by every watcher's NOTIFY.
 
 use super::package::{BodyIndex, EventPackage, PkgId};
+use super::slab::Slab;
 use super::tags::Token;
-use super::transaction::IdMap;
+use super::transaction::IdBuild;
 use super::Instant;
 use sip_parser::Aor;
 
@@ -28,16 +29,106 @@ pub struct Presentity {
     /// AoR hash (decides the owning shard; encoded in our tags and ETags).
     pub hash: u32,
     pub pkg: PkgId,
-    /// Newest first.
-    pub pubs: Vec<Publication>,
+    /// Newest first (derefs to the list; the aggregated body is `Presentity::body`).
+    pub pubs: Pubs,
     /// Subscription ids watching this presentity.
-    pub watchers: Vec<u64>,
-    /// Aggregated body of `pubs` (empty when there is none).
-    pub body: Vec<u8>,
-    /// Bumped on every change of `pubs`.
-    pub version: u64,
+    pub watchers: Watchers,
     /// Next presentity whose key hashes alike (collision chain of the index), or `NONE`.
     next: u32,
+}
+
+/// The publications of a presentity and their aggregated body, behind one box: most
+/// presentities exist only because someone watches them and publish nothing, so the two
+/// `Vec`s (48 bytes) cost them 8. Derefs to the list, newest first; mutable access
+/// creates the box, `Presentity::reaggregate` frees it once list and body are empty.
+#[derive(Debug, Default)]
+pub struct Pubs(Option<Box<PubState>>);
+
+#[derive(Debug, Default)]
+struct PubState {
+    list: Vec<Publication>,
+    /// Aggregated body of `list` (empty when there is none).
+    body: Vec<u8>,
+}
+
+/// What an absent box derefs to.
+static NO_PUBS: Vec<Publication> = Vec::new();
+
+impl std::ops::Deref for Pubs {
+    type Target = Vec<Publication>;
+    fn deref(&self) -> &Vec<Publication> {
+        self.0.as_ref().map_or(&NO_PUBS, |s| &s.list)
+    }
+}
+
+impl std::ops::DerefMut for Pubs {
+    fn deref_mut(&mut self) -> &mut Vec<Publication> {
+        &mut self.0.get_or_insert_with(Box::default).list
+    }
+}
+
+/// Subscription ids watching a presentity, the first one inline: most presentities have
+/// one watcher, and a one-element `Vec` is a heap block of its own. A longer list is
+/// boxed so the type stays 16 bytes (the presentity 56). Derefs to the ids.
+#[derive(Debug, Default)]
+#[allow(clippy::box_collection)] // the box keeps the enum at 16 bytes
+pub enum Watchers {
+    #[default]
+    None,
+    One(u64),
+    Many(Box<Vec<u64>>),
+}
+
+impl std::ops::Deref for Watchers {
+    type Target = [u64];
+    fn deref(&self) -> &[u64] {
+        match self {
+            Watchers::None => &[],
+            Watchers::One(id) => std::slice::from_ref(id),
+            Watchers::Many(v) => v,
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Watchers {
+    type Item = &'a u64;
+    type IntoIter = std::slice::Iter<'a, u64>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl Watchers {
+    pub fn push(&mut self, id: u64) {
+        *self = match std::mem::take(self) {
+            Watchers::None => Watchers::One(id),
+            Watchers::One(a) => Watchers::Many(Box::new(vec![a, id])),
+            Watchers::Many(mut v) => {
+                v.push(id);
+                Watchers::Many(v)
+            }
+        };
+    }
+
+    /// Removes the `i`-th id, moving the last one into its place (as `Vec::swap_remove`).
+    pub fn swap_remove(&mut self, i: usize) -> u64 {
+        match std::mem::take(self) {
+            Watchers::None => panic!("swap_remove({i}) on no watchers"),
+            Watchers::One(a) => {
+                assert_eq!(i, 0, "swap_remove({i}) on one watcher");
+                a
+            }
+            Watchers::Many(mut v) => {
+                let id = v.swap_remove(i);
+                *self = match v.len() {
+                    0 => Watchers::None,
+                    1 => Watchers::One(v[0]),
+                    _ => Watchers::Many(v),
+                };
+                id
+            }
+        }
+    }
 }
 
 /// End of a collision chain.
@@ -52,6 +143,14 @@ pub fn seeded_hash(seed: u64, parts: &[&[u8]]) -> u64 {
         let r = (a as u128).wrapping_mul(b as u128);
         (r as u64) ^ ((r >> 64) as u64)
     }
+    /// The last 0..=7 bytes as a little-endian word, zero-padded, by shifts: copying them
+    /// into a zeroed word was a libc `memcpy` call per part.
+    #[inline(always)]
+    fn tail(r: &[u8]) -> u64 {
+        r.iter()
+            .enumerate()
+            .fold(0, |w, (i, &b)| w | (u64::from(b) << (8 * i)))
+    }
     const K0: u64 = 0x243f_6a88_85a3_08d3;
     const K1: u64 = 0x1319_8a2e_0370_7344;
     let k = seed | 1;
@@ -63,10 +162,10 @@ pub fn seeded_hash(seed: u64, parts: &[&[u8]]) -> u64 {
             w.copy_from_slice(c);
             h = mix(h ^ u64::from_le_bytes(w), K1 ^ k);
         }
-        let rest = chunks.remainder();
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        h = mix(h ^ u64::from_le_bytes(w) ^ ((p.len() as u64) << 56), K0 ^ k);
+        h = mix(
+            h ^ tail(chunks.remainder()) ^ ((p.len() as u64) << 56),
+            K0 ^ k,
+        );
     }
     mix(h, K1 ^ k)
 }
@@ -74,10 +173,18 @@ pub fn seeded_hash(seed: u64, parts: &[&[u8]]) -> u64 {
 impl Presentity {
     /// Recomputes the aggregated body after `pubs` changed.
     pub fn reaggregate(&mut self, pkg: &dyn EventPackage) {
-        self.version += 1;
+        let st = self.pubs.0.get_or_insert_with(Box::default);
         let docs: Vec<(&[u8], &BodyIndex)> =
-            self.pubs.iter().map(|p| (&p.body[..], &p.index)).collect();
-        pkg.aggregate(&docs, &mut self.body);
+            st.list.iter().map(|p| (&p.body[..], &p.index)).collect();
+        pkg.aggregate(&docs, &mut st.body);
+        if st.list.is_empty() && st.body.is_empty() {
+            self.pubs.0 = None;
+        }
+    }
+
+    /// Aggregated body of `pubs` (empty when there is none).
+    pub fn body(&self) -> &[u8] {
+        self.pubs.0.as_ref().map_or(&[], |s| &s.body)
     }
 
     /// Inserts keeping newest-first order.
@@ -102,10 +209,10 @@ impl Presentity {
 /// the AoR is stored once (in the presentity), not again as a key.
 #[derive(Debug, Default)]
 pub struct Presentities {
-    slots: Vec<Option<Presentity>>,
-    free: Vec<u32>,
-    index: IdMap<u32>,
-    len: usize,
+    slots: Slab<Presentity>,
+    /// Keyed by 32 bits of the hash: 8-byte entries instead of 16 (a 32-bit collision only
+    /// lengthens a chain, which compares the AoR anyway).
+    index: std::collections::HashMap<u32, u32, IdBuild>,
     seed: u64,
     pub publications: usize,
 }
@@ -119,11 +226,12 @@ impl Presentities {
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.slots.len()
     }
 
-    fn key_hash(&self, aor: &[u8], pkg: PkgId) -> u64 {
-        seeded_hash(self.seed, &[aor, &[pkg]])
+    fn key_hash(&self, aor: &[u8], pkg: PkgId) -> u32 {
+        let h = seeded_hash(self.seed, &[aor, &[pkg]]);
+        (h ^ (h >> 32)) as u32
     }
 
     pub fn lookup(&self, key: &(Aor, PkgId)) -> Option<u32> {
@@ -144,36 +252,25 @@ impl Presentities {
     }
 
     pub fn get(&self, slot: u32) -> Option<&Presentity> {
-        self.slots.get(slot as usize)?.as_ref()
+        self.slots.get(slot)
     }
 
     pub fn get_mut(&mut self, slot: u32) -> Option<&mut Presentity> {
-        self.slots.get_mut(slot as usize)?.as_mut()
+        self.slots.get_mut(slot)
     }
 
     /// Adds a presentity (the caller checked it is absent).
     pub fn insert(&mut self, aor: Aor, hash: u32, pkg: PkgId) -> u32 {
         let h = self.key_hash(aor.as_bytes(), pkg);
-        let slot = match self.free.pop() {
-            Some(s) => s,
-            None => {
-                self.slots.push(None);
-                (self.slots.len() - 1) as u32
-            }
-        };
-        let next = self.index.insert(h, slot).unwrap_or(NONE);
-        self.slots[slot as usize] = Some(Presentity {
+        let next = self.index.insert(h, self.slots.next_slot()).unwrap_or(NONE);
+        self.slots.insert(Presentity {
             aor,
             hash,
             pkg,
-            pubs: Vec::new(),
-            watchers: Vec::new(),
-            body: Vec::new(),
-            version: 0,
+            pubs: Pubs::default(),
+            watchers: Watchers::default(),
             next,
-        });
-        self.len += 1;
-        slot
+        })
     }
 
     /// Drops the presentity if nothing refers to it any more.
@@ -182,7 +279,7 @@ impl Presentities {
         if !empty {
             return;
         }
-        let Some(p) = self.slots[slot as usize].take() else {
+        let Some(p) = self.slots.remove(slot) else {
             return;
         };
         let h = self.key_hash(p.aor.as_bytes(), p.pkg);
@@ -196,7 +293,7 @@ impl Presentities {
                 }
             }
             Some(mut at) => {
-                while let Some(q) = self.slots.get_mut(at as usize).and_then(Option::as_mut) {
+                while let Some(q) = self.slots.get_mut(at) {
                     if q.next == slot {
                         q.next = p.next;
                         break;
@@ -206,15 +303,10 @@ impl Presentities {
             }
             None => {}
         }
-        self.free.push(slot);
-        self.len -= 1;
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (u32, &Presentity)> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| Some((i as u32, p.as_ref()?)))
+        self.slots.iter()
     }
 }
 
@@ -253,5 +345,29 @@ mod tests {
             seeded_hash(1, &[b"a", b"bc"])
         );
         assert_ne!(seeded_hash(1, &[b""]), seeded_hash(1, &[b"\0"]));
+    }
+
+    #[test]
+    fn held_presentity_stays_small() {
+        // Issue 5: a presentity per held subscription; the box and the inline watcher
+        // are what keep it here.
+        assert!(std::mem::size_of::<Option<Presentity>>() <= 56);
+        assert_eq!(std::mem::size_of::<Watchers>(), 16);
+    }
+
+    #[test]
+    fn watchers_inline_one_then_spill() {
+        let mut w = Watchers::default();
+        w.push(1);
+        assert!(matches!(w, Watchers::One(1)));
+        w.push(2);
+        w.push(3);
+        assert_eq!(&w[..], &[1, 2, 3]);
+        assert_eq!(w.swap_remove(0), 1);
+        assert_eq!(&w[..], &[3, 2]);
+        assert_eq!(w.swap_remove(1), 2);
+        assert!(matches!(w, Watchers::One(3)));
+        assert_eq!(w.swap_remove(0), 3);
+        assert!(w.is_empty());
     }
 }

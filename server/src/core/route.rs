@@ -6,8 +6,8 @@
 //! (see `tags`), so both reach the owner with `hash % shards`.
 
 use super::tags::{aor_hash, Branch, Token};
-use super::{Route, ShardId, MAX_HEADER_SLOTS};
-use sip_parser::{parse, Aor, Framing, Header, Limits, Method, ResponseWriter, Status, Uri};
+use super::{with_header_slots, Route, ShardId};
+use sip_parser::{parse, Aor, Framing, Limits, Message, Method, ResponseWriter, Status, Uri};
 
 /// Owner shard of a presentity: FNV-1a-64 of the normalised AoR bytes folded to 32 bits
 /// (`tags::aor_hash`), modulo the shard count. Stable across builds: the store uses it to
@@ -23,12 +23,15 @@ fn by_hash(hash: u32, shards: u16) -> Route {
 /// Pure routing used by the edge before any hand-off: which shard owns this message?
 /// Unparseable messages are `Drop`; stateless work (OPTIONS, errors) is `Local`.
 pub fn route(bytes: &[u8], shards: u16, limits: &Limits) -> Route {
-    let mut slots = [Header::EMPTY; MAX_HEADER_SLOTS];
-    let n = limits.max_headers.clamp(1, MAX_HEADER_SLOTS);
-    let msg = match parse(bytes, &mut slots[..n], Framing::Datagram, limits) {
-        Ok(Status::Complete(m)) => m,
-        _ => return Route::Drop,
-    };
+    with_header_slots(limits, |slots| {
+        match parse(bytes, slots, Framing::Datagram, limits) {
+            Ok(Status::Complete(msg)) => route_parsed(&msg, shards),
+            _ => Route::Drop,
+        }
+    })
+}
+
+fn route_parsed(msg: &Message<'_, '_>, shards: u16) -> Route {
     if !msg.is_request() {
         let Ok(via) = msg.via() else {
             return Route::Drop;
@@ -73,19 +76,19 @@ pub fn reply_overloaded(
     out: &mut Vec<u8>,
     limits: &Limits,
 ) -> Option<usize> {
-    let mut slots = [Header::EMPTY; MAX_HEADER_SLOTS];
-    let n = limits.max_headers.clamp(1, MAX_HEADER_SLOTS);
-    let msg = match parse(bytes, &mut slots[..n], Framing::Datagram, limits) {
-        Ok(Status::Complete(m)) => m,
-        _ => return None,
-    };
-    if !msg.is_request() || msg.method() == Some(Method::Ack) || msg.via().is_err() {
-        return None;
-    }
-    let mut buf = Vec::new();
-    let mut w = ResponseWriter::new(&mut buf, &msg, 503, "Service Unavailable", None);
-    w.header_u32("Retry-After", retry_after_s);
-    w.finish();
-    out.extend_from_slice(&buf);
-    Some(buf.len())
+    with_header_slots(limits, |slots| {
+        let msg = match parse(bytes, slots, Framing::Datagram, limits) {
+            Ok(Status::Complete(m)) => m,
+            _ => return None,
+        };
+        if !msg.is_request() || msg.method() == Some(Method::Ack) || msg.via().is_err() {
+            return None;
+        }
+        let mut buf = Vec::new();
+        let mut w = ResponseWriter::new(&mut buf, &msg, 503, "Service Unavailable", None);
+        w.header_u32("Retry-After", retry_after_s);
+        w.finish();
+        out.extend_from_slice(&buf);
+        Some(buf.len())
+    })
 }

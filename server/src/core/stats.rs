@@ -24,6 +24,11 @@ pub struct Stats {
     pub notify_retransmitted: u64,
     pub notify_failed: u64,
     pub notify_coalesced: u64,
+    /// TCP NOTIFYs sent again on a fresh connection after theirs dropped (conn_lost.rs).
+    pub notify_resent_after_conn_loss: u64,
+    /// TCP NOTIFYs ended with 408 after a connection loss: the fresh connection could not
+    /// be dialled, or the resends ran out.
+    pub notify_failed_after_conn_loss: u64,
     pub subscriptions: u64,
     pub presentities: u64,
     pub publications: u64,
@@ -69,6 +74,8 @@ impl fmt::Display for Stats {
             notify_retransmitted,
             notify_failed,
             notify_coalesced,
+            notify_resent_after_conn_loss,
+            notify_failed_after_conn_loss,
             subscriptions,
             presentities,
             publications,

@@ -11,12 +11,30 @@ use sip_parser::{Aor, FieldError, HeaderKind, Message, Scheme, Uri, UriError};
 
 /// Request-URI → presentity AoR, or the right refusal.
 pub(super) fn request_aor(msg: &Message<'_, '_>) -> Result<Aor, Reject> {
+    let mut normalised = Vec::new();
+    request_aor_into(msg, &mut normalised)?;
+    Ok(Aor::from_normalised(&normalised))
+}
+
+/// [`request_aor`] appended to `out` (a reused buffer: no allocation per request); returns
+/// the AoR's host (empty for tel), for the domain check.
+pub(super) fn request_aor_into<'b>(
+    msg: &Message<'_, 'b>,
+    out: &mut Vec<u8>,
+) -> Result<&'b [u8], Reject> {
     let raw = msg.request_uri().unwrap_or(b"");
     match Uri::parse_request_uri(raw) {
         Ok(uri) if uri.scheme != Scheme::Tel && uri.host.is_empty() => {
             Err(Reject::text(400, "Bad Request-URI"))
         }
-        Ok(uri) => Ok(Aor::from_uri(&uri)),
+        Ok(uri) => {
+            Aor::normalise_into(&uri, out);
+            Ok(if uri.scheme == Scheme::Tel {
+                b""
+            } else {
+                uri.host
+            })
+        }
         Err(UriError::UnsupportedScheme) => Err(Reject::std(416)),
         Err(_) => Err(Reject::text(400, "Bad Request-URI")),
     }
@@ -60,8 +78,29 @@ impl Core {
         if let Some(tag) = to.tag() {
             return self.on_refresh(now, peer, key, msg, dlg, tag, pkg, event.id);
         }
-        let aor = request_aor(msg)?;
-        if !self.domain_served(aor.host()) {
+        let mut aor = std::mem::take(&mut self.aor_buf);
+        aor.clear();
+        let created = self.on_initial(now, peer, key, msg, dlg, pkg, event.id, &mut aor);
+        self.aor_buf = aor;
+        created
+    }
+
+    /// A SUBSCRIBE creating a dialog; `aor` is a scratch buffer for the presentity key.
+    #[allow(clippy::too_many_arguments)]
+    fn on_initial(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        key: u64,
+        msg: &Message<'_, '_>,
+        dlg: &Dialog<'_>,
+        pkg: super::package::PkgId,
+        event_id: Option<&[u8]>,
+        aor: &mut Vec<u8>,
+    ) -> Result<(), Reject> {
+        let host = request_aor_into(msg, aor)?;
+        let aor = &aor[..];
+        if !self.domain_served(host) {
             return Err(Reject::text(403, "Domain not served here"));
         }
         let max = self.cfg.max_expires_subscribe;
@@ -75,9 +114,9 @@ impl Core {
         }
         let from = dlg.from;
         let from_tag = from.tag().ok_or(Reject::text(400, "Missing From tag"))?;
-        let hash = aor_hash(aor.as_bytes());
+        let hash = aor_hash(aor);
         self.owns(hash);
-        let auth = authorize(&from, &aor, self.packages[pkg as usize].name());
+        let auth = authorize(&from, aor, self.packages[pkg as usize].name());
         if auth == AuthDecision::Terminated {
             return Err(Reject::text(403, "Subscription refused by policy"));
         }
@@ -88,7 +127,7 @@ impl Core {
                 Extra::RetryAfter(60),
             ));
         }
-        let slot = match self.pres.lookup_bytes(aor.as_bytes(), pkg) {
+        let slot = match self.pres.lookup_bytes(aor, pkg) {
             Some(s) => s,
             None => {
                 if self.pres.len() >= self.cfg.max_presentities {
@@ -98,7 +137,7 @@ impl Core {
                         Extra::RetryAfter(60),
                     ));
                 }
-                self.pres.insert(aor, hash, pkg)
+                self.pres.insert(Aor::from_normalised(aor), hash, pkg)
             }
         };
         if self
@@ -127,7 +166,7 @@ impl Core {
             to_hdr: msg.header(HeaderKind::To).unwrap_or(b""),
             contact: contact.addr.uri,
             routes: &routes,
-            event_id: event.id,
+            event_id,
         };
         if strings.len() > MAX_DIALOG_STRINGS {
             self.pres.gc(slot);
@@ -143,10 +182,6 @@ impl Core {
         }
         self.subs.insert(id, sub);
         if let Some(p) = self.pres.get_mut(slot) {
-            // Most presentities have one watcher: no room for four (Vec's first growth).
-            if p.watchers.capacity() == 0 {
-                p.watchers.reserve_exact(1);
-            }
             p.watchers.push(id);
         }
         let tag = Token::new(hash, id);

@@ -1,6 +1,6 @@
 //! Subscription dialogs (RFC 6665 §4.1, §4.2): one per SUBSCRIBE dialog, keyed by the id
-//! encoded in our To-tag, so an in-dialog request or a NOTIFY response finds its dialog
-//! with one integer probe.
+//! encoded in our To-tag, which names the dialog's slot, so an in-dialog request or a
+//! NOTIFY response finds its dialog with one array index.
 //!
 //! All of a dialog's strings live in one boxed slice addressed by `u16` ends: one
 //! allocation per subscription instead of one per field.
@@ -8,6 +8,7 @@
 use super::auth::AuthDecision;
 use super::package::PkgId;
 use super::persist::SubStatus;
+use super::slab::Slab;
 use super::transaction::client::NotifyTx;
 use super::transaction::IdMap;
 use super::{Instant, Peer};
@@ -87,10 +88,12 @@ pub struct Subscription {
     pub pres: u32,
     pub remote_cseq: u32,
     pub local_cseq: u32,
-    /// End offset in `strs` of each string, in `DialogStrings` order.
-    ends: [u16; 7],
+    /// End offset in `strs` of each string but the last (which ends with `strs`), in
+    /// `DialogStrings` order. Six, not seven: the two bytes saved keep the struct at 160.
+    ends: [u16; 6],
     pub pkg: PkgId,
-    has_event_id: bool,
+    /// `HAS_EVENT_ID` | `TAG_IN_FROM`.
+    flags: u8,
     pub status: SubStatus,
     pub reason: Option<TermReason>,
     pub auth: AuthDecision,
@@ -119,6 +122,42 @@ impl DialogStrings<'_> {
     }
 }
 
+/// `Subscription::flags`: the dialog has an Event `id` (the last string).
+const HAS_EVENT_ID: u8 = 1;
+/// `Subscription::flags`: the From tag is the tail of the From value (as it almost always
+/// is) and is stored once, there: the seven strings are six, and `ends[1]` is where the
+/// tag starts inside the From value rather than where a separate tag ends.
+const TAG_IN_FROM: u8 = 2;
+
+/// The dialog strings `strs`, `ends` and `flags` describe.
+fn strings_of<'a>(strs: &'a [u8], ends: &[u16; 6], flags: u8) -> DialogStrings<'a> {
+    let p = |i| part(strs, ends, i);
+    let (from_tag, from_hdr) = if flags & TAG_IN_FROM != 0 {
+        (p(2), &strs[ends[0] as usize..ends[2] as usize])
+    } else {
+        (p(1), p(2))
+    };
+    DialogStrings {
+        call_id: p(0),
+        from_tag,
+        from_hdr,
+        to_hdr: p(3),
+        contact: p(4),
+        routes: p(5),
+        event_id: (flags & HAS_EVENT_ID != 0).then(|| p(6)),
+    }
+}
+
+/// The `i`-th dialog string of `strs` as `Subscription::ends` delimits them.
+fn part<'a>(strs: &'a [u8], ends: &[u16; 6], i: usize) -> &'a [u8] {
+    let start = match i.checked_sub(1) {
+        Some(prev) => ends[prev] as usize,
+        None => 0,
+    };
+    let end = ends.get(i).map_or(strs.len(), |&e| e as usize);
+    &strs[start..end]
+}
+
 impl Subscription {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -145,9 +184,9 @@ impl Subscription {
             pres,
             remote_cseq,
             local_cseq: 0,
-            ends: [0; 7],
+            ends: [0; 6],
             pkg,
-            has_event_id: false,
+            flags: 0,
             status: SubStatus::Active,
             reason: None,
             auth: AuthDecision::Active,
@@ -167,10 +206,16 @@ impl Subscription {
         } else {
             s.routes
         };
+        let tag_in_from = !s.from_tag.is_empty() && s.from_hdr.ends_with(s.from_tag);
+        let (second, third) = if tag_in_from {
+            s.from_hdr.split_at(s.from_hdr.len() - s.from_tag.len())
+        } else {
+            (s.from_tag, s.from_hdr)
+        };
         let parts = [
             s.call_id,
-            s.from_tag,
-            s.from_hdr,
+            second,
+            third,
             s.to_hdr,
             s.contact,
             routes,
@@ -181,27 +226,20 @@ impl Subscription {
         for (i, p) in parts.iter().enumerate() {
             let room = MAX_DIALOG_STRINGS - strs.len();
             strs.extend_from_slice(&p[..p.len().min(room)]);
-            self.ends[i] = strs.len() as u16;
+            if let Some(end) = self.ends.get_mut(i) {
+                *end = strs.len() as u16;
+            }
         }
-        self.has_event_id = s.event_id.is_some();
+        self.flags = if s.event_id.is_some() {
+            HAS_EVENT_ID
+        } else {
+            0
+        } | if tag_in_from { TAG_IN_FROM } else { 0 };
         self.strs = strs.into_boxed_slice();
     }
 
-    fn part(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        &self.strs[start..self.ends[i] as usize]
-    }
-
     pub fn strings(&self) -> DialogStrings<'_> {
-        DialogStrings {
-            call_id: self.part(0),
-            from_tag: self.part(1),
-            from_hdr: self.part(2),
-            to_hdr: self.part(3),
-            contact: self.part(4),
-            routes: self.part(5),
-            event_id: self.has_event_id.then(|| self.part(6)),
-        }
+        strings_of(&self.strs, &self.ends, self.flags)
     }
 
     /// Target refresh (RFC 6665 §4.1.2.1): a refreshing SUBSCRIBE may move the Contact.
@@ -209,19 +247,9 @@ impl Subscription {
         if contact != self.strings().contact {
             let old = std::mem::take(&mut self.strs);
             let ends = self.ends;
-            let part = |i: usize| {
-                let start = if i == 0 { 0 } else { ends[i - 1] as usize };
-                &old[start..ends[i] as usize]
-            };
-            let event_id = self.has_event_id.then(|| part(6));
             self.set_strings(DialogStrings {
-                call_id: part(0),
-                from_tag: part(1),
-                from_hdr: part(2),
-                to_hdr: part(3),
                 contact,
-                routes: part(5),
-                event_id,
+                ..strings_of(&old, &ends, self.flags)
             });
         }
     }
@@ -238,87 +266,93 @@ impl Subscription {
     }
 }
 
-/// Subscriptions per slab chunk: chunks never move, so growing the table copies no
-/// subscription and leaves no doubling slack.
-const CHUNK: usize = 1024;
-
-/// Every dialog of the shard: a chunked slab of subscriptions plus an id → slot index.
-/// The API mirrors the `HashMap<u64, Subscription>` it replaced.
+/// Every dialog of the shard, in a dense [`Slab`] (a held subscription touches only its
+/// own bytes).
+///
+/// A dialog id minted here names its slot: `slot << 32 | salt`, the salt random (so ids
+/// never repeat across restarts and a stale tag does not match a reused slot). Finding a
+/// dialog is then an array index plus an id compare, with no hash index to keep per
+/// subscription. Ids minted elsewhere (dialogs restored from the store, minted by an
+/// earlier run maybe with another shard count) sit in whatever slot is free and are found
+/// through the small `moved` map. The API mirrors the `HashMap<u64, Subscription>` it
+/// replaced.
 #[derive(Debug, Default)]
 pub struct Subscriptions {
-    chunks: Vec<Box<[Option<Subscription>]>>,
-    free: Vec<u32>,
-    index: IdMap<u32>,
+    slab: Slab<Subscription>,
+    /// Dialogs whose id does not name their slot: id → slot.
+    moved: IdMap<u32>,
+}
+
+/// The slot a minted dialog id names.
+fn named_slot(id: u64) -> u32 {
+    (id >> 32) as u32
 }
 
 impl Subscriptions {
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.slab.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.slab.is_empty()
     }
 
     pub fn contains_key(&self, id: &u64) -> bool {
-        self.index.contains_key(id)
+        self.locate(*id).is_some()
     }
 
-    fn slot(&self, slot: u32) -> Option<&Subscription> {
-        let s = slot as usize;
-        self.chunks.get(s / CHUNK)?.get(s % CHUNK)?.as_ref()
+    /// The slot holding dialog `id`.
+    fn locate(&self, id: u64) -> Option<u32> {
+        let named = named_slot(id);
+        if self.slab.get(named).is_some_and(|s| s.id == id) {
+            return Some(named);
+        }
+        if self.moved.is_empty() {
+            return None;
+        }
+        self.moved.get(&id).copied()
     }
 
-    fn slot_mut(&mut self, slot: u32) -> Option<&mut Option<Subscription>> {
-        let s = slot as usize;
-        self.chunks.get_mut(s / CHUNK)?.get_mut(s % CHUNK)
+    /// A dialog id naming the slot the next `insert` fills, with `salt` as its low half.
+    /// The caller must check it is non-zero and not in use (`contains_key`): a restored
+    /// dialog may hold it already.
+    pub fn vacant_id(&self, salt: u32) -> u64 {
+        (u64::from(self.slab.next_slot()) << 32) | u64::from(salt)
     }
 
     pub fn get(&self, id: &u64) -> Option<&Subscription> {
-        self.slot(*self.index.get(id)?)
+        self.slab.get(self.locate(*id)?)
     }
 
     pub fn get_mut(&mut self, id: &u64) -> Option<&mut Subscription> {
-        let slot = *self.index.get(id)?;
-        self.slot_mut(slot)?.as_mut()
+        let slot = self.locate(*id)?;
+        self.slab.get_mut(slot)
     }
 
     /// Inserts `sub` under `id`, returning the subscription it replaces.
     pub fn insert(&mut self, id: u64, sub: Subscription) -> Option<Subscription> {
-        if let Some(&slot) = self.index.get(&id) {
-            return self.slot_mut(slot).and_then(|s| s.replace(sub));
+        debug_assert_eq!(id, sub.id);
+        if let Some(slot) = self.locate(id) {
+            return self.slab.get_mut(slot).map(|s| std::mem::replace(s, sub));
         }
-        let slot = match self.free.pop() {
-            Some(s) => s,
-            None => {
-                let s = (self.chunks.len() * CHUNK) as u32;
-                let mut chunk = Vec::with_capacity(CHUNK);
-                chunk.resize_with(CHUNK, || None);
-                self.chunks.push(chunk.into_boxed_slice());
-                self.free.extend((s + 1..s + CHUNK as u32).rev());
-                s
-            }
-        };
-        if let Some(s) = self.slot_mut(slot) {
-            *s = Some(sub);
+        let slot = self.slab.insert(sub);
+        if slot != named_slot(id) {
+            self.moved.insert(id, slot);
         }
-        self.index.insert(id, slot);
         None
     }
 
     pub fn remove(&mut self, id: &u64) -> Option<Subscription> {
-        let slot = self.index.remove(id)?;
-        let sub = self.slot_mut(slot)?.take();
-        self.free.push(slot);
-        sub
+        let slot = self.locate(*id)?;
+        if slot != named_slot(*id) {
+            self.moved.remove(id);
+        }
+        self.slab.remove(slot)
     }
 
     /// Every dialog, in slot order.
     pub fn iter(&self) -> impl Iterator<Item = (&u64, &Subscription)> {
-        self.chunks
-            .iter()
-            .flat_map(|c| c.iter())
-            .filter_map(|s| s.as_ref().map(|s| (&s.id, s)))
+        self.slab.iter().map(|(_, s)| (&s.id, s))
     }
 }
 
@@ -374,10 +408,42 @@ mod tests {
     }
 
     #[test]
+    fn from_tag_is_stored_once_when_it_ends_the_from_value() {
+        let s = sub(strings(b"sip:w@h", None));
+        assert_eq!(s.flags & TAG_IN_FROM, TAG_IN_FROM);
+        assert_eq!(
+            s.strs.len(),
+            s.strings().len() - 2,
+            "the tag is not repeated"
+        );
+        assert_eq!(s.strings().from_hdr, b"<sip:w@x>;tag=ft");
+        // Tag elsewhere in the From value, or no tag: stored apart, read back as given.
+        for (tag, from) in [
+            (&b"ft"[..], &b"<sip:w@x>;tag=ft;x=1"[..]),
+            (b"", b"<sip:w@x>"),
+            (b"zz", b"<sip:w@x>;tag=ft"),
+        ] {
+            let mut d = strings(b"sip:w@h", Some(b"e"));
+            d.from_tag = tag;
+            d.from_hdr = from;
+            let mut s = sub(d);
+            s.set_contact(b"sip:w@9.9.9.9");
+            let got = s.strings();
+            assert_eq!((got.from_tag, got.from_hdr), (tag, from));
+            assert_eq!(
+                (got.call_id, got.to_hdr),
+                (&b"cid@h"[..], &b"<sip:p@x>"[..])
+            );
+            assert_eq!(got.contact, b"sip:w@9.9.9.9");
+            assert_eq!(got.event_id, Some(&b"e"[..]));
+        }
+    }
+
+    #[test]
     fn held_subscription_stays_small() {
         // What a held subscription costs besides its strings: keep it in check.
         assert!(
-            std::mem::size_of::<Subscription>() <= 176,
+            std::mem::size_of::<Subscription>() <= 160,
             "{}",
             std::mem::size_of::<Subscription>()
         );
@@ -401,5 +467,42 @@ mod tests {
         ids.sort();
         assert_eq!(ids, vec![1, 3, 9]);
         assert_eq!(t.get_mut(&9).map(|s| s.id), Some(9));
+    }
+
+    #[test]
+    fn minted_ids_name_their_slot_and_foreign_ids_still_resolve() {
+        let mut t = Subscriptions::default();
+        let add = |t: &mut Subscriptions, id: u64| {
+            let mut s = sub(strings(b"sip:w@h", None));
+            s.id = id;
+            assert!(t.insert(id, s).is_none());
+        };
+        let a = t.vacant_id(0xabc);
+        add(&mut t, a);
+        assert!(t.moved.is_empty(), "a minted id needs no index entry");
+        let b = t.vacant_id(0xabc);
+        assert_ne!(a, b);
+        add(&mut t, b);
+        // A restored id that names a slot someone else holds, and one naming no slot.
+        let foreign = ((named_slot(a) as u64) << 32) | 0xdef;
+        add(&mut t, foreign);
+        add(&mut t, u64::MAX);
+        assert_eq!(t.moved.len(), 2);
+        for id in [a, b, foreign, u64::MAX] {
+            assert_eq!(t.get(&id).map(|s| s.id), Some(id));
+        }
+        assert!(!t.contains_key(&((named_slot(b) as u64) << 32 | 0xdef)));
+        assert!(t.remove(&a).is_some());
+        assert!(t.get(&a).is_none());
+        assert_eq!(t.get(&foreign).map(|s| s.id), Some(foreign));
+        // The freed slot is minted again, with a new salt: the old id stays dead.
+        let c = t.vacant_id(0x123);
+        assert_eq!(named_slot(c), named_slot(a));
+        add(&mut t, c);
+        assert!(t.get(&a).is_none());
+        assert!(t.remove(&foreign).is_some());
+        assert!(t.remove(&u64::MAX).is_some());
+        assert!(t.moved.is_empty());
+        assert_eq!(t.len(), 2);
     }
 }

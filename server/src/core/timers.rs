@@ -1,46 +1,132 @@
 //! Deadline queue for every timer of a shard (expiries, Timer E/F).
 //!
-//! A binary heap of `(deadline, insertion seq, key)`. Cancellation is by generation: the
+//! A binary heap of `(deadline, key)`, 24 bytes an entry (no insertion counter; equal
+//! deadlines pop in key order, which is as deterministic). Subscription expiries more
+//! than a second away wait in `ExpiryWheel` buckets (8 bytes each) and enter the heap when
+//! their second begins. Cancellation is by generation: the
 //! owner keeps the token of its live timer and ignores a popped key whose token is stale,
 //! so cancel is O(1) and nothing is searched. Stale entries are bounded by `compact`,
 //! which the core calls when they outnumber the live ones.
 
 use super::Instant;
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
+
+/// Subscription expiry deadlines, bucketed by second: a held subscription's expiry timer
+/// costs its 8-byte id in one bucket instead of a 24-byte heap entry (issue 5). The
+/// bucket entry carries no deadline nor token: the subscription's own `expiry_armed` and
+/// `expiry_token` say whether it is live (it is iff the subscription is live and armed
+/// within that second). When a bucket's second begins, `open_due` hands its live ids to
+/// the caller, which moves them to the exact heap, so expiries still fire at their
+/// millisecond and in the same order; deadlines in an opened second go to the heap
+/// directly.
+#[derive(Debug, Default)]
+pub struct ExpiryWheel {
+    buckets: BTreeMap<u64, Vec<u64>>,
+    /// Seconds before this one are open (their bucket was handed over).
+    first_closed: u64,
+    /// Entries filed (stale ones included), kept so `len` is O(1).
+    filed: usize,
+}
+
+impl ExpiryWheel {
+    /// The second whose bucket holds a deadline.
+    pub fn second(at: Instant) -> u64 {
+        at.0 / 1000
+    }
+
+    /// Files `id` under `at`'s second; false if that second is open (the caller then
+    /// uses the heap).
+    pub fn push(&mut self, at: Instant, id: u64) -> bool {
+        let sec = Self::second(at);
+        if sec < self.first_closed {
+            return false;
+        }
+        self.buckets.entry(sec).or_default().push(id);
+        self.filed += 1;
+        true
+    }
+
+    /// Start of the earliest bucket not yet opened.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.buckets
+            .first_key_value()
+            .map(|(sec, _)| Instant(sec * 1000))
+    }
+
+    /// Opens every bucket whose second has begun at `now`, appending its ids (each id
+    /// once per bucket, stale ones included, with the bucket's second) to `out`.
+    pub fn open_due(&mut self, now: Instant, out: &mut Vec<(u64, u64)>) {
+        let now_sec = Self::second(now);
+        self.first_closed = self.first_closed.max(now_sec + 1);
+        while let Some(entry) = self.buckets.first_entry() {
+            if *entry.key() > now_sec {
+                break;
+            }
+            let (sec, mut ids) = entry.remove_entry();
+            self.filed -= ids.len();
+            ids.sort_unstable();
+            ids.dedup();
+            out.extend(ids.into_iter().map(|id| (sec, id)));
+        }
+    }
+
+    /// Entries filed (stale ones included).
+    pub fn len(&self) -> usize {
+        self.filed
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+
+    /// Each bucket's second with its distinct ids.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, Vec<u64>)> + '_ {
+        self.buckets.iter().map(|(sec, ids)| {
+            let mut ids = ids.clone();
+            ids.sort_unstable();
+            ids.dedup();
+            (*sec, ids)
+        })
+    }
+
+    /// Drops every entry for which `live(second, id)` says false.
+    pub fn compact(&mut self, mut live: impl FnMut(u64, u64) -> bool) {
+        self.buckets.retain(|sec, ids| {
+            ids.retain(|id| live(*sec, *id));
+            ids.shrink_to_fit();
+            !ids.is_empty()
+        });
+        self.filed = self.buckets.values().map(Vec::len).sum();
+    }
+}
 
 #[derive(Debug)]
 pub struct Timers<K: Ord + Copy> {
-    heap: BinaryHeap<Reverse<(Instant, u64, K)>>,
-    seq: u64,
+    heap: BinaryHeap<Reverse<(Instant, K)>>,
 }
 
 impl<K: Ord + Copy> Default for Timers<K> {
     fn default() -> Self {
         Timers {
             heap: BinaryHeap::new(),
-            seq: 0,
         }
     }
 }
 
 impl<K: Ord + Copy> Timers<K> {
     pub fn push(&mut self, at: Instant, key: K) {
-        self.seq += 1;
-        self.heap.push(Reverse((at, self.seq, key)));
+        self.heap.push(Reverse((at, key)));
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, _, _))| *at)
+        self.heap.peek().map(|Reverse((at, _))| *at)
     }
 
-    /// Earliest timer due at `now`, in deadline order, ties in insertion order.
+    /// Earliest timer due at `now`, in deadline order, ties in key order.
     pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, K)> {
         match self.heap.peek() {
-            Some(Reverse((at, _, _))) if *at <= now => {
-                let Reverse((at, _, k)) = self.heap.pop()?;
-                Some((at, k))
-            }
+            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse(e)| e),
             _ => None,
         }
     }
@@ -54,13 +140,13 @@ impl<K: Ord + Copy> Timers<K> {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (Instant, K)> + '_ {
-        self.heap.iter().map(|Reverse((at, _, k))| (*at, *k))
+        self.heap.iter().map(|Reverse((at, k))| (*at, *k))
     }
 
     /// Drops every entry for which `live` says false (stale generations).
     pub fn compact(&mut self, mut live: impl FnMut(&K) -> bool) {
         let v = std::mem::take(&mut self.heap).into_vec();
-        self.heap = v.into_iter().filter(|Reverse((_, _, k))| live(k)).collect();
+        self.heap = v.into_iter().filter(|Reverse((_, k))| live(k)).collect();
     }
 }
 
@@ -93,12 +179,36 @@ mod tests {
         assert!(t.iter().all(|(_, k)| k % 2 == 0));
     }
 
+    #[test]
+    fn wheel_opens_due_seconds_once() {
+        let mut w = ExpiryWheel::default();
+        assert!(w.push(Instant(2_500), 7));
+        assert!(w.push(Instant(2_900), 7));
+        assert!(w.push(Instant(1_000), 3));
+        assert!(w.push(Instant(5_000), 9));
+        assert_eq!(w.next_deadline(), Some(Instant(1_000)));
+        let mut out = Vec::new();
+        w.open_due(Instant(999), &mut out);
+        assert!(out.is_empty());
+        w.open_due(Instant(2_000), &mut out);
+        assert_eq!(out, vec![(1, 3), (2, 7)]);
+        assert!(
+            !w.push(Instant(2_999), 4),
+            "an open second goes to the heap"
+        );
+        assert!(w.push(Instant(3_000), 4));
+        assert_eq!(w.len(), 2);
+        w.compact(|_, id| id != 9);
+        assert_eq!(w.next_deadline(), Some(Instant(3_000)));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
         #[test]
-        fn pops_in_deadline_then_insertion_order(ds in proptest::collection::vec(0u64..50, 0..200)) {
+        fn pops_in_deadline_then_key_order(ds in proptest::collection::vec(0u64..50, 0..200)) {
             let mut t = Timers::default();
-            for (i, d) in ds.iter().enumerate() {
+            // Keys pushed in descending order: ties must still come out by key.
+            for (i, d) in ds.iter().enumerate().rev() {
                 t.push(Instant(*d), i as u32);
             }
             let mut got = Vec::new();

@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod handoff;
+pub mod memory;
 pub mod reject;
 pub mod shard;
 pub mod stats;
@@ -71,6 +72,8 @@ pub struct Settings {
     pub core: Config,
     pub handoff_queue: usize,
     pub spin_before_park: Duration,
+    /// `--coalesce-us`: pause between batches under load (see `udp::recv_loop`).
+    pub coalesce: Duration,
     pub tcp_idle_timeout: Duration,
     pub max_tcp_connections: usize,
     pub tcp_write_queue: usize,
@@ -120,6 +123,7 @@ impl Settings {
             core,
             handoff_queue: a.handoff_queue.max(1),
             spin_before_park: Duration::from_micros(a.spin_before_park_us),
+            coalesce: Duration::from_micros(a.coalesce_us),
             tcp_idle_timeout: Duration::from_secs(a.tcp_idle_timeout.max(1)),
             max_tcp_connections: a.max_tcp_connections.max(1),
             tcp_write_queue: a.tcp_write_queue.max(1),

@@ -5,6 +5,10 @@
 //! dead watcher only ever fills (and then loses from) its own queue: NOTIFYs to everyone else
 //! leave at once. A [`ConnId`] carries the shard that holds the connection in its top 16
 //! bits, so any shard can send on any connection by handing the bytes to that shard.
+//!
+//! When a connection goes, the cores hear of it (`Core::handle_conn_closed` on every shard,
+//! `Core::handle_tcp_target_lost` on this one for sends that named only its address) and
+//! resend the NOTIFYs it still carried on a fresh connection (see `core::conn_lost`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -21,6 +25,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::shard::{Outbox, Shard};
 use super::stats::EdgeCounters;
+use crate::core::conn_lost::ConnLoss;
 use crate::core::{ConnId, Peer, ShardId, Transport};
 
 /// Listen backlog per shard socket.
@@ -65,6 +70,13 @@ struct ConnHandle {
     tx: LocalSender<Box<[u8]>>,
 }
 
+/// A connection just taken out of the registry.
+struct Removed {
+    addr: SocketAddr,
+    /// It was the latest connection to `addr`: sends naming no connection went to it.
+    addressed: bool,
+}
+
 /// Live connections of one shard, by id and by remote address (latest wins).
 pub struct Registry {
     shard: ShardId,
@@ -103,15 +115,17 @@ impl Registry {
         (id, rx)
     }
 
-    fn remove(&self, id: ConnId) -> bool {
-        let Some(h) = self.conns.borrow_mut().remove(&id.0) else {
-            return false;
-        };
+    fn remove(&self, id: ConnId) -> Option<Removed> {
+        let h = self.conns.borrow_mut().remove(&id.0)?;
         let mut by_addr = self.by_addr.borrow_mut();
-        if by_addr.get(&h.addr) == Some(&id.0) {
+        let addressed = by_addr.get(&h.addr) == Some(&id.0);
+        if addressed {
             by_addr.remove(&h.addr);
         }
-        true
+        Some(Removed {
+            addr: h.addr,
+            addressed,
+        })
     }
 
     /// Queues bytes on a connection; Err(true) when the queue is full, Err(false) when gone.
@@ -176,17 +190,38 @@ fn start_connection(
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot duplicate TCP socket");
-            close(shard, id);
+            close(shard, id, ConnLoss::Closed);
         }
     }
 }
 
-fn close(shard: &Shard, id: ConnId) {
-    if shard.tcp.remove(id) {
+/// Forgets a connection and tells the cores, whose NOTIFYs still unanswered on it are
+/// resent on a fresh connection (or fail like Timer F when it never connected).
+fn close(shard: &Rc<Shard>, id: ConnId, loss: ConnLoss) {
+    let Some(gone) = shard.tcp.remove(id) else {
+        return;
+    };
+    // A dial that failed was never counted open.
+    if loss == ConnLoss::Closed {
         EdgeCounters::dec(&shard.edge().tcp_open);
         EdgeCounters::inc(&shard.edge().tcp_closed);
-        shard.conn_closed(id);
     }
+    shard.conn_closed(id);
+    if gone.addressed {
+        target_lost(shard, gone.addr, loss);
+    }
+    flush_soon(shard);
+}
+
+/// The connection sends to `addr` (naming no connection) went to is gone or was never had.
+fn target_lost(shard: &Rc<Shard>, addr: SocketAddr, loss: ConnLoss) {
+    shard.core.borrow_mut().handle_tcp_target_lost(addr, loss);
+}
+
+/// Sends what the core queued outside of any task's own flush (resends after a loss).
+fn flush_soon(shard: &Rc<Shard>) {
+    let shard = shard.clone();
+    glommio::spawn_local(async move { shard.flush(&mut Outbox::default()).await }).detach();
 }
 
 async fn write_loop(mut stream: TcpStream, rx: LocalReceiver<Box<[u8]>>) {
@@ -285,7 +320,7 @@ async fn read_loop(shard: Rc<Shard>, mut stream: TcpStream, id: ConnId, addr: So
         }
     }
     let _ = stream.shutdown(std::net::Shutdown::Both).await;
-    close(&shard, id);
+    close(&shard, id, ConnLoss::Closed);
 }
 
 /// Sends on TCP from any shard: bytes for a connection held elsewhere go to that shard.
@@ -320,6 +355,8 @@ pub fn send_local(shard: &Rc<Shard>, dst: Peer, bytes: &[u8]) {
             Some(id) => id.0,
             None => {
                 EdgeCounters::inc(&shard.edge().tcp_no_route);
+                target_lost(shard, dst.addr, ConnLoss::DialFailed);
+                flush_soon(shard);
                 return;
             }
         },
@@ -350,10 +387,7 @@ fn dial(shard: &Rc<Shard>, addr: SocketAddr) -> Option<ConnId> {
             Err(e) => {
                 tracing::debug!(%addr, error = %e, "TCP dial failed");
                 EdgeCounters::inc(&shard2.edge().tcp_dial_failures);
-                // Counted open by nobody yet: remove without touching the gauge.
-                if shard2.tcp.remove(id) {
-                    shard2.conn_closed(id);
-                }
+                close(&shard2, id, ConnLoss::DialFailed);
             }
         }
     })

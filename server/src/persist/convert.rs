@@ -2,7 +2,9 @@
 //! wall-clock time to the core), so they map 1:1 onto `UnixMillis`.
 
 use sip_parser::Aor;
-use store::{PresentityKey, SubscriptionKey, UnixMillis};
+use store::{
+    ByteStr, PresentityKey, PresentityRecordRef, SubscriptionKey, SubscriptionRecordRef, UnixMillis,
+};
 
 use crate::core::{Instant, PublicationRecord, SubStatus, SubscriptionRecord, Transport};
 
@@ -24,50 +26,52 @@ pub(crate) fn parse_dialog_id(b: &[u8]) -> Option<u64> {
     u64::from_str_radix(std::str::from_utf8(b).ok()?, 16).ok()
 }
 
-/// Key and value of a publication.
+/// Key and value of a publication, borrowed from the core's record (the value archives
+/// like `store::PresentityRecord`, without copying the body first).
 pub fn publication_to_store(
     r: &PublicationRecord,
     received_at: UnixMillis,
-) -> (PresentityKey<'_>, store::PresentityRecord) {
+) -> (PresentityKey<'_>, PresentityRecordRef<'_>) {
     (
         PresentityKey {
             presentity: r.presentity.as_bytes(),
             event: &r.event,
             etag: &r.etag,
         },
-        store::PresentityRecord {
+        PresentityRecordRef {
             expires_at: UnixMillis(r.expires_at.as_millis()),
             received_at,
             order: r.order,
-            content_type: r.content_type.clone(),
-            body: r.body.clone(),
+            content_type: ByteStr(&r.content_type),
+            body: ByteStr(&r.body),
         },
     )
 }
 
-/// Key part and value of a subscription dialog (`key_buf` holds the dialog id).
+/// Key and value of a subscription dialog (`key_buf` holds the dialog id), borrowed from
+/// the core's record like [`publication_to_store`].
 pub fn subscription_to_store<'a>(
     r: &'a SubscriptionRecord,
     key_buf: &'a mut [u8; 16],
-) -> (SubscriptionKey<'a>, store::SubscriptionRecord) {
+) -> (SubscriptionKey<'a>, SubscriptionRecordRef<'a>) {
     *key_buf = dialog_id(r.id);
     (
         SubscriptionKey {
             presentity: r.presentity.as_bytes(),
             dialog_id: key_buf,
         },
-        store::SubscriptionRecord {
-            event: r.event.clone(),
-            event_id: r.event_id.clone(),
-            call_id: r.call_id.clone(),
-            from_tag: r.from_tag.clone(),
-            to_tag: r.to_tag.clone(),
-            from_uri: r.from_uri.clone(),
-            to_uri: r.to_uri.clone(),
+        SubscriptionRecordRef {
+            event: ByteStr(&r.event),
+            event_id: r.event_id.as_deref().map(ByteStr),
+            call_id: ByteStr(&r.call_id),
+            from_tag: ByteStr(&r.from_tag),
+            to_tag: ByteStr(&r.to_tag),
+            from_uri: ByteStr(&r.from_uri),
+            to_uri: ByteStr(&r.to_uri),
             local_cseq: r.local_cseq,
             remote_cseq: r.remote_cseq,
-            route_set: r.route_set.clone(),
-            contact: r.contact.clone(),
+            route_set: ByteStr(&r.route_set),
+            contact: ByteStr(&r.contact),
             transport: match r.transport {
                 Transport::Udp => store::TransportKind::Udp,
                 Transport::Tcp => store::TransportKind::Tcp,
@@ -78,7 +82,7 @@ pub fn subscription_to_store<'a>(
                 SubStatus::Pending => store::SubStatus::Pending,
                 SubStatus::Terminated => store::SubStatus::Terminated,
             },
-            reason: r.reason.clone(),
+            reason: r.reason.as_deref().map(ByteStr),
             expires_at: UnixMillis(r.expires_at.as_millis()),
             version: r.version,
         },

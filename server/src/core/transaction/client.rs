@@ -35,7 +35,8 @@ pub struct NotifyTx {
     pub interval_ms: u64,
     pub next_e: Instant,
     pub deadline_f: Instant,
-    /// The NOTIFY as sent (UDP only), for retransmission.
+    /// The NOTIFY as sent: retransmitted over UDP (Timer E), resent over TCP when its
+    /// connection drops (`core::conn_lost`).
     pub request: Vec<u8>,
     /// This NOTIFY says `terminated`: the dialog ends with this transaction.
     pub is_final: bool,

@@ -23,6 +23,11 @@ impl Hasher for IdHasher {
     fn write_u64(&mut self, v: u64) {
         self.0 = v;
     }
+    /// A uniformly distributed 32-bit key, spread over 64 bits (the map takes its control
+    /// bits from the top of the hash).
+    fn write_u32(&mut self, v: u32) {
+        self.0 = u64::from(v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 pub type IdBuild = BuildHasherDefault<IdHasher>;

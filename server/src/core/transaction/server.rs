@@ -45,6 +45,8 @@ pub struct ServerTxs {
 
 /// First capacity of a response buffer: a typical response fits without regrowing.
 const RESPONSE_CAPACITY: usize = 512;
+/// Transactions the ring keeps room for however idle the shard is.
+const MIN_KEPT_CAPACITY: usize = 1024;
 /// Spare response buffers kept for reuse.
 const MAX_SPARE_BUFFERS: usize = 1024;
 
@@ -98,11 +100,27 @@ impl ServerTxs {
 
     /// Forgets transactions whose Timer J fired and whose response has been sent.
     pub fn expire(&mut self, now: Instant) {
+        let before = self.ring.len();
         while let Some(f) = self.ring.front() {
             if f.expires > now || !f.sent {
                 break;
             }
             self.pop_front();
+        }
+        if self.ring.len() < before {
+            self.shrink_if_idle();
+        }
+    }
+
+    /// A burst leaves the ring and its index at peak capacity (64·T1 of requests), held
+    /// for as long as the shard runs: give most of it back once under a quarter is used.
+    /// Shrinking to twice the live count keeps it amortised O(1) per transaction.
+    fn shrink_if_idle(&mut self) {
+        let cap = self.ring.capacity();
+        if cap > MIN_KEPT_CAPACITY && self.ring.len() < cap / 4 {
+            let keep = (self.ring.len() * 2).max(MIN_KEPT_CAPACITY);
+            self.ring.shrink_to(keep);
+            self.index.shrink_to(keep);
         }
     }
 
@@ -185,5 +203,24 @@ mod tests {
         assert_eq!(t.lookup(2), Some(b));
         assert_eq!(t.lookup(3), Some(c));
         assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn gives_back_burst_capacity_once_idle() {
+        let n = 16 * MIN_KEPT_CAPACITY as u64;
+        let mut t = ServerTxs::new(n as usize);
+        for key in 0..n {
+            let s = t.insert(Instant(key), key, peer(), n).unwrap();
+            t.get_mut(s).unwrap().sent = true;
+        }
+        assert!(t.ring.capacity() >= n as usize);
+        t.expire(Instant(2 * n - 11));
+        assert_eq!(t.len(), 10);
+        assert!(
+            t.ring.capacity() < 2 * MIN_KEPT_CAPACITY,
+            "{}",
+            t.ring.capacity()
+        );
+        assert_eq!(t.lookup(n - 1), Some(n - 1));
     }
 }
