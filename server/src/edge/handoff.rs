@@ -11,8 +11,8 @@
 //!
 //! Batching: the receiving task drains everything already queued after each wake-up before
 //! flushing the core's output once, so a burst costs one wake-up (~100 µs when parked).
-//! Responses (the 200s to another shard's NOTIFYs) do not wake the owner at all: they wait
-//! for its next request or a periodic flush (`Shard::defer_response`).
+//! Responses (the 200s to another shard's NOTIFYs) are handed over at once like requests:
+//! holding them back would hold back the dialog's next NOTIFY (one in flight per dialog).
 
 use std::future::Future;
 

@@ -32,9 +32,6 @@ const STATS_PUBLISH_PERIOD: Duration = Duration::from_millis(250);
 const TIMER_SLACK: Duration = Duration::from_millis(10);
 /// How often a shard checks whether the process is stopping.
 const STOP_POLL: Duration = Duration::from_millis(50);
-/// Most responses held for another shard before they are handed over at once (see
-/// [`Shard::defer_response`]).
-const MAX_DEFERRED_RESPONSES: usize = MAX_HANDOFF_BATCH;
 /// How often each shard hands the heap pages it freed back to the kernel (see `memory`).
 const MEMORY_RELEASE_PERIOD: Duration = Duration::from_secs(1);
 
@@ -88,9 +85,6 @@ pub struct Shard {
     driver: Option<Rc<Driver>>,
     /// Wakes the task that sends what a commit released (bounded 1: a wake-up is a flag).
     committed_wake: LocalSender<()>,
-    /// Responses received here for another shard's client transactions, per target shard,
-    /// not handed over yet (see [`Shard::defer_response`]).
-    deferred: RefCell<Vec<Vec<Handoff>>>,
 }
 
 impl Shard {
@@ -142,12 +136,6 @@ impl Shard {
             from,
             bytes: bytes.into(),
         };
-        if reject::looks_like_response(bytes) {
-            self.defer_response(to, item);
-            return;
-        }
-        // The owner wakes for this request anyway: responses held for it ride along.
-        self.send_deferred(to);
         match tx.try_send(item) {
             Ok(()) => EdgeCounters::inc(&self.edge().handoff_out),
             Err(_) => {
@@ -169,52 +157,6 @@ impl Shard {
                     None => EdgeCounters::inc(&self.edge().handoff_full_dropped),
                 }
             }
-        }
-    }
-
-    /// Holds a response for shard `to` instead of waking it: a response only ends one of its
-    /// client transactions (the 200 to a NOTIFY, which arrives on the subscriber's 4-tuple and
-    /// so on whichever shard got the SUBSCRIBE), whose first retransmission is T1 = 500 ms
-    /// away. Handing each over at once cost the owner a park and wake-up (~70 µs of CPU)
-    /// per message; now it goes with the next request for that shard, the next
-    /// [`STOP_POLL`] tick, or when [`MAX_DEFERRED_RESPONSES`] are waiting.
-    fn defer_response(&self, to: ShardId, item: Handoff) {
-        let full = {
-            let mut deferred = self.deferred.borrow_mut();
-            let Some(q) = deferred.get_mut(to.0 as usize) else {
-                EdgeCounters::inc(&self.edge().dropped_unroutable);
-                return;
-            };
-            q.push(item);
-            q.len() >= MAX_DEFERRED_RESPONSES
-        };
-        if full {
-            self.send_deferred(to);
-        }
-    }
-
-    /// Hands every response held for shard `to` over (see [`Shard::defer_response`]).
-    fn send_deferred(&self, to: ShardId) {
-        let Some(Some(tx)) = self.handoff_tx.get(to.0 as usize) else {
-            return;
-        };
-        let mut deferred = self.deferred.borrow_mut();
-        let Some(q) = deferred.get_mut(to.0 as usize) else {
-            return;
-        };
-        for item in q.drain(..) {
-            match tx.try_send(item) {
-                Ok(()) => EdgeCounters::inc(&self.edge().handoff_out),
-                // A lost response only means the owner retransmits its NOTIFY.
-                Err(_) => EdgeCounters::inc(&self.edge().handoff_full_dropped),
-            }
-        }
-    }
-
-    /// Hands over the responses held for every shard (periodic, bounds their delay).
-    fn send_all_deferred(&self) {
-        for to in 0..self.settings.shards {
-            self.send_deferred(ShardId(to));
         }
     }
 
@@ -455,7 +397,6 @@ pub async fn run_shard(init: ShardInit) {
         .into_iter()
         .map(|s| Rc::new(udp::adopt(s)))
         .collect();
-    let settings_shards = usize::from(settings.shards);
     let shard = Rc::new(Shard {
         id,
         settings,
@@ -470,7 +411,6 @@ pub async fn run_shard(init: ShardInit) {
         persist_kick: driver.as_ref().map(|d| d.kick()),
         driver: driver.clone(),
         committed_wake,
-        deferred: RefCell::new((0..settings_shards).map(|_| Vec::new()).collect()),
     });
 
     if let Some(driver) = driver.clone() {
@@ -513,7 +453,6 @@ pub async fn run_shard(init: ShardInit) {
     let mut sweep_out = Outbox::new();
     while !stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(STOP_POLL).await;
-        shard.send_all_deferred();
         since_publish += STOP_POLL;
         since_release += STOP_POLL;
         if since_publish >= STATS_PUBLISH_PERIOD {
