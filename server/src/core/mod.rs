@@ -580,10 +580,14 @@ impl Core {
 
     /// Earliest instant at which [`Core::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.timers.next_deadline(), self.expiries.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.timers.next_deadline(),
+            self.expiries.next_deadline(),
+            self.stx.next_expiry(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Appends the next outgoing message to `out` and says where it goes. Call after

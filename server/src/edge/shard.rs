@@ -280,17 +280,6 @@ impl Shard {
         }
     }
 
-    /// Periodic housekeeping of an otherwise idle shard: lets the core drop what expired
-    /// without a timer of its own (completed server transactions after Timer J are only
-    /// swept when some core timer fires or a request arrives), then returns the freed heap
-    /// pages to the kernel, so memory falls back after a burst.
-    async fn sweep(self: &Rc<Self>, out: &mut Outbox) {
-        let now = self.clock.now();
-        self.core.borrow_mut().handle_timeout(now);
-        self.flush(out).await;
-        super::memory::release_freed();
-    }
-
     fn publish_core_stats(&self) {
         let mut snapshot = core_counters(&self.core.borrow());
         if let Some(d) = &self.driver {
@@ -450,7 +439,6 @@ pub async fn run_shard(init: ShardInit) {
 
     let mut since_publish = Duration::ZERO;
     let mut since_release = Duration::ZERO;
-    let mut sweep_out = Outbox::new();
     while !stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(STOP_POLL).await;
         since_publish += STOP_POLL;
@@ -461,7 +449,9 @@ pub async fn run_shard(init: ShardInit) {
         }
         if since_release >= MEMORY_RELEASE_PERIOD {
             since_release = Duration::ZERO;
-            shard.sweep(&mut sweep_out).await;
+            // Heap pages freed since (e.g. by server transactions retired at their Timer J,
+            // which the core's own timeout covers) go back to the kernel after a burst.
+            super::memory::release_freed();
         }
     }
     shard.publish_core_stats();

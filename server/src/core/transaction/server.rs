@@ -98,6 +98,14 @@ impl ServerTxs {
         }
     }
 
+    /// When the oldest transaction's Timer J fires, so the core's `poll_timeout` retires
+    /// transactions (and frees their memory) on time even on an otherwise idle shard. None
+    /// while the oldest still waits for its response to be sent (held for a commit): it
+    /// cannot retire before that, and sending it is an event of its own.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.ring.front().filter(|f| f.sent).map(|f| f.expires)
+    }
+
     /// Forgets transactions whose Timer J fired and whose response has been sent.
     pub fn expire(&mut self, now: Instant) {
         let before = self.ring.len();
@@ -185,6 +193,25 @@ mod tests {
         t.expire(Instant(32_000));
         assert_eq!(t.lookup(42), None);
         assert!(t.get(s).is_none());
+    }
+
+    /// The oldest sent transaction's Timer J is a deadline of its own (the core's
+    /// `poll_timeout` includes it), so an idle shard retires it without other traffic.
+    #[test]
+    fn next_expiry_is_the_oldest_sent_timer_j() {
+        let mut t = ServerTxs::new(8);
+        assert_eq!(t.next_expiry(), None);
+        let s = t.insert(Instant(0), 42, peer(), 32_000).unwrap();
+        t.insert(Instant(5_000), 43, peer(), 32_000).unwrap();
+        assert_eq!(
+            t.next_expiry(),
+            None,
+            "an unsent response cannot retire yet"
+        );
+        t.get_mut(s).unwrap().sent = true;
+        assert_eq!(t.next_expiry(), Some(Instant(32_000)));
+        t.expire(Instant(32_000));
+        assert_eq!(t.next_expiry(), None, "the next one is still unsent");
     }
 
     #[test]
