@@ -26,6 +26,7 @@ fn publication(i: u64) -> PresentityRecord {
         expires_at: UnixMillis(u64::MAX / 2),
         received_at: UnixMillis(1),
         order: i,
+        etag: b"e1".to_vec(),
         content_type: b"application/pidf+xml".to_vec(),
         body: br#"<?xml version="1.0"?><presence xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:u@example.com"><tuple id="t1"><status><basic>open</basic></status></tuple></presence>"#.to_vec(),
     }
@@ -72,7 +73,7 @@ fn put_batches(c: &mut Criterion) {
                             PresentityKey {
                                 presentity: aor.as_bytes(),
                                 event: b"presence",
-                                etag: b"e1",
+                                pub_id: b"e1",
                             },
                             &publication(n),
                         )?;
@@ -106,7 +107,7 @@ fn reads(c: &mut Criterion) {
                 PresentityKey {
                     presentity: aor.as_bytes(),
                     event: b"presence",
-                    etag: b"e1",
+                    pub_id: b"e1",
                 },
                 &publication(p),
             )?;
@@ -141,7 +142,7 @@ fn reads(c: &mut Criterion) {
                     PresentityKey {
                         presentity: aor.as_bytes(),
                         event: b"presence",
-                        etag: b"e1",
+                        pub_id: b"e1",
                     },
                 )
                 .unwrap();

@@ -81,6 +81,7 @@ fn fill(dir: &Path, subs: u64, pres: u64, shards: u16) {
                         rec: PublicationRecord {
                             presentity: aor.clone(),
                             event: b"presence".to_vec(),
+                            id: Token::new(hash, p + 1).as_bytes().to_vec(),
                             etag: Token::new(hash, p + 1).as_bytes().to_vec(),
                             expires_at: far,
                             content_type: b"application/pidf+xml".to_vec(),

@@ -71,7 +71,7 @@ fn main() {
                                     PresentityKey {
                                         presentity: a.as_bytes(),
                                         event: b"presence",
-                                        etag: b"a1b2c3d4",
+                                        pub_id: b"a1b2c3d4",
                                     },
                                     r,
                                 )?;
@@ -103,6 +103,7 @@ fn main() {
                             expires_at: UnixMillis(far),
                             received_at: UnixMillis(far - 3_600_000),
                             order: p,
+                            etag: b"a1b2c3d4".to_vec(),
                             content_type: b"application/pidf+xml".to_vec(),
                             body: body.to_vec(),
                         },

@@ -16,9 +16,10 @@ use regex::bytes::Regex;
 
 use crate::env::{Store, StoreOptions};
 use crate::error::{Result, StoreError};
-use crate::keys::RecordKey;
+use crate::keys::{ExpiringTable, RecordKey};
 use crate::layout::{existing_shards, shard_dir, ShardFn};
 use crate::records::{SubStatus, TransportKind, UnixMillis};
+use crate::tables::CleanupCounts;
 
 /// Deletions per cleanup transaction.
 pub const CLEANUP_BATCH: usize = 10_000;
@@ -114,7 +115,7 @@ pub fn list_presentities(
                 shard: *shard,
                 presentity: text(k.presentity),
                 event: text(k.event),
-                etag: text(k.etag),
+                etag: text(&v.etag),
                 expires_at: v.expires_at.get(),
                 received_at: v.received_at.get(),
                 content_type: text(&v.content_type),
@@ -256,27 +257,44 @@ pub fn cleanup(stores: &[(u16, Arc<Store>)], now: UnixMillis) -> Result<CleanupR
     Ok(rep)
 }
 
-/// `cleanup` of one environment (also used at shard load).
+/// `cleanup` of one environment (also used at shard load): finds what expired by a scan in
+/// a read transaction, then deletes it in write transactions of at most [`CLEANUP_BATCH`]
+/// (each record only if it still carries the expiry it was found with).
 ///
 /// Deleting also needs free pages (copy-on-write): on a full map a big batch can fail, so
 /// the batch halves until it fits — this is how a full store gets its space back.
 pub fn cleanup_store(s: &Store, now: UnixMillis, rep: &mut CleanupReport) -> Result<()> {
+    let expired = {
+        let r = s.read_txn()?;
+        s.find_expired(&r, now)?
+    };
     let mut batch = CLEANUP_BATCH;
-    loop {
-        let c = match s.write(|s, w| s.cleanup_expired(w, now, batch)) {
-            Ok(c) => c,
-            Err(e) if e.is_map_full() && batch > 1 => {
-                batch /= 2;
-                continue;
+    let mut rest = &expired[..];
+    while !rest.is_empty() {
+        let chunk = &rest[..batch.min(rest.len())];
+        let c = s.write(|s, w| {
+            let mut c = CleanupCounts::default();
+            for e in chunk {
+                if s.delete_if_expired(w, e)? {
+                    match e.table {
+                        ExpiringTable::Presentity => c.presentities += 1,
+                        ExpiringTable::ActiveWatchers => c.subscriptions += 1,
+                    }
+                }
             }
+            Ok(c)
+        });
+        match c {
+            Ok(c) => {
+                rep.presentities += c.presentities;
+                rep.subscriptions += c.subscriptions;
+                rest = &rest[chunk.len()..];
+            }
+            Err(e) if e.is_map_full() && batch > 1 => batch /= 2,
             Err(e) => return Err(e),
-        };
-        rep.presentities += c.presentities;
-        rep.subscriptions += c.subscriptions;
-        if !c.more {
-            return Ok(());
         }
     }
+    Ok(())
 }
 
 /// Result of `check`.
@@ -288,7 +306,6 @@ pub struct CheckReport {
     pub watchers: u64,
     pub xcap_documents: u64,
     pub subscribers: u64,
-    pub expiry_entries: u64,
     /// Total number of problems found.
     pub problem_count: u64,
     /// The first [`MAX_REPORTED_PROBLEMS`] problems, human-readable.
@@ -311,8 +328,8 @@ impl std::fmt::Display for CheckReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "{} shard(s): {} publication(s), {} subscription(s), {} watcher(s), {} xcap document(s), {} subscriber(s), {} expiry entries",
-            self.shards, self.presentities, self.subscriptions, self.watchers, self.xcap_documents, self.subscribers, self.expiry_entries
+            "{} shard(s): {} publication(s), {} subscription(s), {} watcher(s), {} xcap document(s), {} subscriber(s)",
+            self.shards, self.presentities, self.subscriptions, self.watchers, self.xcap_documents, self.subscribers
         )?;
         for p in &self.problems {
             writeln!(f, "PROBLEM: {p}")?;
@@ -336,9 +353,9 @@ impl std::fmt::Display for CheckReport {
     }
 }
 
-/// Verifies every record decodes, the expiry index and the tables agree both ways, the
-/// recorded shard layout is consistent, and (given the shard function) every record lives in
-/// its owner shard. Read-only.
+/// Verifies every record decodes, no two publications of a presentity and event carry the
+/// same ETag (a SIP-If-Match must name one), the recorded shard layout is consistent, and
+/// (given the shard function) every record lives in its owner shard. Read-only.
 pub fn check(stores: &[(u16, Arc<Store>)], owner: Option<ShardFn<'_>>) -> Result<CheckReport> {
     let mut rep = CheckReport {
         shards: stores.len(),
@@ -379,41 +396,34 @@ pub fn check(stores: &[(u16, Arc<Store>)], owner: Option<ShardFn<'_>>) -> Result
                 }
             };
         }
+        // Publications of one presentity and event are adjacent in key order.
+        let mut group: (Vec<u8>, Vec<u8>) = Default::default();
+        let mut etags: Vec<Vec<u8>> = Vec::new();
         walk!(
             s.iter_presentities(&r)?,
             rep.presentities,
             "presentity",
             |k, v| {
-                let at = v.expires_at.get();
-                if !s.has_expiry_entry(
-                    &r,
-                    at,
-                    crate::keys::ExpiringTable::Presentity,
-                    &k.to_vec()?,
-                )? {
+                if group.0 != k.presentity || group.1 != k.event {
+                    group = (k.presentity.to_vec(), k.event.to_vec());
+                    etags.clear();
+                }
+                if etags.iter().any(|e| e[..] == v.etag[..]) {
                     rep.problem(format!(
-                        "shard {shard}: publication {k:?} has no expiry index entry"
+                        "shard {shard}: two publications of {} {} carry ETag {}",
+                        text(k.presentity),
+                        text(k.event),
+                        text(&v.etag)
                     ));
                 }
+                etags.push(v.etag.to_vec());
             }
         );
         walk!(
             s.iter_subscriptions(&r)?,
             rep.subscriptions,
             "active_watchers",
-            |k, v| {
-                let at = v.expires_at.get();
-                if !s.has_expiry_entry(
-                    &r,
-                    at,
-                    crate::keys::ExpiringTable::ActiveWatchers,
-                    &k.to_vec()?,
-                )? {
-                    rep.problem(format!(
-                        "shard {shard}: subscription {k:?} has no expiry index entry"
-                    ));
-                }
-            }
+            |_k, _v| {}
         );
         walk!(s.iter_watchers(&r)?, rep.watchers, "watchers", |_k, _v| {});
         walk!(s.iter_xcap(&r)?, rep.xcap_documents, "xcap", |_k, _v| {});
@@ -423,24 +433,6 @@ pub fn check(stores: &[(u16, Arc<Store>)], owner: Option<ShardFn<'_>>) -> Result
             "subscriber",
             |_k, _v| {}
         );
-        for item in s.iter_expiry(&r)? {
-            match item {
-                Ok((at, table, key)) => {
-                    rep.expiry_entries += 1;
-                    match s.has_record(&r, table, key) {
-                        Ok(Some(rec_at)) if rec_at == at => {}
-                        Ok(found) => rep.problem(format!(
-                            "shard {shard}: expiry entry {}@{} for {} points to {found:?}",
-                            table.name(),
-                            at.0,
-                            text(key)
-                        )),
-                        Err(e) => rep.problem(format!("shard {shard}: {e}")),
-                    }
-                }
-                Err(e) => rep.problem(format!("shard {shard}: {e}")),
-            }
-        }
     }
     Ok(rep)
 }

@@ -10,8 +10,9 @@ use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTl
 use crate::error::{is_mdb_map_full, is_mdb_map_resized, Result, StoreError};
 
 /// Schema of the stored records and keys. Bump on any incompatible change of `records` or
-/// `keys`; opening a data directory of another version fails with `SchemaMismatch`.
-pub const SCHEMA_VERSION: u32 = 1;
+/// `keys`, with an upgrade in `migrate` from the previous version; opening a data directory
+/// of a version we cannot upgrade fails with `SchemaMismatch`.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Smallest room beyond the maximum map size that deleting transactions may use
 /// ([`Store::write_freeing`]).
@@ -59,11 +60,12 @@ pub struct Store {
     /// while any transaction of this process is open.
     gate: RwLock<()>,
     pub(crate) presentity: Db,
+    /// Schema 1's expiry index, if this environment has one (emptied by the upgrade).
+    pub(crate) v1_expiry: Option<Db>,
     pub(crate) active_watchers: Db,
     pub(crate) watchers: Db,
     pub(crate) xcap: Db,
     pub(crate) subscriber: Db,
-    pub(crate) expiry: Db,
     pub(crate) meta: Db,
 }
 
@@ -120,20 +122,23 @@ impl Store {
         let wtxn = env.write_txn().map_err(lmdb)?;
         let dbs = env
             .create_databases_and_commit(wtxn, |o, w| -> heed::Result<_> {
+                let legacy = o.open_database::<Bytes, Bytes>(w, Some(crate::migrate::V1_EXPIRY))?;
                 let mut mk = |name| o.create_database::<Bytes, Bytes>(w, Some(name));
-                Ok(CommitOrAbort::<_, ()>::Commit([
-                    mk("presentity")?,
-                    mk("active_watchers")?,
-                    mk("watchers")?,
-                    mk("xcap")?,
-                    mk("subscriber")?,
-                    mk("expiry")?,
-                    mk("meta")?,
-                ]))
+                Ok(CommitOrAbort::<_, ()>::Commit((
+                    [
+                        mk("presentity")?,
+                        mk("active_watchers")?,
+                        mk("watchers")?,
+                        mk("xcap")?,
+                        mk("subscriber")?,
+                        mk("meta")?,
+                    ],
+                    legacy,
+                )))
             })
             .map_err(lmdb)?
             .unwrap_commit();
-        let [presentity, active_watchers, watchers, xcap, subscriber, expiry, meta] = dbs;
+        let ([presentity, active_watchers, watchers, xcap, subscriber, meta], v1_expiry) = dbs;
         let store = Store {
             env,
             path: path.to_owned(),
@@ -145,8 +150,8 @@ impl Store {
             watchers,
             xcap,
             subscriber,
-            expiry,
             meta,
+            v1_expiry,
         };
         store.check_schema()?;
         Ok(store)
@@ -159,6 +164,10 @@ impl Store {
         };
         match found {
             Some(v) if v == SCHEMA_VERSION => Ok(()),
+            Some(1) => self.write(|s, w| {
+                crate::migrate::v1_to_v2(s, w)?;
+                s.put_meta(w, META_SCHEMA, &SCHEMA_VERSION.to_le_bytes())
+            }),
             Some(found) => Err(StoreError::SchemaMismatch {
                 path: self.path.clone(),
                 found,

@@ -2,18 +2,14 @@
 //! other parts, separated by a NUL byte (which never appears in SIP/XCAP text; we reject it
 //! everywhere but in the last part). So a prefix scan on `aor\0` yields everything of one
 //! presentity, `aor\0event\0` one event, and byte order groups a presentity's records together.
-//!
-//! The `expiry` index key is `expires_at (u64 big-endian) ++ table tag ++ record key`, so a
-//! range scan from the start up to `now` finds exactly what has expired.
 
 use std::borrow::Cow;
 
 use crate::error::{Result, StoreError};
-use crate::records::UnixMillis;
 
 pub(crate) const SEP: u8 = 0;
 
-/// Longest record key we accept. LMDB's limit is 511 bytes; the expiry index prepends 9.
+/// Longest record key we accept (LMDB's limit is 511 bytes).
 pub const MAX_KEY_LEN: usize = 500;
 
 fn encode_parts(table: &'static str, parts: &[&[u8]], out: &mut Vec<u8>) -> Result<()> {
@@ -65,12 +61,14 @@ fn memchr_sep(b: &[u8]) -> Option<usize> {
     b.iter().position(|&c| c == SEP)
 }
 
-/// `presentity` key: one publication.
+/// `presentity` key: one publication. `pub_id` names the publication for its whole life
+/// (herald uses the first ETag it was given); the current ETag is in the record, so a
+/// refresh or modification overwrites one value instead of moving it to a new key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PresentityKey<'a> {
     pub presentity: &'a [u8],
     pub event: &'a [u8],
-    pub etag: &'a [u8],
+    pub pub_id: &'a [u8],
 }
 
 /// `active_watchers` key: one subscription dialog. `dialog_id` is chosen by the core and must
@@ -123,14 +121,18 @@ pub trait RecordKey<'a>: Sized {
 impl<'a> RecordKey<'a> for PresentityKey<'a> {
     const TABLE: &'static str = "presentity";
     fn encode(&self, out: &mut Vec<u8>) -> Result<()> {
-        encode_parts(Self::TABLE, &[self.presentity, self.event, self.etag], out)
+        encode_parts(
+            Self::TABLE,
+            &[self.presentity, self.event, self.pub_id],
+            out,
+        )
     }
     fn decode(bytes: &'a [u8]) -> Option<Self> {
-        let [presentity, event, etag] = decode_parts::<3>(bytes)?;
+        let [presentity, event, pub_id] = decode_parts::<3>(bytes)?;
         Some(PresentityKey {
             presentity,
             event,
-            etag,
+            pub_id,
         })
     }
     fn owner_aor(&self) -> Cow<'a, [u8]> {
@@ -223,7 +225,7 @@ pub fn aor_prefix(aor: &[u8]) -> Vec<u8> {
     v
 }
 
-/// Tables that have entries in the expiry index.
+/// Tables whose records expire (publications and subscription dialogs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ExpiringTable {
     Presentity,
@@ -231,46 +233,12 @@ pub enum ExpiringTable {
 }
 
 impl ExpiringTable {
-    fn tag(self) -> u8 {
-        match self {
-            ExpiringTable::Presentity => b'p',
-            ExpiringTable::ActiveWatchers => b'w',
-        }
-    }
-    fn from_tag(t: u8) -> Option<Self> {
-        match t {
-            b'p' => Some(ExpiringTable::Presentity),
-            b'w' => Some(ExpiringTable::ActiveWatchers),
-            _ => None,
-        }
-    }
     pub fn name(self) -> &'static str {
         match self {
             ExpiringTable::Presentity => "presentity",
             ExpiringTable::ActiveWatchers => "active_watchers",
         }
     }
-}
-
-pub(crate) fn expiry_key(at: UnixMillis, table: ExpiringTable, key: &[u8], out: &mut Vec<u8>) {
-    out.clear();
-    out.extend_from_slice(&at.0.to_be_bytes());
-    out.push(table.tag());
-    out.extend_from_slice(key);
-}
-
-pub(crate) fn decode_expiry_key(bytes: &[u8]) -> Option<(UnixMillis, ExpiringTable, &[u8])> {
-    if bytes.len() < 9 {
-        return None;
-    }
-    let at = u64::from_be_bytes(bytes[..8].try_into().ok()?);
-    let table = ExpiringTable::from_tag(bytes[8])?;
-    Some((UnixMillis(at), table, &bytes[9..]))
-}
-
-/// Upper bound (exclusive) of expiry keys at or before `now`.
-pub(crate) fn expiry_upper(now: UnixMillis) -> [u8; 8] {
-    now.0.saturating_add(1).to_be_bytes()
 }
 
 #[cfg(test)]
@@ -282,7 +250,7 @@ mod tests {
         let k = PresentityKey {
             presentity: b"sip:a@x",
             event: b"presence",
-            etag: b"e1",
+            pub_id: b"e1",
         };
         let v = k.to_vec().unwrap();
         assert!(v.starts_with(&aor_prefix(b"sip:a@x")));
@@ -295,7 +263,7 @@ mod tests {
         let k = PresentityKey {
             presentity: b"sip:a\0@x",
             event: b"presence",
-            etag: b"e1",
+            pub_id: b"e1",
         };
         assert!(k.to_vec().is_err());
         let k = SubscriptionKey {
@@ -304,17 +272,5 @@ mod tests {
         };
         let v = k.to_vec().unwrap();
         assert_eq!(SubscriptionKey::decode(&v), Some(k));
-    }
-
-    #[test]
-    fn expiry_key_orders_by_time() {
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        expiry_key(UnixMillis(255), ExpiringTable::Presentity, b"zzz", &mut a);
-        expiry_key(UnixMillis(256), ExpiringTable::Presentity, b"aaa", &mut b);
-        assert!(a < b);
-        assert_eq!(
-            decode_expiry_key(&b),
-            Some((UnixMillis(256), ExpiringTable::Presentity, &b"aaa"[..]))
-        );
     }
 }

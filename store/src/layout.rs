@@ -7,12 +7,7 @@ use std::sync::Arc;
 
 use crate::env::{Db, Store, StoreOptions};
 use crate::error::{Result, StoreError};
-use crate::keys::{
-    expiry_key, ExpiringTable, PresentityKey, RecordKey, SubscriberKey, SubscriptionKey,
-    WatcherKey, XcapKey,
-};
-use crate::records::{ArchivedPresentityRecord, ArchivedSubscriptionRecord};
-use crate::tables::decode;
+use crate::keys::{PresentityKey, RecordKey, SubscriberKey, SubscriptionKey, WatcherKey, XcapKey};
 
 /// Largest shard count (directory names have three digits).
 pub const MAX_SHARDS: u16 = 1000;
@@ -212,18 +207,10 @@ impl Table {
             Table::Subscriber => SubscriberKey::decode(key)?.owner_aor().into_owned(),
         })
     }
-
-    fn expiring(self) -> Option<ExpiringTable> {
-        match self {
-            Table::Presentity => Some(ExpiringTable::Presentity),
-            Table::ActiveWatchers => Some(ExpiringTable::ActiveWatchers),
-            _ => None,
-        }
-    }
 }
 
-/// One record to move: (destination shard, key, raw value, expiry if indexed).
-type Move = (u16, Vec<u8>, Vec<u8>, Option<crate::records::UnixMillis>);
+/// One record to move: (destination shard, key, raw value).
+type Move = (u16, Vec<u8>, Vec<u8>);
 
 /// Moves every record of `table` in `src` (shard `idx`) whose owner is another shard.
 /// Copies to the owners and commits before deleting from the source.
@@ -263,20 +250,7 @@ fn move_misplaced(
                     )));
                 }
                 if to != idx {
-                    let exp = match table.expiring() {
-                        Some(ExpiringTable::Presentity) => Some(
-                            decode::<ArchivedPresentityRecord>(table.name(), k, v)?
-                                .expires_at
-                                .get(),
-                        ),
-                        Some(ExpiringTable::ActiveWatchers) => Some(
-                            decode::<ArchivedSubscriptionRecord>(table.name(), k, v)?
-                                .expires_at
-                                .get(),
-                        ),
-                        None => None,
-                    };
-                    batch.push((to, k.to_vec(), v.to_vec(), exp));
+                    batch.push((to, k.to_vec(), v.to_vec()));
                 }
                 if batch.len() >= MOVE_CHUNK {
                     break;
@@ -289,32 +263,16 @@ fn move_misplaced(
                     continue;
                 }
                 dest.write(|s, w| {
-                    let mut ek = Vec::new();
-                    for (_, k, v, exp) in batch.iter().filter(|m| m.0 as usize == d) {
-                        // A copy left by an interrupted earlier move: drop its index entry.
-                        if let Some(t) = table.expiring() {
-                            if let Some(old) = s.has_record(w, t, k)? {
-                                expiry_key(old, t, k, &mut ek);
-                                s.expiry.delete(w, &ek).map_err(|e| s.lmdb(e))?;
-                            }
-                        }
+                    // A copy left by an interrupted earlier move is overwritten.
+                    for (_, k, v) in batch.iter().filter(|m| m.0 as usize == d) {
                         table.db(s).put(w, k, v).map_err(|e| s.lmdb(e))?;
-                        if let (Some(at), Some(t)) = (exp, table.expiring()) {
-                            expiry_key(*at, t, k, &mut ek);
-                            s.expiry.put(w, &ek, &[]).map_err(|e| s.lmdb(e))?;
-                        }
                     }
                     Ok(())
                 })?;
             }
             src.write(|s, w| {
-                let mut ek = Vec::new();
-                for (_, k, _, exp) in &batch {
+                for (_, k, _) in &batch {
                     table.db(s).delete(w, k).map_err(|e| s.lmdb(e))?;
-                    if let (Some(at), Some(t)) = (exp, table.expiring()) {
-                        expiry_key(*at, t, k, &mut ek);
-                        s.expiry.delete(w, &ek).map_err(|e| s.lmdb(e))?;
-                    }
                 }
                 Ok(())
             })?;

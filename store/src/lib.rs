@@ -1,8 +1,7 @@
 //! herald's durable state: LMDB (heed) environments holding rkyv records, zero-copy on read.
 //!
 //! Tables (named after OpenSIPS presence / OpenXCAP): `presentity`, `active_watchers`,
-//! `watchers`, `xcap`, `subscriber`, plus `expiry` (index by expiry time) and `meta`
-//! (schema version, shard layout). See `keys` for the key layout and `records` for values.
+//! `watchers`, `xcap`, `subscriber`, plus `meta` (schema version, shard layout). See `keys` for the key layout and `records` for values.
 //!
 //! # Layout: one LMDB environment per shard
 //!
@@ -44,6 +43,7 @@ mod env;
 mod error;
 pub mod keys;
 pub mod layout;
+mod migrate;
 pub mod records;
 mod tables;
 mod xcap_docs;
@@ -55,5 +55,5 @@ pub use keys::{
     ExpiringTable, PresentityKey, RecordKey, SubscriberKey, SubscriptionKey, WatcherKey, XcapKey,
 };
 pub use records::*;
-pub use tables::{CleanupCounts, Decode, Encode, Entry, ExpiringValue, TableCounts};
+pub use tables::{CleanupCounts, Decode, Encode, Entry, Expired, ExpiringValue, TableCounts};
 pub use xcap_docs::{XcapExpect, XcapVisitor, XcapWrite, XcapWriteOutcome};

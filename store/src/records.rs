@@ -95,7 +95,7 @@ impl ArchivedTransportKind {
     }
 }
 
-/// `presentity` table value: one publication (key: presentity AoR, event, ETag).
+/// `presentity` table value: one publication (key: presentity AoR, event, publication id).
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct PresentityRecord {
     pub expires_at: UnixMillis,
@@ -103,6 +103,9 @@ pub struct PresentityRecord {
     /// Publication order within the presentity (newest = largest): keeps the aggregation
     /// order of several publications stable across restarts.
     pub order: u64,
+    /// The current entity-tag (SIP-ETag). It changes with every refresh and modification
+    /// while the key's publication id stays, so a refresh overwrites the record in place.
+    pub etag: Vec<u8>,
     pub content_type: Vec<u8>,
     pub body: Vec<u8>,
 }
@@ -213,6 +216,7 @@ borrowed_twin! {
         expires_at: UnixMillis,
         received_at: UnixMillis,
         order: u64,
+        etag: ByteStr<'a>,
         content_type: ByteStr<'a>,
         body: ByteStr<'a>,
     }
@@ -249,6 +253,7 @@ impl PresentityRecord {
             expires_at: self.expires_at,
             received_at: self.received_at,
             order: self.order,
+            etag: ByteStr(&self.etag),
             content_type: ByteStr(&self.content_type),
             body: ByteStr(&self.body),
         }

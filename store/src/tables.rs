@@ -1,7 +1,9 @@
-//! Typed table operations. Every function takes the transaction it works in; writes keep the
-//! `expiry` index in step with the `presentity` and `active_watchers` tables.
-
-use std::ops::Bound;
+//! Typed table operations. Every function takes the transaction it works in.
+//!
+//! There is no expiry index: the server holds every live record in memory and deletes each
+//! one when its own timer fires, so an index by expiry time would only be read by `cleanup`
+//! and at start-up, which scan the tables anyway, while every write paid for keeping it in
+//! step (two more B-tree updates and pages per refresh).
 
 use heed::{RoTxn, RwTxn};
 use rkyv::api::high::{HighSerializer, HighValidator};
@@ -14,8 +16,8 @@ use rkyv::Portable;
 use crate::env::{Db, Store};
 use crate::error::{Result, StoreError};
 use crate::keys::{
-    aor_prefix, decode_expiry_key, expiry_key, expiry_upper, ExpiringTable, PresentityKey,
-    RecordKey, SubscriberKey, SubscriptionKey, WatcherKey, XcapKey,
+    aor_prefix, ExpiringTable, PresentityKey, RecordKey, SubscriberKey, SubscriptionKey,
+    WatcherKey, XcapKey,
 };
 use crate::records::{
     ArchivedPresentityRecord, ArchivedSubscriberRecord, ArchivedSubscriptionRecord,
@@ -101,7 +103,6 @@ pub struct TableCounts {
     pub watchers: u64,
     pub xcap: u64,
     pub subscriber: u64,
-    pub expiry: u64,
 }
 
 /// What one `cleanup` pass deleted.
@@ -109,8 +110,15 @@ pub struct TableCounts {
 pub struct CleanupCounts {
     pub presentities: u64,
     pub subscriptions: u64,
-    /// True if the pass stopped at its limit and more expired records remain.
-    pub more: bool,
+}
+
+/// A record [`Store::find_expired`] found expired: delete it with
+/// [`Store::delete_if_expired`], which checks again in the write transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expired {
+    pub table: ExpiringTable,
+    pub key: Vec<u8>,
+    pub expires_at: UnixMillis,
 }
 
 impl Store {
@@ -155,63 +163,6 @@ impl Store {
         }
     }
 
-    /// Puts a record of an expiring table and moves its expiry index entry. A new record
-    /// costs one search of its table (insert-unless-present hands back an existing value),
-    /// a replaced one two; the index is touched only when the expiry changed.
-    fn put_expiring(
-        &self,
-        txn: &mut RwTxn,
-        table: ExpiringTable,
-        key: &[u8],
-        value: &[u8],
-        expires_at: UnixMillis,
-    ) -> Result<()> {
-        let db = self.expiring_db(table);
-        let old = match db.get_or_put(txn, key, value).map_err(|e| self.lmdb(e))? {
-            None => None,
-            Some(old) => {
-                let old = self.expiry_of(table, key, old)?;
-                db.put(txn, key, value).map_err(|e| self.lmdb(e))?;
-                Some(old)
-            }
-        };
-        if old != Some(expires_at) {
-            let mut ek = Vec::with_capacity(key.len() + 9);
-            if let Some(old) = old {
-                expiry_key(old, table, key, &mut ek);
-                self.expiry.delete(txn, &ek).map_err(|e| self.lmdb(e))?;
-            }
-            expiry_key(expires_at, table, key, &mut ek);
-            self.expiry.put(txn, &ek, &[]).map_err(|e| self.lmdb(e))?;
-        }
-        Ok(())
-    }
-
-    /// Deletes a record of an expiring table and its expiry index entry: one search of the
-    /// table (a cursor reads the record's expiry and deletes where it stands), one of the
-    /// index.
-    fn delete_expiring(&self, txn: &mut RwTxn, table: ExpiringTable, key: &[u8]) -> Result<bool> {
-        let db = self.expiring_db(table);
-        let old = {
-            let mut cur = db
-                .range_mut(txn, &(Bound::Included(key), Bound::Included(key)))
-                .map_err(|e| self.lmdb(e))?;
-            let Some(entry) = cur.next() else {
-                return Ok(false);
-            };
-            let (_, v) = entry.map_err(|e| self.lmdb(e))?;
-            let old = self.expiry_of(table, key, v)?;
-            // SAFETY: nothing borrowed from the database is alive (`old` is a copy), which
-            // is what heed requires of a delete under a cursor.
-            unsafe { cur.del_current() }.map_err(|e| self.lmdb(e))?;
-            old
-        };
-        let mut ek = Vec::with_capacity(key.len() + 9);
-        expiry_key(old, table, key, &mut ek);
-        self.expiry.delete(txn, &ek).map_err(|e| self.lmdb(e))?;
-        Ok(true)
-    }
-
     /// The expiry of a stored record of an expiring table (validated archive).
     fn expiry_of(&self, table: ExpiringTable, key: &[u8], value: &[u8]) -> Result<UnixMillis> {
         Ok(match table {
@@ -238,13 +189,9 @@ impl Store {
         rec: &impl ExpiringValue<ArchivedPresentityRecord>,
     ) -> Result<()> {
         let k = key.to_vec()?;
-        self.put_expiring(
-            txn,
-            ExpiringTable::Presentity,
-            &k,
-            &encode(rec),
-            rec.expires_at(),
-        )
+        self.presentity
+            .put(txn, &k, &encode(rec))
+            .map_err(|e| self.lmdb(e))
     }
 
     pub fn get_presentity<'t>(
@@ -258,7 +205,7 @@ impl Store {
     /// Deletes a publication; false if it did not exist.
     pub fn delete_presentity(&self, txn: &mut RwTxn, key: PresentityKey<'_>) -> Result<bool> {
         let k = key.to_vec()?;
-        self.delete_expiring(txn, ExpiringTable::Presentity, &k)
+        self.presentity.delete(txn, &k).map_err(|e| self.lmdb(e))
     }
 
     /// All publications of one presentity (every event and ETag), in key order.
@@ -290,13 +237,9 @@ impl Store {
         rec: &impl ExpiringValue<ArchivedSubscriptionRecord>,
     ) -> Result<()> {
         let k = key.to_vec()?;
-        self.put_expiring(
-            txn,
-            ExpiringTable::ActiveWatchers,
-            &k,
-            &encode(rec),
-            rec.expires_at(),
-        )
+        self.active_watchers
+            .put(txn, &k, &encode(rec))
+            .map_err(|e| self.lmdb(e))
     }
 
     pub fn get_subscription<'t>(
@@ -314,7 +257,9 @@ impl Store {
 
     pub fn delete_subscription(&self, txn: &mut RwTxn, key: SubscriptionKey<'_>) -> Result<bool> {
         let k = key.to_vec()?;
-        self.delete_expiring(txn, ExpiringTable::ActiveWatchers, &k)
+        self.active_watchers
+            .delete(txn, &k)
+            .map_err(|e| self.lmdb(e))
     }
 
     /// All subscription dialogs to one presentity.
@@ -453,67 +398,42 @@ impl Store {
 
     // ---- expiry ----
 
-    /// Deletes up to `limit` records that expired at or before `now` (publications and
-    /// subscription dialogs), using the expiry index: cost is proportional to what expired.
-    pub fn cleanup_expired(
-        &self,
-        txn: &mut RwTxn,
-        now: UnixMillis,
-        limit: usize,
-    ) -> Result<CleanupCounts> {
-        let upper = expiry_upper(now);
-        let mut due: Vec<Vec<u8>> = Vec::new();
-        let mut more = false;
-        for r in self.expiry.iter(txn).map_err(|e| self.lmdb(e))? {
-            let (k, _) = r.map_err(|e| self.lmdb(e))?;
-            if k[..k.len().min(8)] >= upper[..] {
-                break;
+    /// Every publication and subscription dialog that expired at or before `now`, found by
+    /// a scan of both tables in a read transaction (it never holds up the writer).
+    pub fn find_expired(&self, txn: &RoTxn, now: UnixMillis) -> Result<Vec<Expired>> {
+        let mut out = Vec::new();
+        for table in [ExpiringTable::Presentity, ExpiringTable::ActiveWatchers] {
+            for r in self
+                .expiring_db(table)
+                .iter(txn)
+                .map_err(|e| self.lmdb(e))?
+            {
+                let (k, v) = r.map_err(|e| self.lmdb(e))?;
+                let at = self.expiry_of(table, k, v)?;
+                if at <= now {
+                    out.push(Expired {
+                        table,
+                        key: k.to_vec(),
+                        expires_at: at,
+                    });
+                }
             }
-            if due.len() == limit {
-                more = true;
-                break;
-            }
-            due.push(k.to_vec());
         }
-        let mut counts = CleanupCounts {
-            more,
-            ..Default::default()
+        Ok(out)
+    }
+
+    /// Deletes the record `e` names if it still carries the expiry it was found with (the
+    /// server may have refreshed it since the scan). True if deleted.
+    pub fn delete_if_expired(&self, txn: &mut RwTxn, e: &Expired) -> Result<bool> {
+        let db = self.expiring_db(e.table);
+        let current = match db.get(txn, &e.key).map_err(|err| self.lmdb(err))? {
+            None => return Ok(false),
+            Some(v) => self.expiry_of(e.table, &e.key, v)?,
         };
-        for ek in &due {
-            let (at, table, key) = decode_expiry_key(ek).ok_or_else(|| bad_key("expiry", ek))?;
-            self.expiry.delete(txn, ek).map_err(|e| self.lmdb(e))?;
-            // Only delete the record if it still carries this expiry (the index is the
-            // authority on *when*, the record on *whether*).
-            match table {
-                ExpiringTable::Presentity => {
-                    let cur = self.get_in::<ArchivedPresentityRecord>(
-                        self.presentity,
-                        table.name(),
-                        txn,
-                        key,
-                    )?;
-                    if cur.map(|a| a.expires_at.get()) == Some(at) {
-                        self.presentity.delete(txn, key).map_err(|e| self.lmdb(e))?;
-                        counts.presentities += 1;
-                    }
-                }
-                ExpiringTable::ActiveWatchers => {
-                    let cur = self.get_in::<ArchivedSubscriptionRecord>(
-                        self.active_watchers,
-                        table.name(),
-                        txn,
-                        key,
-                    )?;
-                    if cur.map(|a| a.expires_at.get()) == Some(at) {
-                        self.active_watchers
-                            .delete(txn, key)
-                            .map_err(|e| self.lmdb(e))?;
-                        counts.subscriptions += 1;
-                    }
-                }
-            }
+        if current != e.expires_at {
+            return Ok(false);
         }
-        Ok(counts)
+        db.delete(txn, &e.key).map_err(|err| self.lmdb(err))
     }
 
     /// Number of records in each table.
@@ -525,54 +445,7 @@ impl Store {
             watchers: n(self.watchers)?,
             xcap: n(self.xcap)?,
             subscriber: n(self.subscriber)?,
-            expiry: n(self.expiry)?,
         })
-    }
-
-    /// Raw access to the expiry index for `check`: `(expires_at, table, record key)`.
-    pub(crate) fn iter_expiry<'t>(
-        &self,
-        txn: &'t RoTxn,
-    ) -> Result<impl Iterator<Item = Result<(UnixMillis, ExpiringTable, &'t [u8])>> + 't> {
-        Ok(self.expiry.iter(txn).map_err(|e| self.lmdb(e))?.map(|r| {
-            let (k, _) = r.map_err(|e| StoreError::Lmdb {
-                path: Default::default(),
-                source: e,
-            })?;
-            decode_expiry_key(k).ok_or_else(|| bad_key("expiry", k))
-        }))
-    }
-
-    pub(crate) fn has_record(
-        &self,
-        txn: &RoTxn,
-        table: ExpiringTable,
-        key: &[u8],
-    ) -> Result<Option<UnixMillis>> {
-        match self
-            .expiring_db(table)
-            .get(txn, key)
-            .map_err(|e| self.lmdb(e))?
-        {
-            None => Ok(None),
-            Some(v) => self.expiry_of(table, key, v).map(Some),
-        }
-    }
-
-    pub(crate) fn has_expiry_entry(
-        &self,
-        txn: &RoTxn,
-        at: UnixMillis,
-        table: ExpiringTable,
-        key: &[u8],
-    ) -> Result<bool> {
-        let mut ek = Vec::with_capacity(key.len() + 9);
-        expiry_key(at, table, key, &mut ek);
-        Ok(self
-            .expiry
-            .get(txn, &ek)
-            .map_err(|e| self.lmdb(e))?
-            .is_some())
     }
 }
 
@@ -589,6 +462,7 @@ mod tests {
             expires_at: UnixMillis(1_700_000_000_123),
             received_at: UnixMillis(1_700_000_000_000),
             order: 42,
+            etag: b"a1b2".to_vec(),
             content_type: b"application/pidf+xml".to_vec(),
             body: b"<presence/>".to_vec(),
         };

@@ -41,7 +41,7 @@ proptest! {
         aor in "sip:[a-z0-9.+_-]{1,20}@[a-z0-9.-]{1,20}", event in "[a-z.-]{1,12}",
         etag in "[A-Za-z0-9]{1,20}", dialog in proptest::collection::vec(any::<u8>(), 0..30),
     ) {
-        let k = PresentityKey { presentity: aor.as_bytes(), event: event.as_bytes(), etag: etag.as_bytes() };
+        let k = PresentityKey { presentity: aor.as_bytes(), event: event.as_bytes(), pub_id: etag.as_bytes() };
         { let v = k.to_vec().unwrap(); prop_assert_eq!(PresentityKey::decode(&v), Some(k)); }
         let k = SubscriptionKey { presentity: aor.as_bytes(), dialog_id: &dialog };
         { let v = k.to_vec().unwrap(); prop_assert_eq!(SubscriptionKey::decode(&v), Some(k)); }
@@ -65,7 +65,7 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let st = Store::open(dir.path(), &opts()).unwrap();
-        let pk = PresentityKey { presentity: b"sip:a@x", event: b"presence", etag: b"e1" };
+        let pk = PresentityKey { presentity: b"sip:a@x", event: b"presence", pub_id: b"e1" };
         let sk = SubscriptionKey { presentity: b"sip:a@x", dialog_id: b"0000000000000001" };
         let wk = WatcherKey { presentity: b"sip:a@x", event: b"presence", watcher: b"sip:w@x" };
         let xk = XcapKey { user: b"sip:a@x", auid: b"pres-rules", document: b"index" };

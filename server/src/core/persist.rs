@@ -17,6 +17,9 @@ pub struct PublicationRecord {
     pub presentity: Aor,
     /// Event package name, e.g. `presence`.
     pub event: Vec<u8>,
+    /// The publication's id (its first ETag; the store key).
+    pub id: Vec<u8>,
+    /// Its current ETag.
     pub etag: Vec<u8>,
     pub expires_at: Instant,
     pub content_type: Vec<u8>,
@@ -78,7 +81,8 @@ pub enum PersistOp {
         seq: u64,
         presentity: Aor,
         event: Vec<u8>,
-        etag: Vec<u8>,
+        /// The publication's id (see `PublicationRecord::id`).
+        id: Vec<u8>,
     },
     PutSubscription {
         seq: u64,
@@ -270,6 +274,7 @@ impl Core {
         let rec = PublicationRecord {
             presentity: p.aor.clone(),
             event: self.packages[p.pkg as usize].name().as_bytes().to_vec(),
+            id: q.id.as_bytes().to_vec(),
             etag: q.etag.as_bytes().to_vec(),
             expires_at: q.expires_at,
             content_type: q.content_type.to_vec(),
@@ -279,7 +284,8 @@ impl Core {
         self.push_op(|seq| PersistOp::PutPublication { seq, rec })
     }
 
-    pub(super) fn persist_delete_pub(&mut self, slot: u32, etag: &Token) -> u64 {
+    /// Deletes publication `id` (its `Publication::id`, not its current ETag).
+    pub(super) fn persist_delete_pub(&mut self, slot: u32, id: &Token) -> u64 {
         if !self.persist_on() {
             return 0;
         }
@@ -288,12 +294,12 @@ impl Core {
         };
         let presentity = p.aor.clone();
         let event = self.packages[p.pkg as usize].name().as_bytes().to_vec();
-        let etag = etag.as_bytes().to_vec();
+        let id = id.as_bytes().to_vec();
         self.push_op(|seq| PersistOp::DeletePublication {
             seq,
             presentity,
             event,
-            etag,
+            id,
         })
     }
 
@@ -470,12 +476,9 @@ impl Core {
         if rec.expires_at <= now {
             return Err(RestoreError::Expired);
         }
-        let mut etag = [0u8; super::tags::TOKEN_LEN];
-        if rec.etag.len() != etag.len() || Token::decode(&rec.etag).is_none() {
+        let (Some(id), Some(etag)) = (Token::parse(&rec.id), Token::parse(&rec.etag)) else {
             return Err(RestoreError::Invalid);
-        }
-        etag.copy_from_slice(&rec.etag);
-        let etag = Token(etag);
+        };
         if self.pres.publications >= self.cfg.max_publications {
             return Err(RestoreError::Full);
         }
@@ -500,6 +503,7 @@ impl Core {
             .expires_at
             .add_millis(self.cfg.expires_offset as u64 * 1000);
         let publication = Publication {
+            id,
             etag,
             order: rec.order,
             expires_at: rec.expires_at,

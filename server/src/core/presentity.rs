@@ -11,6 +11,9 @@ use sip_parser::Aor;
 
 #[derive(Debug)]
 pub struct Publication {
+    /// Names the publication for its life (its first ETag): the store key, so a refresh
+    /// or modification overwrites one record instead of deleting one and writing another.
+    pub id: Token,
     pub etag: Token,
     /// Publication order (newest = largest); aggregation goes newest first.
     pub order: u64,

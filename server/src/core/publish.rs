@@ -120,6 +120,7 @@ impl Core {
             self.next_order += 1;
             let at = expires_at.add_millis(offset_ms);
             let publication = Publication {
+                id: etag,
                 etag,
                 order,
                 expires_at,
@@ -147,16 +148,12 @@ impl Core {
             .get(slot)
             .and_then(|p| p.find_pub(if_match))
             .ok_or(NO_MATCH)?;
-        let old = self
-            .pres
-            .get(slot)
-            .map(|p| p.pubs[i].etag)
-            .ok_or(NO_MATCH)?;
+        let id = self.pres.get(slot).map(|p| p.pubs[i].id).ok_or(NO_MATCH)?;
         if expires == 0 {
             // Removal.
             self.remove_publication(slot, pkg, i);
             let gate = {
-                let s = self.persist_delete_pub(slot, &old);
+                let s = self.persist_delete_pub(slot, &id);
                 self.gate_of(s)
             };
             self.respond(
@@ -207,7 +204,7 @@ impl Core {
             self.timers
                 .push(at, TimerKey::PubExpiry { pres: slot, token });
         }
-        self.persist_delete_pub(slot, &old);
+        // The record keeps its key (the publication id): one overwrite.
         let gate = {
             let s = self.persist_put_pub(slot, &etag);
             self.gate_of(s)
@@ -249,13 +246,13 @@ impl Core {
                 .push(deadline, TimerKey::PubExpiry { pres: slot, token });
             return;
         }
-        let etag = p.pubs[i].etag;
+        let id = p.pubs[i].id;
         p.pubs.remove(i);
         let package = &*self.packages[p.pkg as usize];
         p.reaggregate(package);
         self.pres.publications -= 1;
         self.stats.publications_expired += 1;
-        self.persist_delete_pub(slot, &etag);
+        self.persist_delete_pub(slot, &id);
         self.presentity_changed(slot);
         self.pres.gc(slot);
     }

@@ -77,6 +77,11 @@ impl Token {
         }
         Some((get_hex(&b[2..10])? as u32, get_hex(&b[10..26])?))
     }
+    /// `b` as a token, if it is one of ours.
+    pub fn parse(b: &[u8]) -> Option<Token> {
+        Token::decode(b)?;
+        Some(Token(b.try_into().ok()?))
+    }
 }
 
 /// Via branch of a NOTIFY we send.

@@ -127,6 +127,8 @@ impl Core {
                 }
                 let token = self.fresh_token();
                 let publication = Publication {
+                    // One fixed token for the XCAP-backed publication: id and ETag alike.
+                    id: etag,
                     etag,
                     order,
                     expires_at,

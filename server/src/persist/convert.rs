@@ -36,12 +36,13 @@ pub fn publication_to_store(
         PresentityKey {
             presentity: r.presentity.as_bytes(),
             event: &r.event,
-            etag: &r.etag,
+            pub_id: &r.id,
         },
         PresentityRecordRef {
             expires_at: UnixMillis(r.expires_at.as_millis()),
             received_at,
             order: r.order,
+            etag: ByteStr(&r.etag),
             content_type: ByteStr(&r.content_type),
             body: ByteStr(&r.body),
         },
@@ -96,7 +97,8 @@ pub(crate) fn publication_from_store(
     Some(PublicationRecord {
         presentity: Aor::parse(k.presentity).ok()?,
         event: k.event.to_vec(),
-        etag: k.etag.to_vec(),
+        id: k.pub_id.to_vec(),
+        etag: v.etag.to_vec(),
         expires_at: Instant::from_millis(v.expires_at.get().0),
         content_type: v.content_type.to_vec(),
         body: v.body.to_vec(),

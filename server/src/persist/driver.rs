@@ -388,12 +388,25 @@ impl Driver {
         let received_at = UnixMillis(clock().as_millis());
         let (deletes, refused, res) = glommio::executor()
             .spawn_blocking(move || {
-                let (deletes, puts): (Vec<_>, Vec<_>) = batch.into_iter().partition(|op| {
+                let (mut deletes, puts): (Vec<_>, Vec<_>) = batch.into_iter().partition(|op| {
                     matches!(
                         op,
                         PersistOp::DeletePublication { .. } | PersistOp::DeleteSubscription { .. }
                     )
                 });
+                // The core forgets a refused publication; its older version, stored under
+                // the same key, must go too, or a restart would bring it back.
+                deletes.extend(puts.iter().filter_map(|op| match op {
+                    PersistOp::PutPublication { seq, rec } => Some(PersistOp::DeletePublication {
+                        seq: *seq,
+                        presentity: rec.presentity.clone(),
+                        event: rec.event.clone(),
+                        id: rec.id.clone(),
+                    }),
+                    _ => None,
+                }));
+                // Sequence order, as every batch (its last op is what a commit reports).
+                deletes.sort_by_key(PersistOp::seq);
                 // A full (flushed) commit, or at least a flush: after it, every earlier
                 // pipelined batch is durable too.
                 let res = if deletes.is_empty() {
@@ -543,7 +556,7 @@ fn apply_ops(
                 PersistOp::DeletePublication {
                     presentity,
                     event,
-                    etag,
+                    id,
                     ..
                 } => s
                     .delete_presentity(
@@ -551,7 +564,7 @@ fn apply_ops(
                         store::PresentityKey {
                             presentity: presentity.as_bytes(),
                             event,
-                            etag,
+                            pub_id: id,
                         },
                     )
                     .map(drop),

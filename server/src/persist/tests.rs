@@ -64,7 +64,7 @@ impl PersistCore for FakeCore {
             let k = store::PresentityKey {
                 presentity: aor.as_bytes(),
                 event: b"presence",
-                etag: b"etag",
+                pub_id: b"id",
             };
             if st.get_presentity(&r, k).unwrap().is_none() {
                 self.violations += 1;
@@ -83,6 +83,7 @@ fn publication(seq: u64, expires_at: u64) -> PersistOp {
         rec: PublicationRecord {
             presentity: Aor::parse(format!("sip:u{seq}@example.com").as_bytes()).unwrap(),
             event: b"presence".to_vec(),
+            id: b"id".to_vec(),
             etag: b"etag".to_vec(),
             expires_at: Instant::from_millis(expires_at),
             content_type: b"application/pidf+xml".to_vec(),
@@ -243,7 +244,7 @@ fn committed_ops_load_back_as_core_records_minus_expired_and_deleted() {
             seq: 4,
             presentity: Aor::parse(b"sip:u3@example.com").unwrap(),
             event: b"presence".to_vec(),
-            etag: b"etag".to_vec(),
+            id: b"id".to_vec(),
         },
         PersistOp::PutSubscription {
             seq: 5,
@@ -295,55 +296,84 @@ fn open_data_dir_uses_the_core_shard_function() {
     assert_eq!(total, 40);
 }
 
-#[test]
-fn map_full_refuses_puts_commits_deletes_and_recovers() {
-    let dir = TempDir::new();
+/// A store whose map cannot grow beyond 256 KiB.
+fn small_store(dir: &TempDir) -> Arc<Store> {
     let small = StoreOptions {
         initial_map_size: 256 << 10,
         max_map_size: 256 << 10,
         no_sync: true,
         ..Default::default()
     };
-    let st = Arc::new(Store::open(dir.path(), &small).unwrap());
-    let st2 = st.clone();
-    run_local(move || async move {
-        let core = Rc::new(RefCell::new(FakeCore::default()));
-        let driver = Rc::new(Driver::new(ShardId(0), Some(st2.clone()), Durability::Sync));
-        let kick = driver.kick();
-        let (c, d) = (core.clone(), driver.clone());
-        let _task = glommio::spawn_local(async move {
-            d.run(&c, || Instant::from_millis(1_000), || {}).await;
-        });
-        let big = |seq: u64, id: u64| {
-            let mut rec = subscription(id, 90_000);
-            rec.route_set = vec![b'r'; 1500];
-            PersistOp::PutSubscription { seq, rec }
-        };
-        let wait = |seq: u64| {
-            let core = core.clone();
-            async move {
-                for _ in 0..400 {
-                    if core.borrow().persisted.last() >= Some(&seq) {
-                        return;
-                    }
-                    glommio::timer::sleep(Duration::from_millis(5)).await;
-                }
-                panic!("seq {seq} never reported");
-            }
-        };
-        // Fill the map batch by batch until a batch is refused.
-        let mut seq = 0;
-        let mut id = 1;
-        while driver.stats().map_full_batches == 0 {
-            assert!(seq < 5_000, "the map never filled");
-            for _ in 0..20 {
-                seq += 1;
-                id += 1;
-                core.borrow_mut().queue.push_back(big(seq, id));
-            }
-            kick.notify();
-            wait(seq).await;
+    Arc::new(Store::open(dir.path(), &small).unwrap())
+}
+
+/// A sync driver running on `store` for the fake core (the task lives as long as the
+/// returned handle).
+fn spawn_sync_driver(store: Arc<Store>) -> (Rc<RefCell<FakeCore>>, Rc<Driver>, glommio::Task<()>) {
+    let core = Rc::new(RefCell::new(FakeCore::default()));
+    let driver = Rc::new(Driver::new(ShardId(0), Some(store), Durability::Sync));
+    let (c, d) = (core.clone(), driver.clone());
+    let task = glommio::spawn_local(async move {
+        d.run(&c, || Instant::from_millis(1_000), || {}).await;
+    });
+    (core, driver, task)
+}
+
+/// Queues `ops`, kicks the driver and waits until the core was told they are persisted.
+async fn persist(
+    core: &RefCell<FakeCore>,
+    driver: &Driver,
+    ops: impl IntoIterator<Item = PersistOp>,
+) {
+    let mut last = 0;
+    for op in ops {
+        last = op.seq();
+        core.borrow_mut().queue.push_back(op);
+    }
+    driver.kick().notify();
+    for _ in 0..400 {
+        if core.borrow().persisted.last() >= Some(&last) {
+            return;
         }
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("seq {last} never reported");
+}
+
+/// A subscription put with a 1.5 KB route set (fills a small map quickly).
+fn big_subscription(seq: u64, id: u64) -> PersistOp {
+    let mut rec = subscription(id, 90_000);
+    rec.route_set = vec![b'r'; 1500];
+    PersistOp::PutSubscription { seq, rec }
+}
+
+/// Puts big subscriptions, 20 per batch, after `seq` / dialog `id` until a batch is
+/// refused; returns the last seq and id used.
+async fn fill_map(
+    core: &RefCell<FakeCore>,
+    driver: &Driver,
+    mut seq: u64,
+    mut id: u64,
+) -> (u64, u64) {
+    while driver.stats().map_full_batches == 0 {
+        assert!(seq < 5_000, "the map never filled");
+        let batch: Vec<_> = (1..=20)
+            .map(|i| big_subscription(seq + i, id + i))
+            .collect();
+        seq += 20;
+        id += 20;
+        persist(core, driver, batch).await;
+    }
+    (seq, id)
+}
+
+#[test]
+fn map_full_refuses_puts_commits_deletes_and_recovers() {
+    let dir = TempDir::new();
+    let st = small_store(&dir);
+    run_local(move || async move {
+        let (core, driver, _task) = spawn_sync_driver(st);
+        let (mut seq, id) = fill_map(&core, &driver, 0, 1).await;
         let refused = core.borrow().refused.len();
         assert!(refused > 0);
         assert!(core
@@ -353,24 +383,20 @@ fn map_full_refuses_puts_commits_deletes_and_recovers() {
             .all(|r| r.stored_expiry.is_none()));
         assert_eq!(driver.stats().ops_refused, refused as u64);
         // Deleting stored dialogs frees space: puts succeed again.
-        for del in 2..(id - refused as u64) {
-            seq += 1;
-            core.borrow_mut()
-                .queue
-                .push_back(PersistOp::DeleteSubscription {
+        let deletes: Vec<_> = (2..(id - refused as u64))
+            .map(|del| {
+                seq += 1;
+                PersistOp::DeleteSubscription {
                     seq,
                     id: del,
                     presentity: Aor::parse(b"sip:p@example.com").unwrap(),
                     event: b"presence".to_vec(),
-                });
-        }
-        kick.notify();
-        wait(seq).await;
+                }
+            })
+            .collect();
+        persist(&core, &driver, deletes).await;
         let before = driver.stats().ops_committed;
-        seq += 1;
-        core.borrow_mut().queue.push_back(big(seq, 1_000_000));
-        kick.notify();
-        wait(seq).await;
+        persist(&core, &driver, [big_subscription(seq + 1, 1_000_000)]).await;
         assert_eq!(
             driver.stats().ops_committed,
             before + 1,
@@ -378,5 +404,42 @@ fn map_full_refuses_puts_commits_deletes_and_recovers() {
             driver.stats()
         );
         assert_eq!(core.borrow().refused.len(), refused);
+    });
+}
+
+/// A refused modification must not leave the older version on disk: the core forgets the
+/// publication, so a restart would otherwise bring back state that memory no longer has.
+#[test]
+fn map_full_refused_modification_deletes_the_stored_version() {
+    let dir = TempDir::new();
+    let st = small_store(&dir);
+    run_local(move || async move {
+        let (core, driver, _task) = spawn_sync_driver(st.clone());
+        persist(&core, &driver, [publication(1, 90_000)]).await;
+        let key = store::PresentityKey {
+            presentity: b"sip:u1@example.com",
+            event: b"presence",
+            pub_id: b"id",
+        };
+        let stored = || {
+            let r = st.read_txn().unwrap();
+            st.get_presentity(&r, key).unwrap().is_some()
+        };
+        assert!(stored());
+        let (seq, _) = fill_map(&core, &driver, 1, 1).await;
+        let refused_before = core.borrow().refused.len();
+        let PersistOp::PutPublication { mut rec, .. } = publication(1, 90_000) else {
+            unreachable!()
+        };
+        rec.etag = b"etag2".to_vec();
+        rec.body = vec![b' '; 60_000];
+        persist(
+            &core,
+            &driver,
+            [PersistOp::PutPublication { seq: seq + 1, rec }],
+        )
+        .await;
+        assert_eq!(core.borrow().refused.len(), refused_before + 1);
+        assert!(!stored(), "the refused publication's older version is gone");
     });
 }

@@ -46,12 +46,10 @@ impl Store {
         match op {
             PersistOp::PutPublication { rec, .. } => {
                 self.pubs
-                    .insert((rec.presentity.as_bytes().to_vec(), rec.etag.clone()), rec);
+                    .insert((rec.presentity.as_bytes().to_vec(), rec.id.clone()), rec);
             }
-            PersistOp::DeletePublication {
-                presentity, etag, ..
-            } => {
-                self.pubs.remove(&(presentity.as_bytes().to_vec(), etag));
+            PersistOp::DeletePublication { presentity, id, .. } => {
+                self.pubs.remove(&(presentity.as_bytes().to_vec(), id));
             }
             PersistOp::PutSubscription { rec, .. } => {
                 self.subs.insert(rec.id, rec);

@@ -45,15 +45,24 @@ pub fn peer() -> impl Strategy<Value = SocketAddr> {
 }
 
 pub fn presentity_record() -> impl Strategy<Value = PresentityRecord> {
-    (millis(), millis(), any::<u64>(), bytes(40), bytes(300)).prop_map(
-        |(expires_at, received_at, order, content_type, body)| PresentityRecord {
-            expires_at,
-            received_at,
-            order,
-            content_type,
-            body,
-        },
+    (
+        millis(),
+        millis(),
+        any::<u64>(),
+        bytes(30),
+        bytes(40),
+        bytes(300),
     )
+        .prop_map(
+            |(expires_at, received_at, order, etag, content_type, body)| PresentityRecord {
+                expires_at,
+                received_at,
+                order,
+                etag,
+                content_type,
+                body,
+            },
+        )
 }
 
 pub fn subscription_record() -> impl Strategy<Value = SubscriptionRecord> {
@@ -164,6 +173,7 @@ pub fn pres(expires_at: u64, body: &[u8]) -> PresentityRecord {
         expires_at: UnixMillis(expires_at),
         received_at: UnixMillis(1),
         order: 1,
+        etag: b"e".to_vec(),
         content_type: b"application/pidf+xml".to_vec(),
         body: body.to_vec(),
     }
