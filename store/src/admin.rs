@@ -19,7 +19,7 @@ use crate::error::{Result, StoreError};
 use crate::keys::{ExpiringTable, RecordKey};
 use crate::layout::{existing_shards, shard_dir, ShardFn};
 use crate::records::{SubStatus, TransportKind, UnixMillis};
-use crate::tables::CleanupCounts;
+use crate::tables::{CleanupCounts, Expired};
 
 /// Deletions per cleanup transaction.
 pub const CLEANUP_BATCH: usize = 10_000;
@@ -268,8 +268,14 @@ pub fn cleanup_store(s: &Store, now: UnixMillis, rep: &mut CleanupReport) -> Res
         let r = s.read_txn()?;
         s.find_expired(&r, now)?
     };
+    delete_expired(s, &expired, rep)
+}
+
+/// The write half of [`cleanup_store`], for a caller that found `expired` in its own scan
+/// (the shard load reads every record anyway).
+pub fn delete_expired(s: &Store, expired: &[Expired], rep: &mut CleanupReport) -> Result<()> {
     let mut batch = CLEANUP_BATCH;
-    let mut rest = &expired[..];
+    let mut rest = expired;
     while !rest.is_empty() {
         let chunk = &rest[..batch.min(rest.len())];
         let c = s.write(|s, w| {

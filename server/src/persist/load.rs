@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sip_parser::Aor;
-use store::admin::{cleanup_store, CleanupReport};
-use store::{Store, StoreError, StoreOptions, UnixMillis};
+use store::admin::{delete_expired, CleanupReport};
+use store::{Expired, ExpiringTable, RecordKey, Store, StoreError, StoreOptions, UnixMillis};
 
 use super::convert::{publication_from_store, subscription_from_store};
 use crate::core::{
@@ -56,20 +56,28 @@ pub struct Loaded {
     pub elapsed: Duration,
 }
 
-/// Deletes what expired by `now` (Unix ms), then reads the rest of the shard's store.
+/// Reads the shard's store in one scan, then deletes what had expired by `now` (Unix ms).
 /// Blocking (run it before serving, or on the blocking pool).
 pub fn load_shard(store: &Store, shard: ShardId, now: Instant) -> Result<Loaded, StoreError> {
     let started = std::time::Instant::now();
     let now_ms = UnixMillis(now.as_millis());
     let mut out = Loaded::default();
-    cleanup_store(store, now_ms, &mut out.expired)?;
+    let mut expired = Vec::new();
     let r = store.read_txn()?;
     let counts = store.counts(&r)?;
     out.publications.reserve(counts.presentity as usize);
     out.subscriptions.reserve(counts.active_watchers as usize);
+    let mut found = |table, key: Vec<u8>, expires_at| {
+        expired.push(Expired {
+            table,
+            key,
+            expires_at,
+        })
+    };
     for item in store.iter_presentities(&r)? {
         let (k, v) = item?;
         if v.expires_at.get() <= now_ms {
+            found(ExpiringTable::Presentity, k.to_vec()?, v.expires_at.get());
             continue;
         }
         match publication_from_store(k, v) {
@@ -80,6 +88,11 @@ pub fn load_shard(store: &Store, shard: ShardId, now: Instant) -> Result<Loaded,
     for item in store.iter_subscriptions(&r)? {
         let (k, v) = item?;
         if v.expires_at.get() <= now_ms {
+            found(
+                ExpiringTable::ActiveWatchers,
+                k.to_vec()?,
+                v.expires_at.get(),
+            );
             continue;
         }
         match subscription_from_store(k, v) {
@@ -87,6 +100,8 @@ pub fn load_shard(store: &Store, shard: ShardId, now: Instant) -> Result<Loaded,
             None => out.invalid += 1,
         }
     }
+    drop(r);
+    delete_expired(store, &expired, &mut out.expired)?;
     out.elapsed = started.elapsed();
     tracing::info!(
         shard = shard.0,
