@@ -12,7 +12,7 @@ use crate::error::{is_mdb_map_full, is_mdb_map_resized, Result, StoreError};
 /// Schema of the stored records and keys. Bump on any incompatible change of `records` or
 /// `keys`, with an upgrade in `migrate` from the previous version; opening a data directory
 /// of a version we cannot upgrade fails with `SchemaMismatch`.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Smallest room beyond the maximum map size that deleting transactions may use
 /// ([`Store::write_freeing`]).
@@ -164,8 +164,11 @@ impl Store {
         };
         match found {
             Some(v) if v == SCHEMA_VERSION => Ok(()),
-            Some(1) => self.write(|s, w| {
-                crate::migrate::v1_to_v2(s, w)?;
+            Some(old @ (1 | 2)) => self.write(|s, w| {
+                if old == 1 {
+                    crate::migrate::v1_to_v2(s, w)?;
+                }
+                crate::migrate::v2_to_v3(s, w)?;
                 s.put_meta(w, META_SCHEMA, &SCHEMA_VERSION.to_le_bytes())
             }),
             Some(found) => Err(StoreError::SchemaMismatch {

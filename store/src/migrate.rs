@@ -6,7 +6,7 @@ use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::env::Store;
 use crate::error::Result;
-use crate::keys::{PresentityKey, RecordKey};
+use crate::keys::{PresentityKey, RecordKey, SubscriptionKey};
 use crate::records::{ByteStr, PresentityRecordRef, UnixMillis};
 use crate::tables::{decode, encode};
 
@@ -47,6 +47,34 @@ pub(crate) fn v1_to_v2(s: &Store, w: &mut RwTxn) -> Result<()> {
     }
     if let Some(index) = s.v1_expiry {
         index.clear(w).map_err(|e| s.lmdb(e))?;
+    }
+    Ok(())
+}
+
+/// Schema 2 → 3: `active_watchers` keys go from `presentity \0 dialog id` to
+/// `dialog id \0 presentity`, so new dialogs append (see `keys`).
+pub(crate) fn v2_to_v3(s: &Store, w: &mut RwTxn) -> Result<()> {
+    let mut moved = Vec::new();
+    for r in s.active_watchers.iter(w).map_err(|e| s.lmdb(e))? {
+        let (k, v) = r.map_err(|e| s.lmdb(e))?;
+        moved.push((k.to_vec(), v.to_vec()));
+    }
+    s.active_watchers.clear(w).map_err(|e| s.lmdb(e))?;
+    let mut key = Vec::new();
+    for (old, v) in &moved {
+        let Some(i) = old.iter().position(|&b| b == crate::keys::SEP) else {
+            return Err(crate::StoreError::Corrupt {
+                table: SubscriptionKey::TABLE,
+                key: String::from_utf8_lossy(old).into_owned(),
+                detail: "schema 2 key without a separator".into(),
+            });
+        };
+        SubscriptionKey {
+            presentity: &old[..i],
+            dialog_id: &old[i + 1..],
+        }
+        .encode(&mut key)?;
+        s.active_watchers.put(w, &key, v).map_err(|e| s.lmdb(e))?;
     }
     Ok(())
 }
@@ -106,5 +134,29 @@ mod tests {
             s.meta_u32(&r, crate::env::META_SCHEMA).unwrap(),
             Some(crate::SCHEMA_VERSION)
         );
+    }
+
+    #[test]
+    fn v2_subscriptions_get_id_first_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+            s.write(|s, w| {
+                s.active_watchers
+                    .put(w, b"sip:p@x\x000000000000000007", b"value")
+                    .map_err(|e| s.lmdb(e))?;
+                s.debug_set_schema(w, 2)
+            })
+            .unwrap();
+        }
+        let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let r = s.read_txn().unwrap();
+        let keys: Vec<Vec<u8>> = s
+            .active_watchers
+            .iter(&r)
+            .unwrap()
+            .map(|e| e.unwrap().0.to_vec())
+            .collect();
+        assert_eq!(keys, vec![b"0000000000000007\x00sip:p@x".to_vec()]);
     }
 }

@@ -262,14 +262,20 @@ impl Store {
             .map_err(|e| self.lmdb(e))
     }
 
-    /// All subscription dialogs to one presentity.
+    /// All subscription dialogs to one presentity: a scan of the whole table, which is
+    /// ordered by dialog id (see `keys`); the server never needs it, tools and tests do.
     pub fn subscriptions_of<'t>(
         &self,
         txn: &'t RoTxn,
         aor: &[u8],
     ) -> Result<impl Iterator<Item = Entry<'t, SubscriptionKey<'t>, ArchivedSubscriptionRecord>> + 't>
     {
-        self.scan(self.active_watchers, txn, Some(&aor_prefix(aor)))
+        let aor = aor.to_vec();
+        Ok(self.scan(self.active_watchers, txn, None)?.filter(
+            move |e: &Entry<'t, SubscriptionKey<'t>, ArchivedSubscriptionRecord>| {
+                e.as_ref().map_or(true, |(k, _)| k.presentity == aor)
+            },
+        ))
     }
 
     pub fn iter_subscriptions<'t>(
