@@ -32,6 +32,28 @@ const BUSY_FRACTION: f64 = 0.6;
 const BUSY_GATHER_MIN_US: u64 = 1_000;
 const BUSY_GATHER_MAX_US: u64 = 8_000;
 
+/// Nice value of the threads that run commits (glommio's blocking pool). A commit thread
+/// shares the cores with the shards; at their priority it can hold a shard's core for a
+/// whole commit (milliseconds), which is what PUBLISH→NOTIFY latency saw under
+/// `--durability sync`. Niced, it yields to a waking shard and still runs whenever a core
+/// is idle or the shards wait for it.
+const COMMIT_THREAD_NICE: i32 = 10;
+
+/// Lowers the calling blocking-pool thread's priority, once per thread.
+fn deprioritise_commit_thread() {
+    thread_local!(static DONE: Cell<bool> = const { Cell::new(false) });
+    DONE.with(|done| {
+        if !done.replace(true) {
+            // SAFETY: plain syscalls on the calling thread (Linux keeps a nice value per
+            // thread; `who` = its tid). Failure only leaves the default priority.
+            unsafe {
+                let tid = libc::gettid() as libc::id_t;
+                libc::setpriority(libc::PRIO_PROCESS, tid, COMMIT_THREAD_NICE);
+            }
+        }
+    });
+}
+
 /// At most one "store full" warning per this period (the count of refusals is in it).
 const FULL_LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -265,7 +287,10 @@ impl Driver {
             return;
         };
         let res = glommio::executor()
-            .spawn_blocking(move || store.sync())
+            .spawn_blocking(move || {
+                deprioritise_commit_thread();
+                store.sync()
+            })
             .await;
         match res {
             Ok(()) => {
@@ -316,6 +341,7 @@ impl Driver {
         let pipelined = self.mode == Durability::Sync;
         let (mut batch, res) = glommio::executor()
             .spawn_blocking(move || {
+                deprioritise_commit_thread();
                 let res = if pipelined {
                     commit_batch_deferred(&store, &batch, received_at)
                 } else {
