@@ -39,17 +39,11 @@ impl<T> Encode for T where
 /// A value of an expiring table whose archived form is `A`: the owned record or its
 /// borrowed twin (`PresentityRecordRef`, `SubscriptionRecordRef`), which writes the same
 /// bytes without copying its fields first.
-pub trait ExpiringValue<A>: Encode {
-    fn expires_at(&self) -> UnixMillis;
-}
+pub trait ExpiringValue<A>: Encode {}
 
 macro_rules! expiring_value {
     ($archived:ty: $($t:ty),*) => {$(
-        impl ExpiringValue<$archived> for $t {
-            fn expires_at(&self) -> UnixMillis {
-                self.expires_at
-            }
-        }
+        impl ExpiringValue<$archived> for $t {}
     )*};
 }
 
