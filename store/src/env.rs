@@ -56,6 +56,8 @@ pub struct Store {
     max_map_size: usize,
     /// Commits flush only data pages (NO_META_SYNC): `write` adds the meta flush.
     meta_sync_deferred: bool,
+    /// Schema version this environment was upgraded from when it was opened.
+    upgraded_from: Option<u32>,
     /// Held shared by every transaction, exclusively by a map resize: LMDB forbids resizing
     /// while any transaction of this process is open.
     gate: RwLock<()>,
@@ -152,32 +154,46 @@ impl Store {
             subscriber,
             meta,
             v1_expiry,
+            upgraded_from: None,
         };
-        store.check_schema()?;
+        let mut store = store;
+        store.upgraded_from = store.check_schema()?;
         Ok(store)
     }
 
-    fn check_schema(&self) -> Result<()> {
+    /// Checks (or records) the schema version, upgrading an older one in place; returns the
+    /// version upgraded from, if any.
+    fn check_schema(&self) -> Result<Option<u32>> {
         let found = {
             let r = self.read_txn()?;
             self.meta_u32(&r, META_SCHEMA)?
         };
         match found {
-            Some(v) if v == SCHEMA_VERSION => Ok(()),
-            Some(old @ (1 | 2)) => self.write(|s, w| {
-                if old == 1 {
-                    crate::migrate::v1_to_v2(s, w)?;
-                }
-                crate::migrate::v2_to_v3(s, w)?;
-                s.put_meta(w, META_SCHEMA, &SCHEMA_VERSION.to_le_bytes())
-            }),
+            Some(v) if v == SCHEMA_VERSION => Ok(None),
+            Some(old @ (1 | 2)) => self
+                .write(|s, w| {
+                    if old == 1 {
+                        crate::migrate::v1_to_v2(s, w)?;
+                    }
+                    crate::migrate::v2_to_v3(s, w)?;
+                    s.put_meta(w, META_SCHEMA, &SCHEMA_VERSION.to_le_bytes())
+                })
+                .map(|()| Some(old)),
             Some(found) => Err(StoreError::SchemaMismatch {
                 path: self.path.clone(),
                 found,
                 expected: SCHEMA_VERSION,
             }),
-            None => self.write(|s, w| s.put_meta(w, META_SCHEMA, &SCHEMA_VERSION.to_le_bytes())),
+            None => self
+                .write(|s, w| s.put_meta(w, META_SCHEMA, &SCHEMA_VERSION.to_le_bytes()))
+                .map(|()| None),
         }
+    }
+
+    /// The schema version this environment had before `open` upgraded it (None: it was
+    /// current or new).
+    pub fn upgraded_from(&self) -> Option<u32> {
+        self.upgraded_from
     }
 
     pub fn path(&self) -> &Path {

@@ -152,6 +152,7 @@ mod tests {
             .unwrap();
         }
         let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        assert_eq!(s.upgraded_from(), Some(schema));
         {
             let r = s.read_txn().unwrap();
             assert_eq!(

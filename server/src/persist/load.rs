@@ -23,6 +23,11 @@ pub fn open_data_dir(
 ) -> Result<Vec<Arc<Store>>, StoreError> {
     let owner = owner_fn(shards);
     let (stores, rep) = store::layout::open_shards(data_dir, shards, opts, &owner)?;
+    for s in &stores {
+        if let Some(from) = s.upgraded_from() {
+            tracing::info!(path = %s.path().display(), from, to = store::SCHEMA_VERSION, "store upgraded to the current schema");
+        }
+    }
     if rep.moved > 0 || !rep.removed.is_empty() {
         tracing::info!(
             previous = ?rep.previous_shards, shards, moved = rep.moved, removed = rep.removed.len(),
