@@ -26,6 +26,12 @@ use crate::records::{
     XcapRecord,
 };
 
+thread_local! {
+    /// Key and value buffers of [`Store::put_reusing`] / [`Store::delete_reusing`].
+    static SCRATCH: std::cell::RefCell<(Vec<u8>, AlignedVec)> =
+        std::cell::RefCell::new((Vec::new(), AlignedVec::with_capacity(ENCODE_CAPACITY)));
+}
+
 /// Values we can write.
 pub trait Encode:
     for<'a> rkyv::Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>
@@ -173,6 +179,43 @@ impl Store {
         })
     }
 
+    /// Puts `value` under `key` through this thread's scratch buffers: the commit threads
+    /// write thousands of publications and dialogs per transaction, and a fresh key and
+    /// value buffer for each was two allocations per record.
+    fn put_reusing<'k, K: RecordKey<'k>, V: Encode>(
+        &self,
+        db: Db,
+        txn: &mut RwTxn,
+        key: &K,
+        value: &V,
+    ) -> Result<()> {
+        SCRATCH.with(|scratch| {
+            let (k, v) = &mut *scratch.borrow_mut();
+            key.encode(k)?;
+            let mut buf = std::mem::take(v);
+            buf.clear();
+            let buf = rkyv::api::high::to_bytes_in::<_, rancor::Error>(value, buf)
+                .expect("rkyv serialisation into memory");
+            let r = db.put(txn, k, &buf).map_err(|e| self.lmdb(e));
+            *v = buf;
+            r
+        })
+    }
+
+    /// Deletes `key` (encoded into this thread's scratch key buffer); false if absent.
+    fn delete_reusing<'k, K: RecordKey<'k>>(
+        &self,
+        db: Db,
+        txn: &mut RwTxn,
+        key: &K,
+    ) -> Result<bool> {
+        SCRATCH.with(|scratch| {
+            let (k, _) = &mut *scratch.borrow_mut();
+            key.encode(k)?;
+            db.delete(txn, k).map_err(|e| self.lmdb(e))
+        })
+    }
+
     // ---- presentity ----
 
     /// Inserts or replaces a publication.
@@ -182,10 +225,7 @@ impl Store {
         key: PresentityKey<'_>,
         rec: &impl ExpiringValue<ArchivedPresentityRecord>,
     ) -> Result<()> {
-        let k = key.to_vec()?;
-        self.presentity
-            .put(txn, &k, &encode(rec))
-            .map_err(|e| self.lmdb(e))
+        self.put_reusing(self.presentity, txn, &key, rec)
     }
 
     pub fn get_presentity<'t>(
@@ -198,8 +238,7 @@ impl Store {
 
     /// Deletes a publication; false if it did not exist.
     pub fn delete_presentity(&self, txn: &mut RwTxn, key: PresentityKey<'_>) -> Result<bool> {
-        let k = key.to_vec()?;
-        self.presentity.delete(txn, &k).map_err(|e| self.lmdb(e))
+        self.delete_reusing(self.presentity, txn, &key)
     }
 
     /// All publications of one presentity (every event and ETag), in key order.
@@ -230,10 +269,7 @@ impl Store {
         key: SubscriptionKey<'_>,
         rec: &impl ExpiringValue<ArchivedSubscriptionRecord>,
     ) -> Result<()> {
-        let k = key.to_vec()?;
-        self.active_watchers
-            .put(txn, &k, &encode(rec))
-            .map_err(|e| self.lmdb(e))
+        self.put_reusing(self.active_watchers, txn, &key, rec)
     }
 
     pub fn get_subscription<'t>(
@@ -250,10 +286,7 @@ impl Store {
     }
 
     pub fn delete_subscription(&self, txn: &mut RwTxn, key: SubscriptionKey<'_>) -> Result<bool> {
-        let k = key.to_vec()?;
-        self.active_watchers
-            .delete(txn, &k)
-            .map_err(|e| self.lmdb(e))
+        self.delete_reusing(self.active_watchers, txn, &key)
     }
 
     /// All subscription dialogs to one presentity: a scan of the whole table, which is
