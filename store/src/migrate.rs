@@ -30,15 +30,13 @@ struct PresentityRecordV1 {
 /// upgrade is still one transaction). Tiny under test, so tests cross chunk boundaries.
 const CHUNK: usize = if cfg!(test) { 2 } else { 10_000 };
 
-/// Up to [`CHUNK`] records of `db` with keys above `after` (from the start if `None`),
-/// copied out.
-fn chunk_after(
+/// Up to [`CHUNK`] records of `db` from `lower` on, copied out.
+fn chunk_from(
     s: &Store,
     w: &RwTxn,
     db: crate::env::Db,
-    after: Option<&[u8]>,
+    lower: Bound<&[u8]>,
 ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
     let range = (lower, Bound::<&[u8]>::Unbounded);
     let mut out = Vec::new();
     for r in db.range(w, &range).map_err(|e| s.lmdb(e))?.take(CHUNK) {
@@ -53,7 +51,8 @@ fn chunk_after(
 pub(crate) fn v1_to_v2(s: &Store, w: &mut RwTxn) -> Result<()> {
     let mut after: Option<Vec<u8>> = None;
     loop {
-        let chunk = chunk_after(s, w, s.presentity, after.as_deref())?;
+        let lower = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        let chunk = chunk_from(s, w, s.presentity, lower)?;
         let Some((last, _)) = chunk.last() else {
             break;
         };
@@ -89,17 +88,7 @@ pub(crate) fn v2_to_v3(s: &Store, w: &mut RwTxn) -> Result<()> {
     const FIRST_OLD: &[u8] = b"g";
     let mut key = Vec::new();
     loop {
-        let range = (Bound::Included(FIRST_OLD), Bound::<&[u8]>::Unbounded);
-        let mut chunk = Vec::new();
-        for r in s
-            .active_watchers
-            .range(w, &range)
-            .map_err(|e| s.lmdb(e))?
-            .take(CHUNK)
-        {
-            let (k, v) = r.map_err(|e| s.lmdb(e))?;
-            chunk.push((k.to_vec(), v.to_vec()));
-        }
+        let chunk = chunk_from(s, w, s.active_watchers, Bound::Included(FIRST_OLD))?;
         if chunk.is_empty() {
             return Ok(());
         }

@@ -65,9 +65,15 @@ impl<T> Decode for T where T: Portable + for<'a> CheckBytes<HighValidator<'a, ra
 const ENCODE_CAPACITY: usize = 1024;
 
 pub(crate) fn encode<V: Encode>(v: &V) -> AlignedVec {
+    encode_into(v, AlignedVec::with_capacity(ENCODE_CAPACITY))
+}
+
+/// [`encode`] into `buf` (cleared first), which comes back holding the bytes.
+fn encode_into<V: Encode>(v: &V, mut buf: AlignedVec) -> AlignedVec {
+    buf.clear();
     // Serialising owned plain data into a growable buffer cannot fail. The aligned buffer is
     // written as is (no copy into a `Vec<u8>`).
-    rkyv::api::high::to_bytes_in::<_, rancor::Error>(v, AlignedVec::with_capacity(ENCODE_CAPACITY))
+    rkyv::api::high::to_bytes_in::<_, rancor::Error>(v, buf)
         .expect("rkyv serialisation into memory")
 }
 
@@ -192,10 +198,7 @@ impl Store {
         SCRATCH.with(|scratch| {
             let (k, v) = &mut *scratch.borrow_mut();
             key.encode(k)?;
-            let mut buf = std::mem::take(v);
-            buf.clear();
-            let buf = rkyv::api::high::to_bytes_in::<_, rancor::Error>(value, buf)
-                .expect("rkyv serialisation into memory");
+            let buf = encode_into(value, std::mem::take(v));
             let r = db.put(txn, k, &buf).map_err(|e| self.lmdb(e));
             *v = buf;
             r
