@@ -58,6 +58,8 @@ pub struct Store {
     meta_sync_deferred: bool,
     /// Schema version this environment was upgraded from when it was opened.
     upgraded_from: Option<u32>,
+    /// Write-ahead log ops replayed into LMDB when this environment was opened.
+    replayed: u64,
     /// Held shared by every transaction, exclusively by a map resize: LMDB forbids resizing
     /// while any transaction of this process is open.
     gate: RwLock<()>,
@@ -155,9 +157,11 @@ impl Store {
             meta,
             v1_expiry,
             upgraded_from: None,
+            replayed: 0,
         };
         let mut store = store;
         store.upgraded_from = store.check_schema()?;
+        store.replayed = store.replay_wal()?;
         Ok(store)
     }
 
@@ -194,6 +198,11 @@ impl Store {
     /// current or new).
     pub fn upgraded_from(&self) -> Option<u32> {
         self.upgraded_from
+    }
+
+    /// Write-ahead log ops (`wal`) a crash had left and `open` replayed into LMDB.
+    pub fn replayed_wal_ops(&self) -> u64 {
+        self.replayed
     }
 
     pub fn path(&self) -> &Path {
@@ -244,11 +253,10 @@ impl Store {
 
     /// Like [`Store::write`], but on return the transaction is atomic and its data pages are
     /// on disk while its meta page (what makes it visible after an OS crash) is only
-    /// written, not flushed. It becomes durable with the next commit that writes anything
-    /// (its data flush covers this meta page) or [`Store::sync`]. A crash of the process
-    /// alone loses nothing; an OS crash may lose this last transaction, never corrupts.
-    /// Lets a pipeline acknowledge batch N when batch N+1 commits: one flush per commit.
-    pub fn write_deferred<R>(
+    /// written, not flushed: [`Store::write`] adds that flush ([`Store::sync`]). A crash of
+    /// the process alone loses nothing; an OS crash may lose this last transaction, never
+    /// corrupts.
+    fn write_deferred<R>(
         &self,
         mut f: impl FnMut(&Store, &mut RwTxn<'_>) -> Result<R>,
     ) -> Result<R> {
@@ -370,14 +378,6 @@ impl Store {
             .map_err(|e| self.lmdb(e))
     }
 
-    /// Writes the commit marker (the writer's op sequence) in `txn`. A pipelined writer puts
-    /// it in every transaction so that each one dirties a page: LMDB skips the data flush of
-    /// a transaction that changed nothing, and that flush is what makes the previous
-    /// `write_deferred` durable.
-    pub fn put_commit_marker(&self, txn: &mut RwTxn, seq: u64) -> Result<()> {
-        self.put_meta(txn, META_COMMIT_SEQ, &seq.to_le_bytes())
-    }
-
     /// Overwrites the recorded schema version (tests of the mismatch path only).
     #[doc(hidden)]
     pub fn debug_set_schema(&self, txn: &mut RwTxn, version: u32) -> Result<()> {
@@ -402,5 +402,4 @@ impl Store {
 
 pub(crate) const META_SCHEMA: &str = "schema_version";
 const META_SHARD: &str = "shard";
-const META_COMMIT_SEQ: &str = "commit_seq";
 const META_SHARDS: &str = "shards";

@@ -46,6 +46,7 @@ pub mod layout;
 mod migrate;
 pub mod records;
 mod tables;
+pub mod wal;
 mod xcap_docs;
 
 pub use env::{ReadTxn, Store, StoreOptions, FREEING_RESERVE_MIN, SCHEMA_VERSION};

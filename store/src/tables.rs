@@ -69,7 +69,7 @@ pub(crate) fn encode<V: Encode>(v: &V) -> AlignedVec {
 }
 
 /// [`encode`] into `buf` (cleared first), which comes back holding the bytes.
-fn encode_into<V: Encode>(v: &V, mut buf: AlignedVec) -> AlignedVec {
+pub(crate) fn encode_into<V: Encode>(v: &V, mut buf: AlignedVec) -> AlignedVec {
     buf.clear();
     // Serialising owned plain data into a growable buffer cannot fail. The aligned buffer is
     // written as is (no copy into a `Vec<u8>`).

@@ -293,6 +293,25 @@ impl Shard {
                 ("persist_ops_refused".to_string(), st.ops_refused),
                 ("persist_last_commit_us".to_string(), st.last_commit_us),
                 ("persist_max_commit_us".to_string(), st.max_commit_us),
+                ("persist_checkpoints".to_string(), st.checkpoints),
+                (
+                    "persist_checkpoint_failures".to_string(),
+                    st.checkpoint_failures,
+                ),
+                ("persist_checkpoint_ops".to_string(), st.checkpoint_ops),
+                ("persist_checkpoint_keys".to_string(), st.checkpoint_keys),
+                (
+                    "persist_last_checkpoint_us".to_string(),
+                    st.last_checkpoint_us,
+                ),
+                (
+                    "persist_max_checkpoint_us".to_string(),
+                    st.max_checkpoint_us,
+                ),
+                (
+                    "persist_wal_pending_bytes".to_string(),
+                    st.wal_pending_bytes,
+                ),
             ]);
         }
         if let Ok(mut g) = self.stats.core.lock() {
@@ -378,8 +397,15 @@ pub async fn run_shard(init: ShardInit) {
             }
         }
     }
-    let driver = (settings.durability.writes() || settings.core.durability_gate)
-        .then(|| Rc::new(Driver::new(id, store.clone(), settings.durability)));
+    let driver = (settings.durability.writes() || settings.core.durability_gate).then(|| {
+        match Driver::new(id, store.clone(), settings.durability) {
+            Ok(d) => Rc::new(d),
+            Err(e) => {
+                tracing::error!(shard = id.0, error = %e, "cannot start the shard's persistence; exiting");
+                std::process::exit(1);
+            }
+        }
+    });
     let (timer_wake, timer_rx) = local_channel::new_bounded(1);
     let (committed_wake, committed_rx) = local_channel::new_bounded(1);
     let udp: Vec<Rc<UdpSocket>> = udp_socks
@@ -456,13 +482,18 @@ pub async fn run_shard(init: ShardInit) {
     }
     shard.publish_core_stats();
     if let (Some(d), Some(st)) = (&driver, &store) {
-        final_commit(&shard, d, st);
+        if d.mode() == persist::Durability::Sync {
+            let clock = shard.clock;
+            d.finish(&shard.core, move || clock.now()).await;
+        } else {
+            final_commit(&shard, d, st);
+        }
     }
     tracing::info!(shard = id.0, stats = %shard.core.borrow().stats(), "shard stopped");
 }
 
 /// On a clean stop, writes what the driver has not committed yet (periodic mode's
-/// write-behind window, or a sync batch in flight) so a graceful restart loses nothing.
+/// write-behind window) so a graceful restart loses nothing. Sync mode: `Driver::finish`.
 fn final_commit(shard: &Shard, driver: &Driver, store: &Store) {
     let mut ops = Vec::new();
     {

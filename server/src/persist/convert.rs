@@ -6,7 +6,10 @@ use store::{
     ByteStr, PresentityKey, PresentityRecordRef, SubscriptionKey, SubscriptionRecordRef, UnixMillis,
 };
 
-use crate::core::{Instant, PublicationRecord, SubStatus, SubscriptionRecord, Transport};
+use crate::core::{
+    Instant, PersistOp, PublicationRecord, SubStatus, SubscriptionRecord, Transport,
+};
+use store::StoreError;
 
 /// The `active_watchers` key part of a dialog: its core id as 16 lowercase hex digits
 /// (readable in `herald store list`, and ordered like the id).
@@ -138,6 +141,118 @@ pub(crate) fn subscription_from_store(
         expires_at: Instant::from_millis(v.expires_at.get().0),
         version: v.version.to_native(),
     })
+}
+
+/// Where [`write_ops`] sends the store form of persist ops: an LMDB write transaction
+/// (periodic mode, final commits) or a write-ahead log batch (sync mode).
+pub(super) trait OpSink {
+    fn put_publication(
+        &mut self,
+        k: PresentityKey<'_>,
+        v: &PresentityRecordRef<'_>,
+    ) -> Result<(), StoreError>;
+    fn delete_publication(&mut self, k: PresentityKey<'_>) -> Result<(), StoreError>;
+    fn put_subscription(
+        &mut self,
+        k: SubscriptionKey<'_>,
+        v: &SubscriptionRecordRef<'_>,
+    ) -> Result<(), StoreError>;
+    fn delete_subscription(&mut self, k: SubscriptionKey<'_>) -> Result<(), StoreError>;
+}
+
+impl OpSink for (&store::Store, &mut store::RwTxn<'_>) {
+    fn put_publication(
+        &mut self,
+        k: PresentityKey<'_>,
+        v: &PresentityRecordRef<'_>,
+    ) -> Result<(), StoreError> {
+        self.0.put_presentity(self.1, k, v)
+    }
+    fn delete_publication(&mut self, k: PresentityKey<'_>) -> Result<(), StoreError> {
+        self.0.delete_presentity(self.1, k).map(drop)
+    }
+    fn put_subscription(
+        &mut self,
+        k: SubscriptionKey<'_>,
+        v: &SubscriptionRecordRef<'_>,
+    ) -> Result<(), StoreError> {
+        self.0.put_subscription(self.1, k, v)
+    }
+    fn delete_subscription(&mut self, k: SubscriptionKey<'_>) -> Result<(), StoreError> {
+        self.0.delete_subscription(self.1, k).map(drop)
+    }
+}
+
+impl OpSink for store::wal::WalBatch {
+    fn put_publication(
+        &mut self,
+        k: PresentityKey<'_>,
+        v: &PresentityRecordRef<'_>,
+    ) -> Result<(), StoreError> {
+        self.put_presentity(k, v)
+    }
+    fn delete_publication(&mut self, k: PresentityKey<'_>) -> Result<(), StoreError> {
+        self.delete_presentity(k)
+    }
+    fn put_subscription(
+        &mut self,
+        k: SubscriptionKey<'_>,
+        v: &SubscriptionRecordRef<'_>,
+    ) -> Result<(), StoreError> {
+        store::wal::WalBatch::put_subscription(self, k, v)
+    }
+    fn delete_subscription(&mut self, k: SubscriptionKey<'_>) -> Result<(), StoreError> {
+        store::wal::WalBatch::delete_subscription(self, k)
+    }
+}
+
+/// Writes `ops` in order to `sink`. Returns how many were skipped because the store cannot
+/// hold their key (logged; the core's limits should prevent it); other errors end it.
+pub(super) fn write_ops(
+    sink: &mut impl OpSink,
+    ops: &[PersistOp],
+    received_at: UnixMillis,
+) -> Result<u64, StoreError> {
+    let mut skipped = 0;
+    let mut id_buf = [0u8; 16];
+    for op in ops {
+        let r = match op {
+            PersistOp::PutPublication { rec, .. } => {
+                let (k, v) = publication_to_store(rec, received_at);
+                sink.put_publication(k, &v)
+            }
+            PersistOp::DeletePublication {
+                presentity,
+                event,
+                id,
+                ..
+            } => sink.delete_publication(PresentityKey {
+                presentity: presentity.as_bytes(),
+                event,
+                pub_id: id,
+            }),
+            PersistOp::PutSubscription { rec, .. } => {
+                let (k, v) = subscription_to_store(rec, &mut id_buf);
+                sink.put_subscription(k, &v)
+            }
+            PersistOp::DeleteSubscription { id, presentity, .. } => {
+                id_buf = dialog_id(*id);
+                sink.delete_subscription(SubscriptionKey {
+                    presentity: presentity.as_bytes(),
+                    dialog_id: &id_buf,
+                })
+            }
+        };
+        match r {
+            Ok(()) => {}
+            Err(e @ StoreError::InvalidKey { .. }) => {
+                skipped += 1;
+                tracing::error!(seq = op.seq(), error = %e, "persist op skipped");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(skipped)
 }
 
 #[cfg(test)]

@@ -8,8 +8,12 @@ use std::time::Duration;
 
 use store::{Store, StoreError, UnixMillis};
 
-use super::convert::{dialog_id, publication_to_store, subscription_to_store};
+use super::convert::write_ops;
 use super::durability::Durability;
+use super::wal_commit::{
+    checkpoint_bytes, split_refused, Checkpointer, WalWriter, CHECKPOINT_IDLE, CHECKPOINT_MAX_AGE,
+    PENDING_MAX,
+};
 use crate::core::{Instant, PersistOp, Refused, ShardId};
 
 /// Most ops committed in one transaction; the rest stay queued in the core for the next
@@ -40,7 +44,7 @@ const BUSY_GATHER_MAX_US: u64 = 8_000;
 const COMMIT_THREAD_NICE: i32 = 10;
 
 /// Lowers the calling blocking-pool thread's priority, once per thread.
-fn deprioritise_commit_thread() {
+pub(super) fn deprioritise_commit_thread() {
     thread_local!(static DONE: Cell<bool> = const { Cell::new(false) });
     DONE.with(|done| {
         if !done.replace(true) {
@@ -123,6 +127,16 @@ pub struct DriverStats {
     pub max_commit_us: u64,
     /// Ops in the last committed batch.
     pub last_batch_ops: u64,
+    /// Sync mode: checkpoints of the write-ahead log into LMDB, and failed ones.
+    pub checkpoints: u64,
+    pub checkpoint_failures: u64,
+    /// Log ops checkpointed, and the distinct keys they came down to.
+    pub checkpoint_ops: u64,
+    pub checkpoint_keys: u64,
+    pub last_checkpoint_us: u64,
+    pub max_checkpoint_us: u64,
+    /// Log bytes appended since the last checkpoint started.
+    pub wal_pending_bytes: u64,
 }
 
 /// One shard's persistence task. Create with [`Driver::new`], then spawn
@@ -135,31 +149,60 @@ pub struct Driver {
     stats: Cell<DriverStats>,
     /// Rate limit of the "store full" warning: last time logged, refusals since.
     full_log: Cell<(Option<std::time::Instant>, u64)>,
-    /// Sync mode pipeline: last op of the batch committed with `commit_batch_deferred`
-    /// whose meta page is not flushed yet. It is acknowledged when the next commit (or an
-    /// explicit sync when idle) has flushed.
-    unsynced: Cell<Option<u64>>,
+    /// Sync mode: the write-ahead log (`None` while an append has it on the blocking pool,
+    /// or in other modes) and the thread that checkpoints it into LMDB.
+    wal: RefCell<Option<WalWriter>>,
+    checkpointer: RefCell<Option<Checkpointer>>,
+    /// Pending log size that starts a checkpoint ([`checkpoint_bytes`]).
+    checkpoint_bytes: usize,
+    /// [`Driver::finish`] asked `run` to return; `run` sets `exited` when it did, leaving
+    /// the ops it had drained in `leftover`.
+    stopping: Cell<bool>,
+    exited: Cell<bool>,
+    leftover: RefCell<Vec<PersistOp>>,
     /// Start of the window [`Driver::busy`] measures.
     busy_since: Cell<std::time::Instant>,
 }
 
 impl Driver {
-    /// `store` may be `None` only with `Durability::None`.
-    pub fn new(shard: ShardId, store: Option<Arc<Store>>, mode: Durability) -> Driver {
+    /// `store` may be `None` only with `Durability::None`. Sync mode opens the store's
+    /// write-ahead log (failing if another process holds it) and starts its checkpoint
+    /// thread.
+    pub fn new(
+        shard: ShardId,
+        store: Option<Arc<Store>>,
+        mode: Durability,
+    ) -> Result<Driver, StoreError> {
         assert!(
             store.is_some() || !mode.writes(),
             "durability {mode} needs a store"
         );
-        Driver {
+        let (mut wal, mut checkpointer, mut ckpt_bytes) = (None, None, usize::MAX);
+        if let (Durability::Sync, Some(st)) = (mode, &store) {
+            let w = WalWriter::open(st)?;
+            let dir = w.wal_dir();
+            checkpointer = Some(
+                Checkpointer::spawn(shard, st.clone(), dir.clone())
+                    .map_err(|source| StoreError::Io { path: dir, source })?,
+            );
+            ckpt_bytes = checkpoint_bytes(st.max_map_size());
+            wal = Some(w);
+        }
+        Ok(Driver {
             shard,
             store,
             mode,
             kick: Default::default(),
             stats: Cell::new(DriverStats::default()),
             full_log: Cell::new((None, 0)),
-            unsynced: Cell::new(None),
+            wal: RefCell::new(wal),
+            checkpointer: RefCell::new(checkpointer),
+            checkpoint_bytes: ckpt_bytes,
+            stopping: Cell::new(false),
+            exited: Cell::new(false),
+            leftover: RefCell::new(Vec::new()),
             busy_since: Cell::new(std::time::Instant::now()),
-        }
+        })
     }
 
     /// The handle the edge notifies after feeding the core.
@@ -168,7 +211,21 @@ impl Driver {
     }
 
     pub fn stats(&self) -> DriverStats {
-        self.stats.get()
+        let mut s = self.stats.get();
+        if let Some(c) = self.checkpointer.borrow().as_ref() {
+            use std::sync::atomic::Ordering::Relaxed;
+            let k = c.counters();
+            s.checkpoints = k.checkpoints.load(Relaxed);
+            s.checkpoint_failures = k.failures.load(Relaxed);
+            s.checkpoint_ops = k.ops.load(Relaxed);
+            s.checkpoint_keys = k.keys.load(Relaxed);
+            s.last_checkpoint_us = k.last_us.load(Relaxed);
+            s.max_checkpoint_us = k.max_us.load(Relaxed);
+        }
+        if let Some(w) = self.wal.borrow().as_ref() {
+            s.wal_pending_bytes = w.pending.len() as u64;
+        }
+        s
     }
 
     pub fn mode(&self) -> Durability {
@@ -201,10 +258,12 @@ impl Driver {
         on_committed: impl Fn(),
     ) {
         let mut batch: Vec<PersistOp> = Vec::new();
-        // Sync mode, queue empty, last batch not flushed: until when to wait for new ops
-        // before flushing it alone.
-        let mut flush_alone_at: Option<std::time::Instant> = None;
         loop {
+            if self.stopping.get() {
+                self.leftover.borrow_mut().append(&mut batch);
+                self.exited.set(true);
+                return;
+            }
             match self.mode {
                 Durability::None => {
                     Self::drain(core, &mut batch, usize::MAX);
@@ -224,30 +283,23 @@ impl Driver {
                 Durability::Sync => {
                     Self::drain(core, &mut batch, MAX_BATCH);
                     if batch.is_empty() {
-                        if self.unsynced.get().is_none() {
+                        // Idle: once no op came for a moment, LMDB catches up with the log.
+                        if !self.log_unapplied() {
                             self.kick.wait().await;
-                            continue;
-                        }
-                        // The replies the last commit released bring new ops within a
-                        // round trip; their commit's flush makes the pending batch durable
-                        // too (one fsync instead of two). Flush it alone only when none
-                        // came within a gather wait (bounded: kicks without ops do not
-                        // extend it).
-                        let now = std::time::Instant::now();
-                        let at = *flush_alone_at
-                            .get_or_insert_with(|| now + gather_wait(&self.stats.get(), 0, false));
-                        if at <= now || !self.kicked_within(at - now).await {
-                            flush_alone_at = None;
-                            self.sync_idle(core, &clock, &on_committed).await;
+                        } else if !self.kicked_within(CHECKPOINT_IDLE).await {
+                            self.maybe_checkpoint(true);
                         }
                         continue;
                     }
-                    flush_alone_at = None;
                     let gather = self.gather_delay(batch.len());
                     if !gather.is_zero() {
                         glommio::timer::sleep(gather).await;
                         Self::drain(core, &mut batch, MAX_BATCH);
                     }
+                    self.backpressure().await;
+                    batch = self.commit_wal(core, batch, &clock, &on_committed).await;
+                    self.maybe_checkpoint(false);
+                    continue;
                 }
                 Durability::Periodic(period) => {
                     glommio::timer::sleep(period).await;
@@ -259,6 +311,198 @@ impl Driver {
             }
             batch = self.commit(core, batch, &clock, &on_committed).await;
         }
+    }
+
+    /// Whether log ops wait for a checkpoint (pending, or a failed checkpoint's).
+    fn log_unapplied(&self) -> bool {
+        let pending = self
+            .wal
+            .borrow()
+            .as_ref()
+            .is_some_and(|w| !w.pending.is_empty());
+        pending
+            || self
+                .checkpointer
+                .borrow()
+                .as_ref()
+                .is_some_and(|c| c.has_returned())
+    }
+
+    /// Starts a checkpoint if none runs and one is due: enough log pending, the oldest
+    /// pending op old enough, or (`idle`) anything at all.
+    fn maybe_checkpoint(&self, idle: bool) {
+        let ck = self.checkpointer.borrow();
+        let Some(ck) = ck.as_ref() else { return };
+        if ck.busy() {
+            return;
+        }
+        let mut w = self.wal.borrow_mut();
+        let Some(w) = w.as_mut() else { return };
+        let anything = !w.pending.is_empty() || ck.has_returned();
+        let due = (idle && anything)
+            || w.pending.len() >= self.checkpoint_bytes
+            || w.pending_since
+                .is_some_and(|t| t.elapsed() >= CHECKPOINT_MAX_AGE);
+        if due {
+            let (payloads, sealed) = w.take_for_checkpoint();
+            ck.submit(payloads, sealed);
+        }
+    }
+
+    /// While more than [`PENDING_MAX`] of log waits behind a running checkpoint, commits
+    /// wait (their replies too) instead of the pending ops growing without bound.
+    async fn backpressure(&self) {
+        loop {
+            let over = self
+                .wal
+                .borrow()
+                .as_ref()
+                .is_some_and(|w| w.pending.len() >= PENDING_MAX);
+            if !over {
+                return;
+            }
+            self.maybe_checkpoint(false);
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// `batch` (ops up to seq `last`) is durable: tells the core (its replies go out),
+    /// counts it and empties the batch for reuse.
+    #[allow(clippy::too_many_arguments)]
+    fn committed<C: PersistCore>(
+        &self,
+        core: &RefCell<C>,
+        batch: &mut Vec<PersistOp>,
+        skipped: u64,
+        last: u64,
+        us: u64,
+        clock: &impl Fn() -> Instant,
+        on_committed: &impl Fn(),
+    ) {
+        let n = batch.len() as u64;
+        batch.clear();
+        core.borrow_mut().handle_persisted(clock(), last);
+        self.bump(|s| {
+            s.commits += 1;
+            s.ops_committed += n - skipped;
+            s.ops_discarded += skipped;
+            s.persisted_seq = last;
+            s.last_commit_us = us;
+            s.max_commit_us = s.max_commit_us.max(us);
+            s.last_batch_ops = n;
+        });
+        on_committed();
+    }
+
+    /// Sync mode: appends `batch` to the log and flushes it off the executor, then reports
+    /// it to the core (its replies go out). While the map is full, its puts are refused
+    /// first (500). On failure logs, waits and returns the batch for retry: nothing is
+    /// acknowledged that is not on disk.
+    async fn commit_wal<C: PersistCore>(
+        &self,
+        core: &RefCell<C>,
+        batch: Vec<PersistOp>,
+        clock: &impl Fn() -> Instant,
+        on_committed: &impl Fn(),
+    ) -> Vec<PersistOp> {
+        let (Some(store), Some(mut w)) = (self.store.clone(), self.wal.borrow_mut().take()) else {
+            return batch;
+        };
+        let last = batch.last().map(PersistOp::seq).unwrap_or(0);
+        let received_at = UnixMillis(clock().as_millis());
+        let (full, unapplied) = match self.checkpointer.borrow().as_ref() {
+            Some(c) if c.full() => (true, c.unapplied()),
+            _ => (false, Vec::new()),
+        };
+        let max_map_size = store.max_map_size();
+        let started = std::time::Instant::now();
+        let (w, mut batch, refused, res) = glommio::executor()
+            .spawn_blocking(move || {
+                deprioritise_commit_thread();
+                let mut batch = batch;
+                let refused = if full {
+                    let mut logs: Vec<&[u8]> = unapplied.iter().map(|a| a.as_slice()).collect();
+                    logs.push(&w.pending);
+                    split_refused(&store, &mut batch, &logs)
+                } else {
+                    Vec::new()
+                };
+                let res = w.append(&batch, received_at);
+                (w, batch, refused, res)
+            })
+            .await;
+        *self.wal.borrow_mut() = Some(w);
+        let us = started.elapsed().as_micros() as u64;
+        if !refused.is_empty() {
+            let n = refused.len() as u64;
+            self.bump(|s| {
+                s.map_full_batches += 1;
+                s.ops_refused += n;
+            });
+            self.warn_full(n, max_map_size);
+            core.borrow_mut().handle_persist_failed(clock(), &refused);
+        }
+        match res {
+            Ok(skipped) => self.committed(core, &mut batch, skipped, last, us, clock, on_committed),
+            Err(e) => {
+                if !refused.is_empty() {
+                    on_committed(); // the 500s go out now
+                }
+                self.bump(|s| s.failed_commits += 1);
+                tracing::error!(shard = self.shard.0, ops = batch.len(), error = %e, "write-ahead log append failed; replies held, retrying");
+                glommio::timer::sleep(RETRY_BACKOFF).await;
+                let max = MAX_BATCH.max(batch.len());
+                Self::drain(core, &mut batch, max);
+            }
+        }
+        batch
+    }
+
+    /// Sync mode, clean stop: makes `run` return, appends what it and the core still hold
+    /// to the log, waits for the running checkpoint and checkpoints the rest, so the next
+    /// start has no log to replay. Whatever fails here stays in the log (replayed then).
+    pub async fn finish<C: PersistCore>(&self, core: &RefCell<C>, clock: impl Fn() -> Instant) {
+        if self.wal.borrow().is_none() && self.checkpointer.borrow().is_none() {
+            return;
+        }
+        self.stopping.set(true);
+        self.kick.notify();
+        for _ in 0..5_000 {
+            if self.exited.get() && self.wal.borrow().is_some() {
+                break;
+            }
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+        let Some(mut w) = self.wal.borrow_mut().take() else {
+            tracing::error!(shard = self.shard.0, "final checkpoint skipped: the log is still in use; it is replayed on the next start");
+            return;
+        };
+        let mut ops = std::mem::take(&mut *self.leftover.borrow_mut());
+        Self::drain(core, &mut ops, usize::MAX);
+        let ck = self.checkpointer.borrow_mut().take();
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let received_at = UnixMillis(clock().as_millis());
+        let shard = self.shard;
+        glommio::executor()
+            .spawn_blocking(move || {
+                if let Err(e) = w.append(&ops, received_at) {
+                    tracing::error!(shard = shard.0, error = %e, "final log append failed");
+                }
+                let returned = ck.and_then(|mut c| c.stop());
+                let (pending, sealed) = w.take_for_checkpoint();
+                let mut all = returned.map(|r| r.to_vec()).unwrap_or_default();
+                all.extend_from_slice(&pending);
+                let res = store
+                    .checkpoint(&all)
+                    .and_then(|_| store::wal::Wal::remove_through(&w.wal_dir(), sealed));
+                match res {
+                    Ok(()) => tracing::info!(shard = shard.0, ops = ops.len(), "final checkpoint done"),
+                    Err(e) => tracing::error!(shard = shard.0, error = %e, "final checkpoint failed; the log is replayed on the next start"),
+                }
+            })
+            .await;
     }
 
     /// Whether the edge kicked (may have queued ops) within `wait`.
@@ -274,37 +518,6 @@ impl Driver {
             },
         )
         .await
-    }
-
-    /// Nothing more to commit: flush the last pipelined batch and acknowledge it.
-    async fn sync_idle<C: PersistCore>(
-        &self,
-        core: &RefCell<C>,
-        clock: &impl Fn() -> Instant,
-        on_committed: &impl Fn(),
-    ) {
-        let (Some(store), Some(upto)) = (self.store.clone(), self.unsynced.get()) else {
-            return;
-        };
-        let res = glommio::executor()
-            .spawn_blocking(move || {
-                deprioritise_commit_thread();
-                store.sync()
-            })
-            .await;
-        match res {
-            Ok(()) => {
-                self.unsynced.set(None);
-                core.borrow_mut().handle_persisted(clock(), upto);
-                self.bump(|s| s.persisted_seq = upto);
-                on_committed();
-            }
-            Err(e) => {
-                self.bump(|s| s.failed_commits += 1);
-                tracing::error!(shard = self.shard.0, error = %e, "persist sync failed; replies held, retrying");
-                glommio::timer::sleep(RETRY_BACKOFF).await;
-            }
-        }
     }
 
     /// How long to let the next batch gather before committing it (see [`gather_wait`]).
@@ -338,46 +551,16 @@ impl Driver {
         let last = batch.last().map(PersistOp::seq).unwrap_or(0);
         let received_at = UnixMillis(clock().as_millis());
         let started = std::time::Instant::now();
-        let pipelined = self.mode == Durability::Sync;
         let (mut batch, res) = glommio::executor()
             .spawn_blocking(move || {
                 deprioritise_commit_thread();
-                let res = if pipelined {
-                    commit_batch_deferred(&store, &batch, received_at)
-                } else {
-                    commit_batch(&store, &batch, received_at)
-                };
+                let res = commit_batch(&store, &batch, received_at);
                 (batch, res)
             })
             .await;
         let us = started.elapsed().as_micros() as u64;
         match res {
-            Ok(skipped) => {
-                let n = batch.len() as u64;
-                batch.clear();
-                // Pipelined: this commit's flush made the previous batch durable; this one
-                // waits for the next flush.
-                let durable = if pipelined {
-                    self.unsynced.replace(Some(last))
-                } else {
-                    Some(last)
-                };
-                if let Some(upto) = durable {
-                    core.borrow_mut().handle_persisted(clock(), upto);
-                }
-                self.bump(|s| {
-                    s.commits += 1;
-                    s.ops_committed += n - skipped;
-                    s.ops_discarded += skipped;
-                    s.persisted_seq = durable.unwrap_or(s.persisted_seq);
-                    s.last_commit_us = us;
-                    s.max_commit_us = s.max_commit_us.max(us);
-                    s.last_batch_ops = n;
-                });
-                if durable.is_some() {
-                    on_committed();
-                }
-            }
+            Ok(skipped) => self.committed(core, &mut batch, skipped, last, us, clock, on_committed),
             Err(StoreError::MapFull { max_map_size, .. }) => {
                 return self
                     .refuse_puts(core, batch, last, max_map_size, clock, on_committed)
@@ -414,44 +597,13 @@ impl Driver {
         let received_at = UnixMillis(clock().as_millis());
         let (deletes, refused, res) = glommio::executor()
             .spawn_blocking(move || {
-                let (mut deletes, puts): (Vec<_>, Vec<_>) = batch.into_iter().partition(|op| {
-                    matches!(
-                        op,
-                        PersistOp::DeletePublication { .. } | PersistOp::DeleteSubscription { .. }
-                    )
-                });
-                // The core forgets a refused publication; its older version, stored under
-                // the same key, must go too, or a restart would bring it back.
-                deletes.extend(puts.iter().filter_map(|op| match op {
-                    PersistOp::PutPublication { seq, rec } => Some(PersistOp::DeletePublication {
-                        seq: *seq,
-                        presentity: rec.presentity.clone(),
-                        event: rec.event.clone(),
-                        id: rec.id.clone(),
-                    }),
-                    _ => None,
-                }));
-                // Sequence order, as every batch (its last op is what a commit reports).
-                deletes.sort_by_key(PersistOp::seq);
-                // A full (flushed) commit, or at least a flush: after it, every earlier
-                // pipelined batch is durable too.
+                let mut deletes = batch;
+                let refused = split_refused(&store, &mut deletes, &[]);
                 let res = if deletes.is_empty() {
-                    store.sync().map(|()| 0)
+                    Ok(0)
                 } else {
                     store.write_freeing(|s, w| apply_ops(s, w, &deletes, received_at))
                 };
-                let refused: Vec<Refused> = puts
-                    .into_iter()
-                    .map(|op| {
-                        let stored_expiry = match &op {
-                            PersistOp::PutSubscription { rec, .. } => {
-                                stored_sub_expiry(&store, rec)
-                            }
-                            _ => None,
-                        };
-                        Refused { op, stored_expiry }
-                    })
-                    .collect();
                 (deletes, refused, res)
             })
             .await;
@@ -465,7 +617,6 @@ impl Driver {
         match res {
             Ok(skipped) => {
                 let committed = deletes.len() as u64 - skipped;
-                let last = last.max(self.unsynced.take().unwrap_or(0));
                 core.borrow_mut().handle_persisted(clock(), last);
                 self.bump(|s| {
                     s.ops_committed += committed;
@@ -548,91 +699,13 @@ pub fn commit_batch(
     store.write(|s, w| apply_ops(s, w, ops, received_at))
 }
 
-/// [`commit_batch`] for the pipeline: the transaction is atomic and its data on disk when
-/// this returns, durable once the next `commit_batch_deferred` (or any write) commits or
-/// `Store::sync` runs (`Store::write_deferred`). Writes the commit marker so that the
-/// transaction always flushes, which is what makes the previous one durable.
-pub fn commit_batch_deferred(
-    store: &Store,
-    ops: &[PersistOp],
-    received_at: UnixMillis,
-) -> Result<u64, StoreError> {
-    let marker = ops.last().map(PersistOp::seq).unwrap_or(0);
-    store.write_deferred(|s, w| {
-        s.put_commit_marker(w, marker)?;
-        apply_ops(s, w, ops, received_at)
-    })
-}
-
 fn apply_ops(
     s: &Store,
     w: &mut store::RwTxn<'_>,
     ops: &[PersistOp],
     received_at: UnixMillis,
 ) -> Result<u64, StoreError> {
-    {
-        let mut skipped = 0;
-        let mut id_buf = [0u8; 16];
-        for op in ops {
-            let r = match op {
-                PersistOp::PutPublication { rec, .. } => {
-                    let (k, v) = publication_to_store(rec, received_at);
-                    s.put_presentity(w, k, &v)
-                }
-                PersistOp::DeletePublication {
-                    presentity,
-                    event,
-                    id,
-                    ..
-                } => s
-                    .delete_presentity(
-                        w,
-                        store::PresentityKey {
-                            presentity: presentity.as_bytes(),
-                            event,
-                            pub_id: id,
-                        },
-                    )
-                    .map(drop),
-                PersistOp::PutSubscription { rec, .. } => {
-                    let (k, v) = subscription_to_store(rec, &mut id_buf);
-                    s.put_subscription(w, k, &v)
-                }
-                PersistOp::DeleteSubscription { id, presentity, .. } => {
-                    id_buf = dialog_id(*id);
-                    s.delete_subscription(
-                        w,
-                        store::SubscriptionKey {
-                            presentity: presentity.as_bytes(),
-                            dialog_id: &id_buf,
-                        },
-                    )
-                    .map(drop)
-                }
-            };
-            match r {
-                Ok(()) => {}
-                Err(e @ StoreError::InvalidKey { .. }) => {
-                    skipped += 1;
-                    tracing::error!(seq = op.seq(), error = %e, "persist op skipped");
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(skipped)
-    }
-}
-
-/// Expiry of the dialog version on disk (`None`: not stored, or unreadable).
-fn stored_sub_expiry(store: &Store, rec: &crate::core::SubscriptionRecord) -> Option<Instant> {
-    let id = dialog_id(rec.id);
-    let txn = store.read_txn().ok()?;
-    let key = store::SubscriptionKey {
-        presentity: rec.presentity.as_bytes(),
-        dialog_id: &id,
-    };
-    let v = store.get_subscription(&txn, key).ok()??;
-    Some(Instant::from_millis(v.expires_at.get().0))
+    write_ops(&mut (s, w), ops, received_at)
 }
 
 #[cfg(test)]

@@ -1,0 +1,732 @@
+//! Write-ahead log of one environment: what makes `--durability sync` cheap.
+//!
+//! Why: a durable LMDB commit flushes every B-tree page the transaction dirtied, and a
+//! batch of PUBLISH modifications dirties one random leaf per publication. On this
+//! machine's disk a flush of 256 random 4 KiB pages takes ~9 ms, of the same amount written
+//! sequentially ~0.4–1.7 ms. So a sync-mode batch is appended to a log file and flushed
+//! (`fdatasync`): sequential, one flush, then its replies go out. The B-tree catches up in
+//! checkpoints ([`Store::checkpoint`]): many batches, deduplicated by key (a presentity
+//! modified ten times in a second is written once), in one durable transaction, after
+//! which the log segments it covered are deleted.
+//!
+//! Layout: `<env>/wal/LOCK` (held with an exclusive `flock` by the one writer for its
+//! lifetime) and segments `<env>/wal/<16 hex digits>.log`, each a sequence of frames
+//! `magic u32 | payload length u32 | crc32 of payload u32 | payload`. One frame is one
+//! batch, so a batch is replayed whole or not at all (a torn last frame is a batch that was
+//! never acknowledged). A payload is a sequence of ops: `tag u8 | key length u32 | key`,
+//! then for puts `value length u32 | value` (the rkyv bytes LMDB will hold).
+//!
+//! Every op is an absolute "this key now holds this value / nothing", so replaying ops that
+//! a checkpoint had already applied is harmless: [`Store::open`] replays whatever segments
+//! exist (when no writer holds the lock), checkpoints them and deletes them.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::env::{Db, Store};
+use crate::error::{Result, StoreError};
+use crate::keys::{PresentityKey, RecordKey, SubscriptionKey};
+use crate::records::{ArchivedPresentityRecord, ArchivedSubscriptionRecord};
+use crate::tables::{encode_into, ExpiringValue};
+
+/// Frame marker ("HWAL"): a frame that does not start with it ends the readable log.
+const MAGIC: u32 = 0x4857_414c;
+const FRAME_HEADER: usize = 12;
+/// Largest frame accepted on replay (a batch is at most a few MiB; anything bigger is a
+/// damaged length field).
+pub const MAX_FRAME: usize = 256 << 20;
+
+const TAG_PUT_PRESENTITY: u8 = 1;
+const TAG_DEL_PRESENTITY: u8 = 2;
+const TAG_PUT_SUBSCRIPTION: u8 = 3;
+const TAG_DEL_SUBSCRIPTION: u8 = 4;
+
+/// The tables a log op can touch (the ones the server's hot path writes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WalTable {
+    Presentity,
+    ActiveWatchers,
+}
+
+/// One decoded op, borrowing from a payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalOp<'a> {
+    pub table: WalTable,
+    pub key: &'a [u8],
+    /// `None`: delete.
+    pub value: Option<&'a [u8]>,
+}
+
+/// The ops of one batch, encoded (the payload of one frame). Reuse it: `clear` keeps the
+/// buffers.
+#[derive(Default)]
+pub struct WalBatch {
+    buf: Vec<u8>,
+    ops: u32,
+    key: Vec<u8>,
+    value: rkyv::util::AlignedVec,
+}
+
+impl WalBatch {
+    pub fn new() -> WalBatch {
+        WalBatch::default()
+    }
+
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.ops = 0;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops == 0
+    }
+
+    /// Ops in the batch.
+    pub fn len(&self) -> usize {
+        self.ops as usize
+    }
+
+    /// The encoded ops.
+    pub fn payload(&self) -> &[u8] {
+        &self.buf
+    }
+
+    fn op(&mut self, tag: u8, with_value: bool) {
+        self.buf.push(tag);
+        self.buf
+            .extend_from_slice(&(self.key.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(&self.key);
+        if with_value {
+            self.buf
+                .extend_from_slice(&(self.value.len() as u32).to_le_bytes());
+            self.buf.extend_from_slice(&self.value);
+        }
+        self.ops += 1;
+    }
+
+    fn put<'k, K: RecordKey<'k>, V: crate::tables::Encode>(
+        &mut self,
+        tag: u8,
+        key: &K,
+        rec: &V,
+    ) -> Result<()> {
+        key.encode(&mut self.key)?;
+        self.value = encode_into(rec, std::mem::take(&mut self.value));
+        self.op(tag, true);
+        Ok(())
+    }
+
+    fn delete<'k, K: RecordKey<'k>>(&mut self, tag: u8, key: &K) -> Result<()> {
+        key.encode(&mut self.key)?;
+        self.op(tag, false);
+        Ok(())
+    }
+
+    pub fn put_presentity(
+        &mut self,
+        key: PresentityKey<'_>,
+        rec: &impl ExpiringValue<ArchivedPresentityRecord>,
+    ) -> Result<()> {
+        self.put(TAG_PUT_PRESENTITY, &key, rec)
+    }
+
+    pub fn delete_presentity(&mut self, key: PresentityKey<'_>) -> Result<()> {
+        self.delete(TAG_DEL_PRESENTITY, &key)
+    }
+
+    pub fn put_subscription(
+        &mut self,
+        key: SubscriptionKey<'_>,
+        rec: &impl ExpiringValue<ArchivedSubscriptionRecord>,
+    ) -> Result<()> {
+        self.put(TAG_PUT_SUBSCRIPTION, &key, rec)
+    }
+
+    pub fn delete_subscription(&mut self, key: SubscriptionKey<'_>) -> Result<()> {
+        self.delete(TAG_DEL_SUBSCRIPTION, &key)
+    }
+}
+
+/// Iterates the ops of one or more concatenated payloads. Stops (returning an error) at
+/// the first malformed op: payloads come from frames whose checksum matched, so that is a
+/// bug or a foreign file, never a torn write.
+pub struct WalOps<'a> {
+    rest: &'a [u8],
+}
+
+/// The ops of `payloads` (any concatenation of [`WalBatch::payload`]s).
+pub fn ops(payloads: &[u8]) -> WalOps<'_> {
+    WalOps { rest: payloads }
+}
+
+fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    if rest.len() < n {
+        return None;
+    }
+    let (a, b) = rest.split_at(n);
+    *rest = b;
+    Some(a)
+}
+
+fn take_len(rest: &mut &[u8]) -> Option<usize> {
+    let b = take(rest, 4)?;
+    Some(u32::from_le_bytes(b.try_into().ok()?) as usize)
+}
+
+impl<'a> Iterator for WalOps<'a> {
+    type Item = Result<WalOp<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let mut r = self.rest;
+        let parsed = (|| {
+            let tag = take(&mut r, 1)?[0];
+            let (table, put) = match tag {
+                TAG_PUT_PRESENTITY => (WalTable::Presentity, true),
+                TAG_DEL_PRESENTITY => (WalTable::Presentity, false),
+                TAG_PUT_SUBSCRIPTION => (WalTable::ActiveWatchers, true),
+                TAG_DEL_SUBSCRIPTION => (WalTable::ActiveWatchers, false),
+                _ => return None,
+            };
+            let kl = take_len(&mut r)?;
+            let key = take(&mut r, kl)?;
+            let value = if put {
+                let vl = take_len(&mut r)?;
+                Some(take(&mut r, vl)?)
+            } else {
+                None
+            };
+            Some(WalOp { table, key, value })
+        })();
+        match parsed {
+            Some(op) => {
+                self.rest = r;
+                Some(Ok(op))
+            }
+            None => {
+                self.rest = &[];
+                Some(Err(StoreError::Corrupt {
+                    table: "wal",
+                    key: String::new(),
+                    detail: "malformed op in a checksummed log frame".into(),
+                }))
+            }
+        }
+    }
+}
+
+/// The last op on `key` of `table` in `payloads`: `Some(Some(value))` put, `Some(None)`
+/// deleted, `None` not in the log (look in LMDB).
+pub fn find_last<'a>(payloads: &'a [u8], table: WalTable, key: &[u8]) -> Option<Option<&'a [u8]>> {
+    let mut found = None;
+    for op in ops(payloads).map_while(|r| r.ok()) {
+        if op.table == table && op.key == key {
+            found = Some(op.value);
+        }
+    }
+    found
+}
+
+/// The expiry of a subscription dialog value as the log holds it (`None`: not a valid
+/// record).
+pub fn subscription_expiry(value: &[u8]) -> Option<crate::records::UnixMillis> {
+    crate::tables::decode::<ArchivedSubscriptionRecord>("active_watchers", b"", value)
+        .ok()
+        .map(|r| r.expires_at.get())
+}
+
+/// What one checkpoint did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CheckpointReport {
+    /// Ops read from the log.
+    pub ops: u64,
+    /// Distinct keys written or deleted (after deduplication).
+    pub keys: u64,
+    /// The map was full at its maximum: the checkpoint used the reserve beyond it
+    /// (`Store::write_freeing`). New puts should be refused until space returns.
+    pub used_reserve: bool,
+}
+
+impl Store {
+    fn wal_db(&self, t: WalTable) -> Db {
+        match t {
+            WalTable::Presentity => self.presentity,
+            WalTable::ActiveWatchers => self.active_watchers,
+        }
+    }
+
+    /// Applies `payloads` (log ops, oldest first) in one durable transaction: each key gets
+    /// its last op only, deletes first (they free pages the puts then reuse). At the
+    /// maximum map size it retries with the reserve beyond it (the ops were acknowledged
+    /// already: refusing them is not an option) and says so in the report.
+    /// `StoreError::MapFull` if even that does not fit; nothing is applied then, and the
+    /// caller keeps the log.
+    pub fn checkpoint(&self, payloads: &[u8]) -> Result<CheckpointReport> {
+        let mut last: HashMap<(WalTable, &[u8]), Option<&[u8]>> = HashMap::new();
+        let mut n = 0u64;
+        for op in ops(payloads) {
+            let op = op?;
+            n += 1;
+            last.insert((op.table, op.key), op.value);
+        }
+        let mut report = CheckpointReport {
+            ops: n,
+            keys: last.len() as u64,
+            used_reserve: false,
+        };
+        if last.is_empty() {
+            return Ok(report);
+        }
+        // Key order within each kind: LMDB appends and splits pages best in order.
+        let mut deletes: Vec<(WalTable, &[u8])> = Vec::new();
+        let mut puts: Vec<(WalTable, &[u8], &[u8])> = Vec::new();
+        for ((t, k), v) in last {
+            match v {
+                None => deletes.push((t, k)),
+                Some(v) => puts.push((t, k, v)),
+            }
+        }
+        deletes.sort_unstable_by(|a, b| (a.0 as u8, a.1).cmp(&(b.0 as u8, b.1)));
+        puts.sort_unstable_by(|a, b| (a.0 as u8, a.1).cmp(&(b.0 as u8, b.1)));
+        let mut apply = |s: &Store, w: &mut heed::RwTxn<'_>| -> Result<()> {
+            for &(t, k) in &deletes {
+                s.wal_db(t).delete(w, k).map_err(|e| s.lmdb(e))?;
+            }
+            for &(t, k, v) in &puts {
+                s.wal_db(t).put(w, k, v).map_err(|e| s.lmdb(e))?;
+            }
+            Ok(())
+        };
+        match self.write(&mut apply) {
+            Err(StoreError::MapFull { .. }) => match self.write_freeing(&mut apply) {
+                Ok(()) => report.used_reserve = true,
+                Err(e @ StoreError::MapFull { .. }) => {
+                    // Free what can be freed now; everything is applied again next time
+                    // (re-applying these deletes is harmless).
+                    self.write_freeing(|s, w| {
+                        for &(t, k) in &deletes {
+                            s.wal_db(t).delete(w, k).map_err(|e| s.lmdb(e))?;
+                        }
+                        Ok(())
+                    })?;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            },
+            other => other?,
+        }
+        Ok(report)
+    }
+
+    /// Bytes of the map in use by records and the B-trees (leaf, branch and overflow pages
+    /// of every table; free pages excluded): what the map-full logic compares with the
+    /// maximum to decide that space came back.
+    pub fn used_bytes(&self) -> Result<u64> {
+        let r = self.read_txn()?;
+        let mut pages = 0u64;
+        let mut page_size = 4096u64;
+        for db in [
+            self.presentity,
+            self.active_watchers,
+            self.watchers,
+            self.xcap,
+            self.subscriber,
+            self.meta,
+        ] {
+            let st = db.stat(&r).map_err(|e| self.lmdb(e))?;
+            pages += (st.branch_pages + st.leaf_pages + st.overflow_pages) as u64;
+            page_size = u64::from(st.page_size);
+        }
+        Ok(pages * page_size)
+    }
+
+    /// Replays the log segments of this environment, if no writer holds the log (a running
+    /// server), into LMDB, then deletes them. Called by [`Store::open`]. Returns the ops
+    /// replayed.
+    pub(crate) fn replay_wal(&self) -> Result<u64> {
+        let dir = wal_dir(&self.path);
+        if !dir.exists() {
+            return Ok(0);
+        }
+        let Some(_lock) = try_lock(&dir)? else {
+            return Ok(0); // a live writer: its checkpoints keep LMDB current
+        };
+        let segs = segments(&dir)?;
+        if segs.is_empty() {
+            return Ok(0);
+        }
+        let mut payloads = Vec::new();
+        for (_, path) in &segs {
+            read_segment(path, &mut payloads)?;
+        }
+        let report = self.checkpoint(&payloads)?;
+        for (_, path) in &segs {
+            remove(path)?;
+        }
+        sync_dir(&dir)?;
+        Ok(report.ops)
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// `<env>/wal`.
+pub fn wal_dir(env_path: &Path) -> PathBuf {
+    env_path.join("wal")
+}
+
+fn segment_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("{n:016x}.log"))
+}
+
+/// Log segments in `dir`, oldest first.
+fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let e = e.map_err(io_err(dir))?;
+        let name = e.file_name();
+        let Some(n) = name
+            .to_str()
+            .and_then(|s| s.strip_suffix(".log"))
+            .and_then(|s| u64::from_str_radix(s, 16).ok())
+        else {
+            continue;
+        };
+        out.push((n, e.path()));
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// The payloads of every complete frame in the log of the environment at `env_path`,
+/// oldest first, without replaying or locking anything (what a crash would leave for
+/// replay; for tools and tests).
+pub fn read_log(env_path: &Path) -> Result<Vec<u8>> {
+    let dir = wal_dir(env_path);
+    let mut out = Vec::new();
+    if dir.exists() {
+        for (_, path) in segments(&dir)? {
+            read_segment(&path, &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Appends the payloads of the whole frames of `path` to `out`; stops at the first torn or
+/// damaged frame (a batch whose flush never completed, so never acknowledged).
+fn read_segment(path: &Path, out: &mut Vec<u8>) -> Result<()> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(io_err(path))?;
+    let mut rest = &bytes[..];
+    while rest.len() >= FRAME_HEADER {
+        let word = |i: usize| u32::from_le_bytes(rest[i..i + 4].try_into().expect("4 bytes"));
+        let (magic, len, crc) = (word(0), word(4) as usize, word(8));
+        if magic != MAGIC || len > MAX_FRAME || rest.len() < FRAME_HEADER + len {
+            break;
+        }
+        let payload = &rest[FRAME_HEADER..FRAME_HEADER + len];
+        if crc32fast::hash(payload) != crc {
+            break;
+        }
+        out.extend_from_slice(payload);
+        rest = &rest[FRAME_HEADER + len..];
+    }
+    Ok(())
+}
+
+fn remove(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(path)(e)),
+        _ => Ok(()),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+/// Takes the log's lock without waiting: `None` if another writer holds it.
+fn try_lock(dir: &Path) -> Result<Option<File>> {
+    let path = dir.join("LOCK");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor we own; the lock lives as long as the returned file.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(Some(f));
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(None)
+    } else {
+        Err(io_err(&path)(e))
+    }
+}
+
+/// The log writer of one environment. Holds the log's lock while it lives (a second
+/// server on the same data directory fails to start instead of corrupting it).
+pub struct Wal {
+    dir: PathBuf,
+    _lock: File,
+    seg: File,
+    seg_no: u64,
+    /// The next append starts a new segment (after [`Wal::seal`], or a failed append whose
+    /// partial frame must stay the last thing in its segment).
+    rotate_first: bool,
+    frame: Vec<u8>,
+}
+
+/// Which segments a checkpoint may delete once it is durable: all up to this one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SealedThrough(pub u64);
+
+impl Wal {
+    /// Opens the log of `store` for appending (a fresh segment after any existing ones).
+    /// Fails with `StoreError::InvalidArgument` if another process holds it.
+    pub fn open(store: &Store) -> Result<Wal> {
+        let dir = wal_dir(store.path());
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let lock = try_lock(&dir)?.ok_or_else(|| {
+            StoreError::InvalidArgument(format!(
+                "{} is in use by another herald (its write-ahead log is locked)",
+                store.path().display()
+            ))
+        })?;
+        let next = segments(&dir)?.last().map_or(1, |(n, _)| n + 1);
+        let seg = Self::create(&dir, next)?;
+        Ok(Wal {
+            dir,
+            _lock: lock,
+            seg,
+            seg_no: next,
+            rotate_first: false,
+            frame: Vec::new(),
+        })
+    }
+
+    fn create(dir: &Path, n: u64) -> Result<File> {
+        let path = segment_path(dir, n);
+        let f = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        sync_dir(dir)?;
+        Ok(f)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends `batch` as one frame and flushes it (`fdatasync`): when this returns `Ok`
+    /// the batch survives a crash of the process or the OS.
+    pub fn append(&mut self, batch: &WalBatch) -> Result<()> {
+        if self.rotate_first {
+            self.rotate()?;
+            self.rotate_first = false;
+        }
+        let payload = batch.payload();
+        assert!(payload.len() <= MAX_FRAME, "log frame over MAX_FRAME");
+        self.frame.clear();
+        self.frame.extend_from_slice(&MAGIC.to_le_bytes());
+        self.frame
+            .extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        self.frame
+            .extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        self.frame.extend_from_slice(payload);
+        let res = self
+            .seg
+            .write_all(&self.frame)
+            .and_then(|()| self.seg.sync_data());
+        if let Err(e) = res {
+            self.rotate_first = true;
+            return Err(io_err(&segment_path(&self.dir, self.seg_no))(e));
+        }
+        Ok(())
+    }
+
+    /// Ends the current segment: later appends go to a new one, so a checkpoint of every
+    /// op appended so far may delete the segments up to the returned one
+    /// ([`Wal::remove_through`]).
+    pub fn seal(&mut self) -> SealedThrough {
+        self.rotate_first = true;
+        SealedThrough(self.seg_no)
+    }
+
+    fn rotate(&mut self) -> Result<()> {
+        self.seg = Self::create(&self.dir, self.seg_no + 1)?;
+        self.seg_no += 1;
+        Ok(())
+    }
+
+    /// Deletes the segments up to `through` (their ops are checkpointed). Needs only the
+    /// directory, so the checkpointing thread calls it while the writer appends.
+    pub fn remove_through(dir: &Path, through: SealedThrough) -> Result<()> {
+        for (n, path) in segments(dir)? {
+            if n <= through.0 {
+                remove(&path)?;
+            }
+        }
+        sync_dir(dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::StoreOptions;
+    use crate::records::{PresentityRecord, UnixMillis};
+
+    fn opts() -> StoreOptions {
+        StoreOptions {
+            initial_map_size: 1 << 20,
+            max_map_size: 64 << 20,
+            max_readers: 16,
+            no_sync: true,
+        }
+    }
+
+    fn rec(note: &str, exp: u64) -> PresentityRecord {
+        PresentityRecord {
+            expires_at: UnixMillis(exp),
+            received_at: UnixMillis(1),
+            order: 1,
+            etag: b"e".to_vec(),
+            content_type: b"application/pidf+xml".to_vec(),
+            body: note.as_bytes().to_vec(),
+        }
+    }
+
+    fn key<'a>(p: &'a [u8], id: &'a [u8]) -> PresentityKey<'a> {
+        PresentityKey {
+            presentity: p,
+            event: b"presence",
+            pub_id: id,
+        }
+    }
+
+    #[test]
+    fn replay_on_open_applies_whole_frames_last_op_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let st = Store::open(dir.path(), &opts()).unwrap();
+            let mut wal = Wal::open(&st).unwrap();
+            let mut b = WalBatch::new();
+            b.put_presentity(key(b"sip:a@x", b"e1"), &rec("one", 10))
+                .unwrap();
+            b.put_presentity(key(b"sip:b@x", b"e2"), &rec("gone", 10))
+                .unwrap();
+            wal.append(&b).unwrap();
+            b.clear();
+            b.put_presentity(key(b"sip:a@x", b"e1"), &rec("two", 20))
+                .unwrap();
+            b.delete_presentity(key(b"sip:b@x", b"e2")).unwrap();
+            wal.append(&b).unwrap();
+            wal.seal();
+            b.clear();
+            b.put_presentity(key(b"sip:c@x", b"e3"), &rec("three", 30))
+                .unwrap();
+            wal.append(&b).unwrap();
+            // A torn frame: a batch whose flush never returned.
+            b.clear();
+            b.put_presentity(key(b"sip:d@x", b"e4"), &rec("torn", 40))
+                .unwrap();
+            wal.frame.clear();
+            wal.frame.extend_from_slice(&MAGIC.to_le_bytes());
+            wal.frame
+                .extend_from_slice(&(b.payload().len() as u32).to_le_bytes());
+            wal.frame
+                .extend_from_slice(&crc32fast::hash(b.payload()).to_le_bytes());
+            wal.frame.extend_from_slice(&b.payload()[..5]);
+            wal.seg.write_all(&wal.frame).unwrap();
+            assert_eq!(segments(wal.dir()).unwrap().len(), 2);
+            // Not replayed while the writer holds the lock.
+            drop(st);
+            let st2 = Store::open(dir.path(), &opts()).unwrap();
+            let r = st2.read_txn().unwrap();
+            assert!(st2
+                .get_presentity(&r, key(b"sip:a@x", b"e1"))
+                .unwrap()
+                .is_none());
+        }
+        let st = Store::open(dir.path(), &opts()).unwrap();
+        let r = st.read_txn().unwrap();
+        let a = st
+            .get_presentity(&r, key(b"sip:a@x", b"e1"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(&a.body[..], b"two");
+        assert!(st
+            .get_presentity(&r, key(b"sip:b@x", b"e2"))
+            .unwrap()
+            .is_none());
+        assert!(st
+            .get_presentity(&r, key(b"sip:c@x", b"e3"))
+            .unwrap()
+            .is_some());
+        assert!(st
+            .get_presentity(&r, key(b"sip:d@x", b"e4"))
+            .unwrap()
+            .is_none());
+        assert!(segments(&wal_dir(dir.path())).unwrap().is_empty());
+    }
+
+    #[test]
+    fn second_writer_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Store::open(dir.path(), &opts()).unwrap();
+        let _w = Wal::open(&st).unwrap();
+        let e = Wal::open(&st).err().expect("locked");
+        assert!(e.to_string().contains("in use by another herald"), "{e}");
+    }
+
+    #[test]
+    fn checkpoint_then_remove_sealed_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Store::open(dir.path(), &opts()).unwrap();
+        let mut wal = Wal::open(&st).unwrap();
+        let mut b = WalBatch::new();
+        b.put_presentity(key(b"sip:a@x", b"e1"), &rec("one", 10))
+            .unwrap();
+        wal.append(&b).unwrap();
+        let pending = b.payload().to_vec();
+        let sealed = wal.seal();
+        let rep = st.checkpoint(&pending).unwrap();
+        assert_eq!((rep.ops, rep.keys, rep.used_reserve), (1, 1, false));
+        Wal::remove_through(wal.dir(), sealed).unwrap();
+        wal.append(&b).unwrap();
+        let left: Vec<u64> = segments(wal.dir())
+            .unwrap()
+            .into_iter()
+            .map(|s| s.0)
+            .collect();
+        assert_eq!(left, vec![sealed.0 + 1]);
+        assert_eq!(
+            find_last(
+                &pending,
+                WalTable::Presentity,
+                &key(b"sip:a@x", b"e1").to_vec().unwrap()
+            )
+            .map(|v| v.is_some()),
+            Some(true)
+        );
+    }
+}
