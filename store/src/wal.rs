@@ -16,13 +16,19 @@
 //! never acknowledged). A payload is a sequence of ops: `tag u8 | key length u32 | key`,
 //! then for puts `value length u32 | value` (the rkyv bytes LMDB will hold).
 //!
+//! Retired segments are kept (up to two) and reused for later ones: overwriting blocks a
+//! file already has does not change its size or extents, so a flush is a data write without
+//! an ext4 journal commit. Each frame's checksum covers its segment number, so frames a
+//! reused file still holds from its previous use end the readable log instead of being
+//! replayed.
+//!
 //! Every op is an absolute "this key now holds this value / nothing", so replaying ops that
 //! a checkpoint had already applied is harmless: [`Store::open`] replays whatever segments
 //! exist (when no writer holds the lock), checkpoints them and deletes them.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::env::{Db, Store};
@@ -360,8 +366,8 @@ impl Store {
             return Ok(0);
         }
         let mut payloads = Vec::new();
-        for (_, path) in &segs {
-            read_segment(path, &mut payloads)?;
+        for (n, path) in &segs {
+            read_segment(path, *n, &mut payloads)?;
         }
         let report = self.checkpoint(&payloads)?;
         for (_, path) in &segs {
@@ -414,16 +420,26 @@ pub fn read_log(env_path: &Path) -> Result<Vec<u8>> {
     let dir = wal_dir(env_path);
     let mut out = Vec::new();
     if dir.exists() {
-        for (_, path) in segments(&dir)? {
-            read_segment(&path, &mut out)?;
+        for (n, path) in segments(&dir)? {
+            read_segment(&path, n, &mut out)?;
         }
     }
     Ok(out)
 }
 
-/// Appends the payloads of the whole frames of `path` to `out`; stops at the first torn or
-/// damaged frame (a batch whose flush never completed, so never acknowledged).
-fn read_segment(path: &Path, out: &mut Vec<u8>) -> Result<()> {
+/// A frame's checksum: over the segment number and the payload, so that frames left in a
+/// recycled file by its previous use (another segment number) never pass as current.
+fn frame_crc(seg_no: u64, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&seg_no.to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+/// Appends the payloads of the whole frames of segment `seg_no` at `path` to `out`; stops
+/// at the first torn, damaged or stale frame (a batch whose flush never completed, so never
+/// acknowledged, or what a recycled file held before).
+fn read_segment(path: &Path, seg_no: u64, out: &mut Vec<u8>) -> Result<()> {
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
@@ -436,13 +452,32 @@ fn read_segment(path: &Path, out: &mut Vec<u8>) -> Result<()> {
             break;
         }
         let payload = &rest[FRAME_HEADER..FRAME_HEADER + len];
-        if crc32fast::hash(payload) != crc {
+        if frame_crc(seg_no, payload) != crc {
             break;
         }
         out.extend_from_slice(payload);
         rest = &rest[FRAME_HEADER + len..];
     }
     Ok(())
+}
+
+/// Retired segment files kept for reuse (more are deleted).
+const MAX_FREE: usize = 2;
+const FREE_PREFIX: &str = "free-";
+
+/// Free (retired) segment files in `dir`.
+fn free_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let e = e.map_err(io_err(dir))?;
+        if e.file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(FREE_PREFIX))
+        {
+            out.push(e.path());
+        }
+    }
+    Ok(out)
 }
 
 fn remove(path: &Path) -> Result<()> {
@@ -487,6 +522,9 @@ pub struct Wal {
     _lock: File,
     seg: File,
     seg_no: u64,
+    /// Where the next frame goes in `seg` (segments may be recycled files, longer than
+    /// what this segment wrote).
+    offset: u64,
     /// The next append starts a new segment (after [`Wal::seal`], or a failed append whose
     /// partial frame must stay the last thing in its segment).
     rotate_first: bool,
@@ -516,16 +554,24 @@ impl Wal {
             _lock: lock,
             seg,
             seg_no: next,
+            offset: 0,
             rotate_first: false,
             frame: Vec::new(),
         })
     }
 
+    /// Segment `n`: a recycled file if one is free (overwriting blocks a file already has
+    /// keeps its size and extents, so `fdatasync` flushes data without a journal commit),
+    /// else a new one.
     fn create(dir: &Path, n: u64) -> Result<File> {
         let path = segment_path(dir, n);
+        if let Some(free) = free_files(dir)?.pop() {
+            std::fs::rename(&free, &path).map_err(io_err(&free))?;
+        }
         let f = OpenOptions::new()
-            .create_new(true)
-            .append(true)
+            .create(true)
+            .truncate(false)
+            .write(true)
             .open(&path)
             .map_err(io_err(&path))?;
         sync_dir(dir)?;
@@ -550,16 +596,18 @@ impl Wal {
         self.frame
             .extend_from_slice(&(payload.len() as u32).to_le_bytes());
         self.frame
-            .extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+            .extend_from_slice(&frame_crc(self.seg_no, payload).to_le_bytes());
         self.frame.extend_from_slice(payload);
+        use std::os::unix::fs::FileExt;
         let res = self
             .seg
-            .write_all(&self.frame)
+            .write_all_at(&self.frame, self.offset)
             .and_then(|()| self.seg.sync_data());
         if let Err(e) = res {
             self.rotate_first = true;
             return Err(io_err(&segment_path(&self.dir, self.seg_no))(e));
         }
+        self.offset += self.frame.len() as u64;
         Ok(())
     }
 
@@ -574,14 +622,24 @@ impl Wal {
     fn rotate(&mut self) -> Result<()> {
         self.seg = Self::create(&self.dir, self.seg_no + 1)?;
         self.seg_no += 1;
+        self.offset = 0;
         Ok(())
     }
 
-    /// Deletes the segments up to `through` (their ops are checkpointed). Needs only the
-    /// directory, so the checkpointing thread calls it while the writer appends.
+    /// Retires the segments up to `through` (their ops are checkpointed): up to
+    /// [`MAX_FREE`] become free files for later segments, the rest are deleted. Needs only
+    /// the directory, so the checkpointing thread calls it while the writer appends.
     pub fn remove_through(dir: &Path, through: SealedThrough) -> Result<()> {
+        let mut free = free_files(dir)?.len();
         for (n, path) in segments(dir)? {
-            if n <= through.0 {
+            if n > through.0 {
+                continue;
+            }
+            if free < MAX_FREE {
+                let to = dir.join(format!("{FREE_PREFIX}{n:016x}"));
+                std::fs::rename(&path, &to).map_err(io_err(&path))?;
+                free += 1;
+            } else {
                 remove(&path)?;
             }
         }
@@ -654,9 +712,10 @@ mod tests {
             wal.frame
                 .extend_from_slice(&(b.payload().len() as u32).to_le_bytes());
             wal.frame
-                .extend_from_slice(&crc32fast::hash(b.payload()).to_le_bytes());
+                .extend_from_slice(&frame_crc(wal.seg_no, b.payload()).to_le_bytes());
             wal.frame.extend_from_slice(&b.payload()[..5]);
-            wal.seg.write_all(&wal.frame).unwrap();
+            use std::os::unix::fs::FileExt;
+            wal.seg.write_all_at(&wal.frame, wal.offset).unwrap();
             assert_eq!(segments(wal.dir()).unwrap().len(), 2);
             // Not replayed while the writer holds the lock.
             drop(st);
@@ -699,7 +758,7 @@ mod tests {
     }
 
     #[test]
-    fn checkpoint_then_remove_sealed_segments() {
+    fn checkpoint_then_recycle_sealed_segments() {
         let dir = tempfile::tempdir().unwrap();
         let st = Store::open(dir.path(), &opts()).unwrap();
         let mut wal = Wal::open(&st).unwrap();
@@ -707,23 +766,36 @@ mod tests {
         b.put_presentity(key(b"sip:a@x", b"e1"), &rec("one", 10))
             .unwrap();
         wal.append(&b).unwrap();
-        let pending = b.payload().to_vec();
+        wal.append(&b).unwrap();
+        let mut pending = b.payload().to_vec();
+        pending.extend_from_slice(b.payload());
         let sealed = wal.seal();
         let rep = st.checkpoint(&pending).unwrap();
-        assert_eq!((rep.ops, rep.keys, rep.used_reserve), (1, 1, false));
+        assert_eq!((rep.ops, rep.keys, rep.used_reserve), (2, 1, false));
         Wal::remove_through(wal.dir(), sealed).unwrap();
+        assert!(segments(wal.dir()).unwrap().is_empty());
+        assert_eq!(free_files(wal.dir()).unwrap().len(), 1);
+        // The next segment reuses the retired file: its two old frames stay behind the new
+        // one and must not be read as part of the new segment.
+        b.clear();
+        b.put_presentity(key(b"sip:b@x", b"e2"), &rec("two", 10))
+            .unwrap();
         wal.append(&b).unwrap();
+        assert!(free_files(wal.dir()).unwrap().is_empty());
         let left: Vec<u64> = segments(wal.dir())
             .unwrap()
             .into_iter()
             .map(|s| s.0)
             .collect();
         assert_eq!(left, vec![sealed.0 + 1]);
+        let log = read_log(dir.path()).unwrap();
+        let keys: Vec<&[u8]> = ops(&log).map(|o| o.unwrap().key).collect();
+        assert_eq!(keys, vec![&key(b"sip:b@x", b"e2").to_vec().unwrap()[..]]);
         assert_eq!(
             find_last(
-                &pending,
+                &log,
                 WalTable::Presentity,
-                &key(b"sip:a@x", b"e1").to_vec().unwrap()
+                &key(b"sip:b@x", b"e2").to_vec().unwrap()
             )
             .map(|v| v.is_some()),
             Some(true)

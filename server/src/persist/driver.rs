@@ -418,7 +418,9 @@ impl Driver {
         let started = std::time::Instant::now();
         let (w, mut batch, refused, res) = glommio::executor()
             .spawn_blocking(move || {
-                deprioritise_commit_thread();
+                // Not niced (unlike LMDB commits and checkpoints): an append is a memcpy,
+                // one write and a flush wait, and every reply of the batch waits for it; at
+                // nice 10 on busy cores it queued for CPU for milliseconds.
                 let mut batch = batch;
                 let refused = if full {
                     let mut logs: Vec<&[u8]> = unapplied.iter().map(|a| a.as_slice()).collect();
