@@ -24,6 +24,9 @@ pub fn open_data_dir(
     let owner = owner_fn(shards);
     let (stores, rep) = store::layout::open_shards(data_dir, shards, opts, &owner)?;
     for s in &stores {
+        if s.replayed_wal_ops() > 0 {
+            tracing::info!(path = %s.path().display(), ops = s.replayed_wal_ops(), "write-ahead log replayed into the store (the last run did not stop cleanly)");
+        }
         if let Some(from) = s.upgraded_from() {
             tracing::info!(path = %s.path().display(), from, to = store::SCHEMA_VERSION, "store upgraded to the current schema");
         }

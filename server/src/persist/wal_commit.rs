@@ -216,6 +216,7 @@ impl Checkpointer {
             .name(format!("herald-ckpt-{}", shard.0))
             .spawn(move || {
                 super::driver::deprioritise_commit_thread();
+                idle_io_priority();
                 while let Ok(job) = rx.recv() {
                     run_job(shard, &store, &wal_dir, &sh, job);
                     sh.busy.store(false, Ordering::Release);
@@ -310,6 +311,26 @@ impl Drop for Checkpointer {
     fn drop(&mut self) {
         self.tx.take();
         // Not joined: a running checkpoint finishes on its own (its log stays until then).
+    }
+}
+
+/// Puts the calling thread's disk I/O in the idle class: a checkpoint's flush of many
+/// random LMDB pages then waits for the log appends that replies wait for, instead of the
+/// other way round (mq-deadline and bfq honour I/O classes; with `none` this is a no-op).
+/// Starvation is bounded by the scheduler's aging (mq-deadline: 10 s) and by the driver's
+/// backpressure ([`PENDING_MAX`]).
+fn idle_io_priority() {
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    const IOPRIO_CLASS_IDLE: libc::c_long = 3;
+    const IOPRIO_CLASS_SHIFT: libc::c_long = 13;
+    // SAFETY: plain syscall on the calling thread (who = 0); failure keeps the default.
+    unsafe {
+        libc::syscall(
+            libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            0 as libc::c_long,
+            IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT,
+        );
     }
 }
 
