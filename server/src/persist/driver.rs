@@ -344,7 +344,7 @@ impl Driver {
             || w.pending_since
                 .is_some_and(|t| t.elapsed() >= CHECKPOINT_MAX_AGE);
         if due {
-            let (payloads, sealed) = w.take_for_checkpoint();
+            let (payloads, sealed) = w.take_for_checkpoint(ck.take_spare());
             ck.submit(payloads, sealed);
         }
     }
@@ -493,7 +493,7 @@ impl Driver {
                     tracing::error!(shard = shard.0, error = %e, "final log append failed");
                 }
                 let returned = ck.and_then(|mut c| c.stop());
-                let (pending, sealed) = w.take_for_checkpoint();
+                let (pending, sealed) = w.take_for_checkpoint(Vec::new());
                 let mut all = returned.map(|r| r.to_vec()).unwrap_or_default();
                 all.extend_from_slice(&pending);
                 let res = store

@@ -91,10 +91,14 @@ impl WalWriter {
         Ok(skipped)
     }
 
-    /// Hands the pending ops to a checkpoint: they and the segments holding them.
-    pub(super) fn take_for_checkpoint(&mut self) -> (Vec<u8>, SealedThrough) {
+    /// Hands the pending ops to a checkpoint: they and the segments holding them. `spare`
+    /// (an emptied buffer of an earlier checkpoint) becomes the new pending buffer, so
+    /// steady state allocates nothing: a fresh multi-MiB buffer per checkpoint cost page
+    /// faults to fill and TLB-shootdown IPIs to free.
+    pub(super) fn take_for_checkpoint(&mut self, spare: Vec<u8>) -> (Vec<u8>, SealedThrough) {
+        debug_assert!(spare.is_empty());
         self.pending_since = None;
-        (std::mem::take(&mut self.pending), self.wal.seal())
+        (std::mem::replace(&mut self.pending, spare), self.wal.seal())
     }
 
     pub(super) fn wal_dir(&self) -> PathBuf {
@@ -196,6 +200,8 @@ pub(super) struct Checkpointer {
     thread: Option<std::thread::JoinHandle<()>>,
     /// The running job's payloads (what [`stored_sub_expiry`] must still look at).
     in_flight: std::cell::RefCell<Option<Arc<Vec<u8>>>>,
+    /// The last finished job's buffer, emptied, for the next pending log.
+    spare: std::cell::RefCell<Vec<u8>>,
 }
 
 impl Checkpointer {
@@ -218,6 +224,8 @@ impl Checkpointer {
                 super::driver::deprioritise_commit_thread();
                 idle_io_priority();
                 while let Ok(job) = rx.recv() {
+                    // Consumes the job: its buffer is dropped (or kept in `returned`)
+                    // before `busy` clears, so the driver can take it back.
                     run_job(shard, &store, &wal_dir, &sh, job);
                     sh.busy.store(false, Ordering::Release);
                 }
@@ -227,15 +235,26 @@ impl Checkpointer {
             shared,
             thread: Some(thread),
             in_flight: Default::default(),
+            spare: Default::default(),
         })
     }
 
     pub(super) fn busy(&self) -> bool {
         let busy = self.shared.busy.load(Ordering::Acquire);
         if !busy {
-            self.in_flight.borrow_mut().take();
+            // The thread dropped its reference before clearing `busy` (unless the job
+            // failed and waits in `returned`): the buffer is ours again.
+            if let Some(Ok(mut buf)) = self.in_flight.borrow_mut().take().map(Arc::try_unwrap) {
+                buf.clear();
+                *self.spare.borrow_mut() = buf;
+            }
         }
         busy
+    }
+
+    /// An empty buffer for the next pending log (a finished job's, when there is one).
+    pub(super) fn take_spare(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.spare.borrow_mut())
     }
 
     /// The map reached `--map-size-max`: puts are refused until space comes back.
