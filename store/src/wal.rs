@@ -589,15 +589,7 @@ impl Wal {
             self.rotate()?;
             self.rotate_first = false;
         }
-        let payload = batch.payload();
-        assert!(payload.len() <= MAX_FRAME, "log frame over MAX_FRAME");
-        self.frame.clear();
-        self.frame.extend_from_slice(&MAGIC.to_le_bytes());
-        self.frame
-            .extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        self.frame
-            .extend_from_slice(&frame_crc(self.seg_no, payload).to_le_bytes());
-        self.frame.extend_from_slice(payload);
+        self.build_frame(batch.payload());
         use std::os::unix::fs::FileExt;
         let res = self
             .seg
@@ -609,6 +601,33 @@ impl Wal {
         }
         self.offset += self.frame.len() as u64;
         Ok(())
+    }
+
+    fn build_frame(&mut self, payload: &[u8]) {
+        assert!(payload.len() <= MAX_FRAME, "log frame over MAX_FRAME");
+        self.frame.clear();
+        self.frame.extend_from_slice(&MAGIC.to_le_bytes());
+        self.frame
+            .extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        self.frame
+            .extend_from_slice(&frame_crc(self.seg_no, payload).to_le_bytes());
+        self.frame.extend_from_slice(payload);
+    }
+
+    /// Tests: writes the first half of `batch`'s frame where the next append would go, as
+    /// a crash in the middle of its write leaves it (never acknowledged).
+    #[doc(hidden)]
+    pub fn debug_append_torn(&mut self, batch: &WalBatch) -> Result<()> {
+        if self.rotate_first {
+            self.rotate()?;
+            self.rotate_first = false;
+        }
+        self.build_frame(batch.payload());
+        let half = self.frame.len() / 2;
+        use std::os::unix::fs::FileExt;
+        self.seg
+            .write_all_at(&self.frame[..half], self.offset)
+            .map_err(io_err(&segment_path(&self.dir, self.seg_no)))
     }
 
     /// Ends the current segment: later appends go to a new one, so a checkpoint of every
@@ -707,15 +726,7 @@ mod tests {
             b.clear();
             b.put_presentity(key(b"sip:d@x", b"e4"), &rec("torn", 40))
                 .unwrap();
-            wal.frame.clear();
-            wal.frame.extend_from_slice(&MAGIC.to_le_bytes());
-            wal.frame
-                .extend_from_slice(&(b.payload().len() as u32).to_le_bytes());
-            wal.frame
-                .extend_from_slice(&frame_crc(wal.seg_no, b.payload()).to_le_bytes());
-            wal.frame.extend_from_slice(&b.payload()[..5]);
-            use std::os::unix::fs::FileExt;
-            wal.seg.write_all_at(&wal.frame, wal.offset).unwrap();
+            wal.debug_append_torn(&b).unwrap();
             assert_eq!(segments(wal.dir()).unwrap().len(), 2);
             // Not replayed while the writer holds the lock.
             drop(st);
