@@ -480,6 +480,12 @@ fn free_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The segment number a free file last held (`free-<16 hex digits>`).
+fn free_number(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    u64::from_str_radix(name.strip_prefix(FREE_PREFIX)?, 16).ok()
+}
+
 fn remove(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(path)(e)),
@@ -547,7 +553,16 @@ impl Wal {
                 store.path().display()
             ))
         })?;
-        let next = segments(&dir)?.last().map_or(1, |(n, _)| n + 1);
+        // Numbers never repeat, also not across runs: a free file still holds frames of the
+        // segment it was (its name says which), and reused under that same number those
+        // frames would pass their checksums behind the new ones.
+        let last_seg = segments(&dir)?.last().map_or(0, |(n, _)| *n);
+        let last_free = free_files(&dir)?
+            .iter()
+            .filter_map(|p| free_number(p))
+            .max()
+            .unwrap_or(0);
+        let next = last_seg.max(last_free) + 1;
         let seg = Self::create(&dir, next)?;
         Ok(Wal {
             dir,
@@ -766,6 +781,37 @@ mod tests {
         let _w = Wal::open(&st).unwrap();
         let e = Wal::open(&st).err().expect("locked");
         assert!(e.to_string().contains("in use by another herald"), "{e}");
+    }
+
+    /// A clean restart must not hand a free file its old segment number: its frames would
+    /// then be valid behind the new ones and a replay would resurrect them.
+    #[test]
+    fn segment_numbers_never_repeat_across_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Store::open(dir.path(), &opts()).unwrap();
+        let mut b = WalBatch::new();
+        {
+            let mut wal = Wal::open(&st).unwrap();
+            for i in 0..5u64 {
+                b.clear();
+                b.put_presentity(key(b"sip:old@x", b"e1"), &rec("old", i))
+                    .unwrap();
+                wal.append(&b).unwrap();
+            }
+            let sealed = wal.seal();
+            let log = read_log(dir.path()).unwrap();
+            st.checkpoint(&log).unwrap();
+            Wal::remove_through(wal.dir(), sealed).unwrap();
+        } // clean stop: no segment left, one free file
+        {
+            let mut wal = Wal::open(&st).unwrap();
+            b.clear();
+            b.put_presentity(key(b"sip:new@x", b"e2"), &rec("new", 1))
+                .unwrap();
+            wal.append(&b).unwrap();
+        } // crash
+        let log = read_log(dir.path()).unwrap();
+        assert_eq!(ops(&log).count(), 1, "only the new segment's frame");
     }
 
     #[test]
