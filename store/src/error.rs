@@ -44,7 +44,7 @@ impl std::fmt::Display for StoreError {
             StoreError::MapFull { path, max_map_size } => write!(
                 f,
                 "store {} is full: map size reached the configured maximum of {} bytes \
-                 (raise --store-max-map-size or wait for records to expire)",
+                 (raise --map-size-max or wait for records to expire)",
                 path.display(),
                 max_map_size
             ),
