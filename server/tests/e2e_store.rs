@@ -317,3 +317,54 @@ fn full_map_answers_500_and_space_returns_on_expiry() {
     let (okc, out) = s.store_cmd(&["check"]);
     assert!(okc && out.contains("check OK"), "{out}");
 }
+
+/// A second herald on a data directory in use exits with a clear error (the directory is
+/// locked) before touching it, even with another shard count (which would redistribute the
+/// records); the first keeps serving.
+#[test]
+fn second_server_on_the_same_data_dir_refuses_to_start() {
+    let s = Server::start(&["--shards", "1"]);
+    let d = s.data_dir.to_str().unwrap().to_string();
+    let port = free_port_udp_tcp();
+    let admin = free_tcp_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args([
+            "--shards",
+            "3",
+            "--data-dir",
+            &d,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--admin-listen",
+            &format!("127.0.0.1:{admin}"),
+            "--xcap-listen",
+            "none",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run herald");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the second herald kept running on a data directory in use");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!status.success(), "{text}");
+    assert!(text.contains("in use by another herald"), "{text}");
+    let mut c = Client::udp(s.sip);
+    let r = c.request(&options(&c, "sip:ping@example.com"));
+    assert_eq!(r.code, Some(200), "the first server still serves");
+}

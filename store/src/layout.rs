@@ -19,6 +19,29 @@ const MOVE_CHUNK: usize = 20_000;
 /// The server passes `|aor| shard_for(&Aor::parse(aor)?, shards).0`.
 pub type ShardFn<'a> = &'a (dyn Fn(&[u8]) -> u16 + Sync);
 
+/// A running server's hold on its data directory (released when dropped or at exit).
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+/// Locks `data_dir` (creating it) for one server: a second server on the same directory
+/// fails here, before it opens, upgrades or redistributes anything, with
+/// `StoreError::InvalidArgument` saying the directory is in use. The `herald store`
+/// commands do not take it (they read, or write one short transaction at a time).
+pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock> {
+    std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+        path: data_dir.to_owned(),
+        source,
+    })?;
+    match crate::wal::try_lock(data_dir)? {
+        Some(file) => Ok(DataDirLock { _file: file }),
+        None => Err(StoreError::InvalidArgument(format!(
+            "data directory {} is in use by another herald (its LOCK is held)",
+            data_dir.display()
+        ))),
+    }
+}
+
 /// Directory of shard `shard`'s environment.
 pub fn shard_dir(data_dir: &Path, shard: u16) -> PathBuf {
     data_dir.join(format!("shard-{shard:03}"))

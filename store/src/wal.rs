@@ -499,8 +499,9 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(io_err(dir))
 }
 
-/// Takes the log's lock without waiting: `None` if another writer holds it.
-fn try_lock(dir: &Path) -> Result<Option<File>> {
+/// Takes `<dir>/LOCK` exclusively without waiting: `None` if another process (or another
+/// open of it) holds it. The lock lives as long as the returned file.
+pub(crate) fn try_lock(dir: &Path) -> Result<Option<File>> {
     let path = dir.join("LOCK");
     let f = OpenOptions::new()
         .create(true)

@@ -209,6 +209,13 @@ pub fn run(
         }
         sockets.push((udp, tcp_l));
     }
+    // One server per data directory: locked before anything in it is opened, upgraded or
+    // moved, held until `run` returns.
+    let _data_dir_lock = if settings.durability.writes() {
+        Some(store::layout::lock_data_dir(&settings.data_dir).map_err(StartError::Store)?)
+    } else {
+        None
+    };
     // Open (and, if --shards changed, redistribute) the data directory before any shard
     // runs: each shard then loads its own environment before serving.
     let mut stores: Vec<Option<Arc<crate::persist::Store>>> = if settings.durability.writes() {
