@@ -29,10 +29,7 @@ pub struct DataDirLock {
 /// `StoreError::InvalidArgument` saying the directory is in use. The `herald store`
 /// commands do not take it (they read, or write one short transaction at a time).
 pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock> {
-    std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
-        path: data_dir.to_owned(),
-        source,
-    })?;
+    std::fs::create_dir_all(data_dir).map_err(crate::wal::io_err(data_dir))?;
     match crate::wal::try_lock(data_dir)? {
         Some(file) => Ok(DataDirLock { _file: file }),
         None => Err(StoreError::InvalidArgument(format!(

@@ -67,12 +67,24 @@ pub struct WalOp<'a> {
 
 /// The ops of one batch, encoded (the payload of one frame). Reuse it: `clear` keeps the
 /// buffers.
-#[derive(Default)]
 pub struct WalBatch {
+    /// The whole frame: room for its header ([`Wal::append`] fills it in), then the ops,
+    /// so the frame is written from here without another copy.
     buf: Vec<u8>,
     ops: u32,
     key: Vec<u8>,
     value: rkyv::util::AlignedVec,
+}
+
+impl Default for WalBatch {
+    fn default() -> WalBatch {
+        WalBatch {
+            buf: vec![0; FRAME_HEADER],
+            ops: 0,
+            key: Vec::new(),
+            value: Default::default(),
+        }
+    }
 }
 
 impl WalBatch {
@@ -81,7 +93,7 @@ impl WalBatch {
     }
 
     pub fn clear(&mut self) {
-        self.buf.clear();
+        self.buf.truncate(FRAME_HEADER);
         self.ops = 0;
     }
 
@@ -96,6 +108,17 @@ impl WalBatch {
 
     /// The encoded ops.
     pub fn payload(&self) -> &[u8] {
+        &self.buf[FRAME_HEADER..]
+    }
+
+    /// Fills in the frame header for segment `seg_no`; returns the whole frame.
+    fn frame(&mut self, seg_no: u64) -> &[u8] {
+        let payload = &self.buf[FRAME_HEADER..];
+        assert!(payload.len() <= MAX_FRAME, "log frame over MAX_FRAME");
+        let (len, crc) = (payload.len() as u32, frame_crc(seg_no, payload));
+        self.buf[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        self.buf[4..8].copy_from_slice(&len.to_le_bytes());
+        self.buf[8..12].copy_from_slice(&crc.to_le_bytes());
         &self.buf
     }
 
@@ -378,7 +401,7 @@ impl Store {
     }
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_owned(),
         source,
@@ -394,23 +417,38 @@ fn segment_path(dir: &Path, n: u64) -> PathBuf {
     dir.join(format!("{n:016x}.log"))
 }
 
-/// Log segments in `dir`, oldest first.
-fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
-    let mut out = Vec::new();
+/// The files of a log directory, each list oldest (lowest number) first.
+#[derive(Default)]
+struct Listing {
+    /// Segments: `<16 hex>.log`.
+    segments: Vec<(u64, PathBuf)>,
+    /// Retired segment files kept for reuse: `free-<16 hex>`, named after the segment
+    /// they last were.
+    free: Vec<(u64, PathBuf)>,
+}
+
+/// Lists `dir` once (segments and free files).
+fn list(dir: &Path) -> Result<Listing> {
+    let mut out = Listing::default();
     for e in std::fs::read_dir(dir).map_err(io_err(dir))? {
         let e = e.map_err(io_err(dir))?;
         let name = e.file_name();
-        let Some(n) = name
-            .to_str()
-            .and_then(|s| s.strip_suffix(".log"))
-            .and_then(|s| u64::from_str_radix(s, 16).ok())
-        else {
-            continue;
-        };
-        out.push((n, e.path()));
+        let Some(name) = name.to_str() else { continue };
+        let hex = |s: &str| u64::from_str_radix(s, 16).ok();
+        if let Some(n) = name.strip_suffix(".log").and_then(hex) {
+            out.segments.push((n, e.path()));
+        } else if let Some(n) = name.strip_prefix(FREE_PREFIX).and_then(hex) {
+            out.free.push((n, e.path()));
+        }
     }
-    out.sort_unstable();
+    out.segments.sort_unstable();
+    out.free.sort_unstable();
     Ok(out)
+}
+
+/// Log segments in `dir`, oldest first.
+fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    Ok(list(dir)?.segments)
 }
 
 /// The payloads of every complete frame in the log of the environment at `env_path`,
@@ -465,27 +503,6 @@ fn read_segment(path: &Path, seg_no: u64, out: &mut Vec<u8>) -> Result<()> {
 const MAX_FREE: usize = 2;
 const FREE_PREFIX: &str = "free-";
 
-/// Free (retired) segment files in `dir`.
-fn free_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(io_err(dir))? {
-        let e = e.map_err(io_err(dir))?;
-        if e.file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with(FREE_PREFIX))
-        {
-            out.push(e.path());
-        }
-    }
-    Ok(out)
-}
-
-/// The segment number a free file last held (`free-<16 hex digits>`).
-fn free_number(path: &Path) -> Option<u64> {
-    let name = path.file_name()?.to_str()?;
-    u64::from_str_radix(name.strip_prefix(FREE_PREFIX)?, 16).ok()
-}
-
 fn remove(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(path)(e)),
@@ -535,7 +552,6 @@ pub struct Wal {
     /// The next append starts a new segment (after [`Wal::seal`], or a failed append whose
     /// partial frame must stay the last thing in its segment).
     rotate_first: bool,
-    frame: Vec<u8>,
 }
 
 /// Which segments a checkpoint may delete once it is durable: all up to this one.
@@ -557,13 +573,9 @@ impl Wal {
         // Numbers never repeat, also not across runs: a free file still holds frames of the
         // segment it was (its name says which), and reused under that same number those
         // frames would pass their checksums behind the new ones.
-        let last_seg = segments(&dir)?.last().map_or(0, |(n, _)| *n);
-        let last_free = free_files(&dir)?
-            .iter()
-            .filter_map(|p| free_number(p))
-            .max()
-            .unwrap_or(0);
-        let next = last_seg.max(last_free) + 1;
+        let files = list(&dir)?;
+        let last = |l: &[(u64, PathBuf)]| l.last().map_or(0, |(n, _)| *n);
+        let next = last(&files.segments).max(last(&files.free)) + 1;
         let seg = Self::create(&dir, next)?;
         Ok(Wal {
             dir,
@@ -572,7 +584,6 @@ impl Wal {
             seg_no: next,
             offset: 0,
             rotate_first: false,
-            frame: Vec::new(),
         })
     }
 
@@ -581,7 +592,7 @@ impl Wal {
     /// else a new one.
     fn create(dir: &Path, n: u64) -> Result<File> {
         let path = segment_path(dir, n);
-        if let Some(free) = free_files(dir)?.pop() {
+        if let Some((_, free)) = list(dir)?.free.pop() {
             std::fs::rename(&free, &path).map_err(io_err(&free))?;
         }
         let f = OpenOptions::new()
@@ -600,49 +611,39 @@ impl Wal {
 
     /// Appends `batch` as one frame and flushes it (`fdatasync`): when this returns `Ok`
     /// the batch survives a crash of the process or the OS.
-    pub fn append(&mut self, batch: &WalBatch) -> Result<()> {
-        if self.rotate_first {
-            self.rotate()?;
-            self.rotate_first = false;
-        }
-        self.build_frame(batch.payload());
+    pub fn append(&mut self, batch: &mut WalBatch) -> Result<()> {
+        self.rotate_if_sealed()?;
+        let frame = batch.frame(self.seg_no);
         use std::os::unix::fs::FileExt;
         let res = self
             .seg
-            .write_all_at(&self.frame, self.offset)
+            .write_all_at(frame, self.offset)
             .and_then(|()| self.seg.sync_data());
         if let Err(e) = res {
             self.rotate_first = true;
             return Err(io_err(&segment_path(&self.dir, self.seg_no))(e));
         }
-        self.offset += self.frame.len() as u64;
+        self.offset += frame.len() as u64;
         Ok(())
     }
 
-    fn build_frame(&mut self, payload: &[u8]) {
-        assert!(payload.len() <= MAX_FRAME, "log frame over MAX_FRAME");
-        self.frame.clear();
-        self.frame.extend_from_slice(&MAGIC.to_le_bytes());
-        self.frame
-            .extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        self.frame
-            .extend_from_slice(&frame_crc(self.seg_no, payload).to_le_bytes());
-        self.frame.extend_from_slice(payload);
+    fn rotate_if_sealed(&mut self) -> Result<()> {
+        if self.rotate_first {
+            self.rotate()?;
+            self.rotate_first = false;
+        }
+        Ok(())
     }
 
     /// Tests: writes the first half of `batch`'s frame where the next append would go, as
     /// a crash in the middle of its write leaves it (never acknowledged).
     #[doc(hidden)]
-    pub fn debug_append_torn(&mut self, batch: &WalBatch) -> Result<()> {
-        if self.rotate_first {
-            self.rotate()?;
-            self.rotate_first = false;
-        }
-        self.build_frame(batch.payload());
-        let half = self.frame.len() / 2;
+    pub fn debug_append_torn(&mut self, batch: &mut WalBatch) -> Result<()> {
+        self.rotate_if_sealed()?;
+        let frame = batch.frame(self.seg_no);
         use std::os::unix::fs::FileExt;
         self.seg
-            .write_all_at(&self.frame[..half], self.offset)
+            .write_all_at(&frame[..frame.len() / 2], self.offset)
             .map_err(io_err(&segment_path(&self.dir, self.seg_no)))
     }
 
@@ -665,8 +666,9 @@ impl Wal {
     /// [`MAX_FREE`] become free files for later segments, the rest are deleted. Needs only
     /// the directory, so the checkpointing thread calls it while the writer appends.
     pub fn remove_through(dir: &Path, through: SealedThrough) -> Result<()> {
-        let mut free = free_files(dir)?.len();
-        for (n, path) in segments(dir)? {
+        let files = list(dir)?;
+        let mut free = files.free.len();
+        for (n, path) in files.segments {
             if n > through.0 {
                 continue;
             }
@@ -727,22 +729,22 @@ mod tests {
                 .unwrap();
             b.put_presentity(key(b"sip:b@x", b"e2"), &rec("gone", 10))
                 .unwrap();
-            wal.append(&b).unwrap();
+            wal.append(&mut b).unwrap();
             b.clear();
             b.put_presentity(key(b"sip:a@x", b"e1"), &rec("two", 20))
                 .unwrap();
             b.delete_presentity(key(b"sip:b@x", b"e2")).unwrap();
-            wal.append(&b).unwrap();
+            wal.append(&mut b).unwrap();
             wal.seal();
             b.clear();
             b.put_presentity(key(b"sip:c@x", b"e3"), &rec("three", 30))
                 .unwrap();
-            wal.append(&b).unwrap();
+            wal.append(&mut b).unwrap();
             // A torn frame: a batch whose flush never returned.
             b.clear();
             b.put_presentity(key(b"sip:d@x", b"e4"), &rec("torn", 40))
                 .unwrap();
-            wal.debug_append_torn(&b).unwrap();
+            wal.debug_append_torn(&mut b).unwrap();
             assert_eq!(segments(wal.dir()).unwrap().len(), 2);
             // Not replayed while the writer holds the lock.
             drop(st);
@@ -797,7 +799,7 @@ mod tests {
                 b.clear();
                 b.put_presentity(key(b"sip:old@x", b"e1"), &rec("old", i))
                     .unwrap();
-                wal.append(&b).unwrap();
+                wal.append(&mut b).unwrap();
             }
             let sealed = wal.seal();
             let log = read_log(dir.path()).unwrap();
@@ -809,7 +811,7 @@ mod tests {
             b.clear();
             b.put_presentity(key(b"sip:new@x", b"e2"), &rec("new", 1))
                 .unwrap();
-            wal.append(&b).unwrap();
+            wal.append(&mut b).unwrap();
         } // crash
         let log = read_log(dir.path()).unwrap();
         assert_eq!(ops(&log).count(), 1, "only the new segment's frame");
@@ -823,8 +825,8 @@ mod tests {
         let mut b = WalBatch::new();
         b.put_presentity(key(b"sip:a@x", b"e1"), &rec("one", 10))
             .unwrap();
-        wal.append(&b).unwrap();
-        wal.append(&b).unwrap();
+        wal.append(&mut b).unwrap();
+        wal.append(&mut b).unwrap();
         let mut pending = b.payload().to_vec();
         pending.extend_from_slice(b.payload());
         let sealed = wal.seal();
@@ -832,14 +834,14 @@ mod tests {
         assert_eq!((rep.ops, rep.keys, rep.used_reserve), (2, 1, false));
         Wal::remove_through(wal.dir(), sealed).unwrap();
         assert!(segments(wal.dir()).unwrap().is_empty());
-        assert_eq!(free_files(wal.dir()).unwrap().len(), 1);
+        assert_eq!(list(wal.dir()).unwrap().free.len(), 1);
         // The next segment reuses the retired file: its two old frames stay behind the new
         // one and must not be read as part of the new segment.
         b.clear();
         b.put_presentity(key(b"sip:b@x", b"e2"), &rec("two", 10))
             .unwrap();
-        wal.append(&b).unwrap();
-        assert!(free_files(wal.dir()).unwrap().is_empty());
+        wal.append(&mut b).unwrap();
+        assert!(list(wal.dir()).unwrap().free.is_empty());
         let left: Vec<u64> = segments(wal.dir())
             .unwrap()
             .into_iter()

@@ -120,7 +120,7 @@ proptest! {
                 match s {
                     Step::Append(ops) => {
                         encode(ops, &mut b, &mut model);
-                        wal.append(&b).unwrap();
+                        wal.append(&mut b).unwrap();
                         pending.extend_from_slice(b.payload());
                     }
                     Step::Checkpoint { retire } => {
@@ -137,7 +137,7 @@ proptest! {
                 // A batch whose write never finished: only part of its frame is on disk.
                 let mut scratch = model.clone();
                 encode(&ops, &mut b, &mut scratch);
-                wal.debug_append_torn(&b).unwrap();
+                wal.debug_append_torn(&mut b).unwrap();
             }
             drop(wal); // crash: no final checkpoint
         }

@@ -366,6 +366,40 @@ impl Driver {
         }
     }
 
+    /// The map is full: counts and logs the refusals and tells the core (its 500s wait for
+    /// the caller's `on_committed`).
+    fn report_refused<C: PersistCore>(
+        &self,
+        core: &RefCell<C>,
+        refused: &[Refused],
+        max_map_size: usize,
+        clock: &impl Fn() -> Instant,
+    ) {
+        let n = refused.len() as u64;
+        self.bump(|s| {
+            s.map_full_batches += 1;
+            s.ops_refused += n;
+        });
+        self.warn_full(n, max_map_size);
+        core.borrow_mut().handle_persist_failed(clock(), refused);
+    }
+
+    /// A write failed: counts and logs it, waits, and adds what queued meanwhile to
+    /// `batch`, which is retried whole (its replies stay held).
+    async fn retry_later<C: PersistCore>(
+        &self,
+        core: &RefCell<C>,
+        batch: &mut Vec<PersistOp>,
+        what: &str,
+        e: &StoreError,
+    ) {
+        self.bump(|s| s.failed_commits += 1);
+        tracing::error!(shard = self.shard.0, ops = batch.len(), error = %e, "{what} failed; replies held, retrying");
+        glommio::timer::sleep(RETRY_BACKOFF).await;
+        let max = MAX_BATCH.max(batch.len());
+        Self::drain(core, batch, max);
+    }
+
     /// `batch` (ops up to seq `last`) is durable: tells the core (its replies go out),
     /// counts it and empties the batch for reuse.
     #[allow(clippy::too_many_arguments)]
@@ -436,13 +470,7 @@ impl Driver {
         *self.wal.borrow_mut() = Some(w);
         let us = started.elapsed().as_micros() as u64;
         if !refused.is_empty() {
-            let n = refused.len() as u64;
-            self.bump(|s| {
-                s.map_full_batches += 1;
-                s.ops_refused += n;
-            });
-            self.warn_full(n, max_map_size);
-            core.borrow_mut().handle_persist_failed(clock(), &refused);
+            self.report_refused(core, &refused, max_map_size, clock);
         }
         match res {
             Ok(skipped) => self.committed(core, &mut batch, skipped, last, us, clock, on_committed),
@@ -450,11 +478,8 @@ impl Driver {
                 if !refused.is_empty() {
                     on_committed(); // the 500s go out now
                 }
-                self.bump(|s| s.failed_commits += 1);
-                tracing::error!(shard = self.shard.0, ops = batch.len(), error = %e, "write-ahead log append failed; replies held, retrying");
-                glommio::timer::sleep(RETRY_BACKOFF).await;
-                let max = MAX_BATCH.max(batch.len());
-                Self::drain(core, &mut batch, max);
+                self.retry_later(core, &mut batch, "write-ahead log append", &e)
+                    .await;
             }
         }
         batch
@@ -569,12 +594,8 @@ impl Driver {
                     .await;
             }
             Err(e) => {
-                self.bump(|s| s.failed_commits += 1);
-                tracing::error!(shard = self.shard.0, ops = batch.len(), error = %e, "persist commit failed; replies held, retrying");
-                glommio::timer::sleep(RETRY_BACKOFF).await;
-                // More ops may have queued meanwhile; they join the retry.
-                let max = MAX_BATCH.max(batch.len());
-                Self::drain(core, &mut batch, max);
+                self.retry_later(core, &mut batch, "persist commit", &e)
+                    .await
             }
         }
         batch
@@ -609,13 +630,7 @@ impl Driver {
                 (deletes, refused, res)
             })
             .await;
-        let n = refused.len() as u64;
-        self.bump(|s| {
-            s.map_full_batches += 1;
-            s.ops_refused += n;
-        });
-        self.warn_full(n, max_map_size);
-        core.borrow_mut().handle_persist_failed(clock(), &refused);
+        self.report_refused(core, &refused, max_map_size, clock);
         match res {
             Ok(skipped) => {
                 let committed = deletes.len() as u64 - skipped;
@@ -631,12 +646,9 @@ impl Driver {
             Err(e) => {
                 // Send the 500s now; the deletes wait for space like any failed commit.
                 on_committed();
-                self.bump(|s| s.failed_commits += 1);
-                tracing::error!(shard = self.shard.0, ops = deletes.len(), error = %e, "persist commit of deletes failed; retrying");
-                glommio::timer::sleep(RETRY_BACKOFF).await;
                 let mut batch = deletes;
-                let max = MAX_BATCH.max(batch.len());
-                Self::drain(core, &mut batch, max);
+                self.retry_later(core, &mut batch, "persist commit of deletes", &e)
+                    .await;
                 batch
             }
         }

@@ -83,7 +83,7 @@ impl WalWriter {
         if self.batch.is_empty() {
             return Ok(skipped);
         }
-        self.wal.append(&self.batch)?;
+        self.wal.append(&mut self.batch)?;
         if self.pending.is_empty() {
             self.pending_since = Some(std::time::Instant::now());
         }
