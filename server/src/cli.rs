@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 use crate::persist::Durability;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Default `--coalesce-us`: none. A glommio park and wake-up costs 65-80 µs of CPU, so at a
 /// few thousand requests/s waking per datagram costs CPU (measured at 4k SUBSCRIBE/s on 2
@@ -21,6 +21,13 @@ use clap::{Parser, Subcommand};
 pub const DEFAULT_COALESCE_US: u64 = 0;
 
 /// herald: thread-per-core SIP presence and event server.
+/// `--udp-steering`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum UdpSteering {
+    Bpf,
+    Hash,
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "herald", version, about, long_about = None)]
 pub struct Cli {
@@ -233,6 +240,14 @@ pub struct RunArgs {
     /// Busy-poll this many microseconds before an idle shard parks (0 = park at once).
     #[arg(long, default_value_t = 0)]
     pub spin_before_park_us: u64,
+
+    /// How the kernel picks the shard for a UDP datagram. `bpf`: a classic BPF program on
+    /// the SO_REUSEPORT group sends SUBSCRIBE/PUBLISH to the shard owning their Request-URI
+    /// and responses to the shard that sent the NOTIFY, so they need no hand-off (what it
+    /// cannot decide goes by hash). `hash`: the kernel's 4-tuple hash; about (N-1)/N of the
+    /// requests then take a hand-off to their owner.
+    #[arg(long, value_enum, default_value_t = UdpSteering::Bpf)]
+    pub udp_steering: UdpSteering,
 
     /// After a shard handled a batch of datagrams (or hand-offs), it waits this many
     /// microseconds before taking the next batch, so that under steady load one wake-up

@@ -292,16 +292,14 @@ fn expect_note(watchers: &mut [(Client, Dialog)], note: &str, what: &str) {
     }
 }
 
-/// Presentities owned by each shard, each driven from several client sockets (so the
-/// kernel's SO_REUSEPORT spread lands requests on both shards and hand-offs happen).
-#[test]
-fn presentities_on_both_shards() {
-    let s = Server::start(&[]);
+/// For a presentity on each shard: watchers subscribe, three publishers (each its own
+/// socket) publish, and every watcher gets the note.
+fn watch_and_publish_on_both_shards(s: &Server, name: &str) {
     for shard in 0..2u16 {
-        let p = aor_on_shard("shardy", shard, 2);
+        let p = aor_on_shard(name, shard, 2);
         let mut watchers =
             subscribed_watchers(Client::udp, s.sip, "w", &p, &format!("shard {shard}"));
-        let note = format!("note-for-shard-{shard}");
+        let note = format!("{name}-note-for-shard-{shard}");
         for attempt in 0..3 {
             let mut pubc = Client::udp(s.sip);
             let r = pubc.request(&publish(
@@ -315,9 +313,50 @@ fn presentities_on_both_shards() {
         }
         expect_note(&mut watchers, &note, "published note");
     }
+}
+
+/// Presentities owned by each shard, each driven from several client sockets (with the
+/// kernel's 4-tuple hash spreading them, so requests land on both shards and hand-offs
+/// happen).
+#[test]
+fn presentities_on_both_shards() {
+    let s = Server::start(&["--udp-steering", "hash"]);
+    watch_and_publish_on_both_shards(&s, "shardy");
     s.wait_stats("both shards took part", |st| {
         st.get("edge.handoff_out").copied().unwrap_or(0) > 0
     });
+}
+
+/// With the default `--udp-steering bpf`, the kernel delivers SUBSCRIBE, PUBLISH and the
+/// 200s to our NOTIFYs straight to their owner: presentities on both shards, many client
+/// sockets, and not one hand-off.
+#[test]
+fn udp_steering_delivers_to_the_owner_without_handoffs() {
+    let s = Server::start(&[]);
+    assert!(
+        !s.log_text().contains("steering program refused"),
+        "{}",
+        s.log_text()
+    );
+    watch_and_publish_on_both_shards(&s, "steered");
+    let json = s.http_get("/stats.json").expect("/stats.json");
+    let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let udp_in: Vec<u64> = v["per_shard"]
+        .as_array()
+        .expect("per_shard")
+        .iter()
+        .map(|sh| sh["edge.udp_in"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(
+        udp_in.iter().all(|&n| n > 0),
+        "both shards received: {udp_in:?}"
+    );
+    assert_eq!(
+        s.stat("edge.handoff_in"),
+        0,
+        "no hand-offs: {:?}",
+        s.stats()
+    );
 }
 
 /// TCP watchers and publishers for presentities on both shards: messages that arrive on a
@@ -475,7 +514,7 @@ fn tcp_garbage_closes_connection() {
 /// either 200 or 503 with Retry-After (never silence), and the 503s are counted.
 #[test]
 fn full_handoff_queue_answers_503_with_retry_after() {
-    let s = Server::start(&["--handoff-queue", "1"]);
+    let s = Server::start(&["--handoff-queue", "1", "--udp-steering", "hash"]);
     let mut clients: Vec<(Client, Vec<String>)> =
         (0..16).map(|_| (Client::udp(s.sip), Vec::new())).collect();
     for (i, (c, reqs)) in clients.iter_mut().enumerate() {

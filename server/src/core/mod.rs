@@ -84,6 +84,7 @@ mod route;
 pub mod routing;
 mod slab;
 mod stats;
+pub mod steer;
 mod subscribe;
 mod subscription;
 pub mod tags;

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::{Cidr, RunArgs};
+use crate::cli::{Cidr, RunArgs, UdpSteering};
 use crate::core::{Config, ShardId};
 use crate::persist::Durability;
 
@@ -72,6 +72,7 @@ pub struct Settings {
     pub core: Config,
     pub handoff_queue: usize,
     pub spin_before_park: Duration,
+    pub udp_steering: UdpSteering,
     /// `--coalesce-us`: pause between batches under load (see `udp::recv_loop`).
     pub coalesce: Duration,
     pub tcp_idle_timeout: Duration,
@@ -123,6 +124,7 @@ impl Settings {
             core,
             handoff_queue: a.handoff_queue.max(1),
             spin_before_park: Duration::from_micros(a.spin_before_park_us),
+            udp_steering: a.udp_steering,
             coalesce: Duration::from_micros(a.coalesce_us),
             tcp_idle_timeout: Duration::from_secs(a.tcp_idle_timeout.max(1)),
             max_tcp_connections: a.max_tcp_connections.max(1),
@@ -177,6 +179,28 @@ impl std::error::Error for StartError {}
 
 /// Runs the server until `stop` becomes true (set by SIGINT/SIGTERM in `main`).
 /// Returns the final statistics text.
+/// Attaches the steering program to each UDP address's reuseport group (through shard 0's
+/// socket: the group shares it). The sockets were bound in shard order, so a group index is
+/// a shard number. A kernel that refuses it leaves the 4-tuple hash: slower, same results.
+fn steer_udp(settings: &Settings, sockets: &[(Vec<socket2::Socket>, Vec<socket2::Socket>)]) {
+    let Some(prog) = crate::core::steer::program(settings.shards) else {
+        return;
+    };
+    let Some((first, _)) = sockets.first() else {
+        return;
+    };
+    for (sock, addr) in first.iter().zip(&settings.udp_addrs) {
+        match udp::attach_steering(sock, &prog) {
+            Ok(()) => {
+                tracing::info!(%addr, instructions = prog.len(), "UDP steering program attached")
+            }
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "UDP steering program refused; datagrams go by hash")
+            }
+        }
+    }
+}
+
 pub fn run(
     settings: Settings,
     admin: Option<SocketAddr>,
@@ -208,6 +232,9 @@ pub fn run(
             })?);
         }
         sockets.push((udp, tcp_l));
+    }
+    if settings.udp_steering == UdpSteering::Bpf {
+        steer_udp(&settings, &sockets);
     }
     // One server per data directory: locked before anything in it is opened, upgraded or
     // moved, held until `run` returns.

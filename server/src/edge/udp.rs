@@ -1,5 +1,6 @@
-//! UDP: one socket per shard per address, all bound with SO_REUSEPORT so the kernel spreads
-//! datagrams over the shards by 4-tuple hash; whichever shard gets one routes it.
+//! UDP: one socket per shard per address, all bound with SO_REUSEPORT. The kernel picks the
+//! shard with the steering program (`core::steer`: the owner, for most datagrams) or by
+//! 4-tuple hash; whichever shard gets one routes it, and hands off what is not its own.
 //!
 //! Batching, because a parked executor costs far more to wake (membarrier, io_uring enter,
 //! timer re-arm: tens of µs on this machine) than a datagram costs to handle:
@@ -50,6 +51,44 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<Socket> {
     let _ = sock.set_send_buffer_size(SOCKET_BUFFER_BYTES);
     sock.bind(&addr.into())?;
     Ok(sock)
+}
+
+/// `SO_ATTACH_REUSEPORT_CBPF` (the asm-generic value, x86-64 and arm64 included; the libc
+/// crate does not export it for glibc targets).
+const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
+
+/// Attaches a classic BPF program choosing the socket of `sock`'s reuseport group
+/// (`core::steer`).
+pub fn attach_steering(sock: &Socket, prog: &[crate::core::steer::asm::Insn]) -> io::Result<()> {
+    let mut filter: Vec<libc::sock_filter> = prog
+        .iter()
+        .map(|i| libc::sock_filter {
+            code: i.code,
+            jt: i.jt,
+            jf: i.jf,
+            k: i.k,
+        })
+        .collect();
+    let fprog = libc::sock_fprog {
+        len: u16::try_from(filter.len())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+        filter: filter.as_mut_ptr(),
+    };
+    // SAFETY: `fprog` points at `filter`, alive for the call; the kernel copies the program.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_ATTACH_REUSEPORT_CBPF,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Hands a bound socket to the current executor's reactor.
@@ -348,6 +387,39 @@ async fn send_one(edge: &EdgeCounters, sock: &UdpSocket, (dst, bytes): (SocketAd
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The kernel accepts the steering program and delivers by it: each SUBSCRIBE reaches
+    /// the socket of its presentity's owner, whatever port it comes from.
+    #[test]
+    fn kernel_steers_requests_to_their_owner() {
+        let shards = 3u16;
+        let first = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = first.local_addr().unwrap().as_socket().unwrap();
+        let mut socks = vec![first];
+        for _ in 1..shards {
+            socks.push(bind(addr).unwrap());
+        }
+        let prog = crate::core::steer::program(shards).unwrap();
+        attach_steering(&socks[0], &prog).expect("kernel accepts the program");
+        let socks: Vec<std::net::UdpSocket> = socks.into_iter().map(Into::into).collect();
+        for s in &socks {
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        }
+        for i in 0..24 {
+            let aor = format!("sip:user{i}@example.com");
+            let owner =
+                crate::core::shard_for(&sip_parser::Aor::from_normalised(aor.as_bytes()), shards);
+            let msg = format!(
+                "SUBSCRIBE {aor} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKx{i}\r\n\r\n"
+            );
+            // A new source port each time: the 4-tuple hash alone would scatter them.
+            let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            client.send_to(msg.as_bytes(), addr).unwrap();
+            let mut buf = [0u8; 512];
+            let (n, _) = socks[usize::from(owner.0)].recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], msg.as_bytes(), "{aor} reached shard {}", owner.0);
+        }
+    }
 
     #[test]
     fn sockaddr_round_trip() {
