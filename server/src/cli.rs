@@ -20,7 +20,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// favours latency; operators who prefer CPU at such rates set `--coalesce-us 1000`.
 pub const DEFAULT_COALESCE_US: u64 = 0;
 
-/// herald: thread-per-core SIP presence and event server.
 /// `--udp-steering`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum UdpSteering {
@@ -28,6 +27,7 @@ pub enum UdpSteering {
     Hash,
 }
 
+/// herald: thread-per-core SIP presence and event server.
 #[derive(Debug, Parser)]
 #[command(name = "herald", version, about, long_about = None)]
 pub struct Cli {

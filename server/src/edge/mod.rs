@@ -177,8 +177,6 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// Runs the server until `stop` becomes true (set by SIGINT/SIGTERM in `main`).
-/// Returns the final statistics text.
 /// Attaches the steering program to each UDP address's reuseport group (through shard 0's
 /// socket: the group shares it). The sockets were bound in shard order, so a group index is
 /// a shard number. A kernel that refuses it leaves the 4-tuple hash: slower, same results.
@@ -201,6 +199,8 @@ fn steer_udp(settings: &Settings, sockets: &[(Vec<socket2::Socket>, Vec<socket2:
     }
 }
 
+/// Runs the server until `stop` becomes true (set by SIGINT/SIGTERM in `main`).
+/// Returns the final statistics text.
 pub fn run(
     settings: Settings,
     admin: Option<SocketAddr>,

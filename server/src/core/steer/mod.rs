@@ -18,8 +18,11 @@
 //! - responses whose first `z9hG` starts one of our branches (`tags::Branch`) within the
 //!   first [`BRANCH_SCAN`] bytes: the presentity hash in it.
 //!
-//! In-dialog SUBSCRIBEs carry the owner in their To-tag, which can be anywhere in the
-//! message; they are few (one per refresh period) and keep the kernel's hash.
+//! In-dialog SUBSCRIBEs carry their owner in the To-tag, which can be anywhere in the
+//! message, so the program does not look for it: their Request-URI is usually our Contact
+//! (no user part: the kernel's hash), and when it names a user they go by its hash like an
+//! initial request; either way the receiving shard hands them off if needed. They are few
+//! (one per refresh period per dialog).
 
 pub mod asm;
 #[cfg(test)]
