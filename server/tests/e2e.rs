@@ -327,9 +327,9 @@ fn presentities_on_both_shards() {
     });
 }
 
-/// With the default `--udp-steering bpf`, the kernel delivers SUBSCRIBE, PUBLISH and the
-/// 200s to our NOTIFYs straight to their owner: presentities on both shards, many client
-/// sockets, and not one hand-off.
+/// With the default `--udp-steering bpf`, the kernel delivers SUBSCRIBE (initial, and
+/// refreshes sent to our Contact), PUBLISH and the 200s to our NOTIFYs straight to their
+/// owner: presentities on both shards, many client sockets, and not one hand-off.
 #[test]
 fn udp_steering_delivers_to_the_owner_without_handoffs() {
     let s = Server::start(&[]);
@@ -339,6 +339,31 @@ fn udp_steering_delivers_to_the_owner_without_handoffs() {
         s.log_text()
     );
     watch_and_publish_on_both_shards(&s, "steered");
+    // Refreshes sent where RFC 3261 §12.2.1.1 says, to the Contact of our 2xx: its
+    // per-shard user part steers them to the owner as well.
+    // Eight dialogs, each from its own socket: by the kernel's hash alone, all eight
+    // would reach their owner one time in 256.
+    for (shard, i) in (0..2u16).flat_map(|sh| (0..4).map(move |i| (sh, i))) {
+        let p = aor_on_shard(&format!("steered-refresh{i}x"), shard, 2);
+        let mut c = Client::udp(s.sip);
+        let mut d = Dialog::new("sip:rw@example.com", &p);
+        let r = d.send_subscribe(&mut c, 600);
+        assert_eq!(r.code, Some(200), "{}", r.text());
+        let contact = r.header("Contact").expect("Contact in 2xx");
+        let target = contact
+            .split_once('<')
+            .and_then(|(_, rest)| rest.split_once('>'))
+            .map(|(uri, _)| uri.to_string())
+            .unwrap_or_else(|| panic!("Contact {contact}"));
+        assert!(target.starts_with("sip:h"), "{target}");
+        let refresh = d.subscribe(&c, 600).replacen(
+            &format!("SUBSCRIBE {p} "),
+            &format!("SUBSCRIBE {target} "),
+            1,
+        );
+        let r = c.request(&refresh);
+        assert_eq!(r.code, Some(200), "{}", r.text());
+    }
     let json = s.http_get("/stats.json").expect("/stats.json");
     let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
     let udp_in: Vec<u64> = v["per_shard"]

@@ -97,7 +97,7 @@ pub use config::Config;
 pub use persist::{
     PersistOp, PublicationRecord, Refused, RestoreError, SubStatus, SubscriptionRecord,
 };
-pub use route::{reply_overloaded, route, shard_for};
+pub use route::{reply_overloaded, route, shard_contact, shard_for};
 pub use stats::Stats;
 
 use package::{EventPackage, PkgId};
@@ -285,7 +285,8 @@ impl Core {
             ]
             .concat()
         });
-        let contact_line = [&b"Contact: <"[..], &config.server_address, b">\r\n"].concat();
+        let contact = route::shard_contact(&config.server_address, shard, shards);
+        let contact_line = [&b"Contact: <"[..], &contact, b">\r\n"].concat();
         let mut rng = Rng::new(seed ^ (shard.0 as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let key_seed = rng.next_u64();
         let pres_seed = rng.next_u64();

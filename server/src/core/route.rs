@@ -16,6 +16,39 @@ pub fn shard_for(aor: &Aor, shards: u16) -> ShardId {
     ShardId((aor_hash(aor.as_bytes()) % shards.max(1) as u32) as u16)
 }
 
+/// Our Contact URI for the dialogs `shard` owns: `server_address` with a user part (`h<k>`)
+/// chosen so that the URI's AoR hashes to `shard`. Why: in-dialog requests go to the
+/// Contact (RFC 3261 §12.2.1.1), and the kernel's steering program (`steer`) picks the shard
+/// from the Request-URI's AoR; with this user part, refreshes and unsubscribes of a dialog
+/// reach its owner without a hand-off, as its initial SUBSCRIBE did. `route` itself still
+/// decides by the To-tag. Unchanged with one shard, or when the address already has a user
+/// part or does not parse as a `sip:` URI.
+pub fn shard_contact(server_address: &[u8], shard: ShardId, shards: u16) -> Vec<u8> {
+    let plain = server_address.to_vec();
+    let usable = matches!(
+        Uri::parse_request_uri(server_address),
+        Ok(Uri {
+            scheme: sip_parser::Scheme::Sip,
+            user: None,
+            ..
+        })
+    );
+    if shards <= 1 || !usable || !server_address.starts_with(b"sip:") {
+        return plain;
+    }
+    let (scheme, rest) = server_address.split_at(4);
+    // The first k that lands on `shard`: about `shards` tries, deterministic per address.
+    for k in 0..u32::from(shards) * 64 {
+        let candidate = [scheme, format!("h{k}@").as_bytes(), rest].concat();
+        if let Ok(uri) = Uri::parse_request_uri(&candidate) {
+            if shard_for(&Aor::from_uri(&uri), shards) == shard {
+                return candidate;
+            }
+        }
+    }
+    plain
+}
+
 fn by_hash(hash: u32, shards: u16) -> Route {
     Route::Shard(ShardId((hash % shards.max(1) as u32) as u16))
 }

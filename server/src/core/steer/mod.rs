@@ -19,10 +19,10 @@
 //!   first [`BRANCH_SCAN`] bytes: the presentity hash in it.
 //!
 //! In-dialog SUBSCRIBEs carry their owner in the To-tag, which can be anywhere in the
-//! message, so the program does not look for it: their Request-URI is usually our Contact
-//! (no user part: the kernel's hash), and when it names a user they go by its hash like an
-//! initial request; either way the receiving shard hands them off if needed. They are few
-//! (one per refresh period per dialog).
+//! message, so the program does not look for it: it hashes their Request-URI like any
+//! other. That is our Contact (RFC 3261 §12.2.1.1), whose user part each shard picks so that
+//! it hashes to itself (`route::shard_contact`), or the presentity (herald-load, SIPp):
+//! either way the owner. Anything else is handed off by the shard that receives it.
 
 pub mod asm;
 #[cfg(test)]

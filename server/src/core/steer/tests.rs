@@ -132,6 +132,52 @@ fn steers_responses_to_our_notifies_by_branch() {
     assert_eq!(agrees(&far, 2).unwrap(), FALLBACK);
 }
 
+/// Refreshes and unsubscribes go to our Contact (RFC 3261 §12.2.1.1): its per-shard user
+/// part makes the program name the dialog's owner, the one its To-tag names.
+#[test]
+fn steers_in_dialog_requests_sent_to_our_contact() {
+    use crate::core::tags::Token;
+    use crate::core::{shard_contact, ShardId};
+    for shards in [2u16, 3, 8] {
+        for addr in [
+            "sip:127.0.0.1:5060",
+            "sip:Presence.Example.com",
+            "sip:10.0.0.7:5070;transport=udp",
+        ] {
+            for s in 0..shards {
+                let contact = shard_contact(addr.as_bytes(), ShardId(s), shards);
+                let contact = String::from_utf8(contact).unwrap();
+                assert!(contact.starts_with("sip:h"), "{contact}");
+                let tag = Token::new(u32::from(s) + 7 * u32::from(shards), 42);
+                let msg = String::from_utf8(request("SUBSCRIBE", &contact))
+                    .unwrap()
+                    .replace(
+                        "To: <sip:bob@example.com>",
+                        &format!(
+                            "To: <sip:bob@example.com>;tag={}",
+                            std::str::from_utf8(tag.as_bytes()).unwrap()
+                        ),
+                    );
+                assert_eq!(oracle(msg.as_bytes(), shards), Some(u32::from(s)));
+                assert_eq!(
+                    agrees(msg.as_bytes(), shards).unwrap(),
+                    u32::from(s),
+                    "{contact}"
+                );
+            }
+        }
+    }
+    // One shard, or an address with a user part: left as configured.
+    assert_eq!(
+        shard_contact(b"sip:127.0.0.1", ShardId(0), 1),
+        b"sip:127.0.0.1"
+    );
+    assert_eq!(
+        shard_contact(b"sip:presence@10.0.0.1", ShardId(1), 2),
+        b"sip:presence@10.0.0.1"
+    );
+}
+
 fn user() -> impl Strategy<Value = String> {
     proptest::string::string_regex("[a-zA-Z0-9._!~*'()&=+$,;?/%:-]{1,20}").unwrap()
 }
