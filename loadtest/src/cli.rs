@@ -90,7 +90,9 @@ pub struct Args {
     /// Fan-out: keep the watchers subscribed at the end (default: unsubscribe them)
     #[arg(long)]
     pub no_unsubscribe: bool,
-    /// Shortest pause between open-loop sending rounds, µs (batches sends)
+    /// Open loop: length of one round, µs. Calls that fell due and datagrams that arrived
+    /// during it are handled together (batched system calls); latencies use the kernel's
+    /// arrival stamps, so they do not include this wait
     #[arg(long, default_value_t = 200)]
     pub tick_us: u64,
     /// Print the report as JSON

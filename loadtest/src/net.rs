@@ -98,11 +98,42 @@ fn from_raw(raw: &libc::sockaddr_storage) -> Option<SocketAddr> {
     }
 }
 
+/// `SO_TIMESTAMPNS` / `SCM_TIMESTAMPNS` (asm-generic and x86 value; not exported by the libc
+/// crate for glibc targets).
+const SO_TIMESTAMPNS: libc::c_int = 35;
+/// Control bytes per received datagram: room for one `SCM_TIMESTAMPNS` message.
+const CTRL_LEN: usize = 64;
+
+/// Asks the kernel to stamp every datagram `fd` receives with its arrival time
+/// (`RecvBatch::arrival_unix_ns`). Why: latencies are then measured from when the answer
+/// reached the host, not from when this thread got around to reading it, so the generator
+/// may batch its work (`--tick-us`) without adding its own delay to the figures.
+pub fn enable_rx_timestamps(fd: RawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: plain setsockopt with a c_int value that outlives the call.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Receive side: fixed slots, filled by one `recvmmsg`.
 pub struct RecvBatch {
     data: Vec<u8>,
     addrs: Vec<libc::sockaddr_storage>,
     lens: Vec<usize>,
+    /// Control-message slots (`CTRL_LEN` bytes per datagram; u64s for cmsghdr alignment).
+    ctrl: Vec<u64>,
     /// Kernel-facing descriptors, built once: they point into `data` and `addrs`, whose heap
     /// buffers never move (so moving the `RecvBatch` itself is fine).
     iov: Vec<libc::iovec>,
@@ -120,6 +151,7 @@ impl Default for RecvBatch {
             data: Vec::new(),
             addrs: Vec::new(),
             lens: Vec::new(),
+            ctrl: Vec::new(),
             iov: Vec::new(),
             hdrs: Vec::new(),
             n: 0,
@@ -134,6 +166,7 @@ impl RecvBatch {
             // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
             addrs: vec![unsafe { zeroed() }; MAX_BATCH],
             lens: vec![0; MAX_BATCH],
+            ctrl: vec![0; MAX_BATCH * CTRL_LEN / 8],
             iov: Vec::with_capacity(MAX_BATCH),
             hdrs: Vec::with_capacity(MAX_BATCH),
             n: 0,
@@ -152,6 +185,8 @@ impl RecvBatch {
             h.msg_hdr.msg_iov = &mut b.iov[i];
             h.msg_hdr.msg_iovlen = 1;
             h.msg_hdr.msg_name = (&mut b.addrs[i] as *mut libc::sockaddr_storage).cast();
+            // SAFETY: slot i of `ctrl` (CTRL_LEN bytes) lies inside it.
+            h.msg_hdr.msg_control = unsafe { b.ctrl.as_mut_ptr().add(i * CTRL_LEN / 8) }.cast();
             b.hdrs.push(h);
         }
         b
@@ -167,6 +202,7 @@ impl RecvBatch {
         }
         for h in self.hdrs.iter_mut() {
             h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_hdr.msg_controllen = CTRL_LEN as _;
         }
         let flags = if wait_one {
             libc::MSG_WAITFORONE
@@ -204,6 +240,28 @@ impl RecvBatch {
 
     pub fn is_empty(&self) -> bool {
         self.n == 0
+    }
+
+    /// When datagram `i` of the last batch reached the host (Unix-epoch ns), if its socket
+    /// has `enable_rx_timestamps`.
+    pub fn arrival_unix_ns(&self, i: usize) -> Option<u64> {
+        debug_assert!(i < self.n);
+        let hdr = &self.hdrs[i].msg_hdr;
+        // SAFETY: the kernel filled `msg_control` (`msg_controllen` bytes) for this datagram;
+        // the CMSG_* helpers stay within that length, and the timestamp is read unaligned.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(hdr);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == SO_TIMESTAMPNS {
+                    let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
+                    return u64::try_from(ts.tv_sec)
+                        .ok()
+                        .map(|s| s * 1_000_000_000 + ts.tv_nsec as u64);
+                }
+                c = libc::CMSG_NXTHDR(hdr, c);
+            }
+        }
+        None
     }
 
     /// Datagram `i` of the last batch and its source.
@@ -373,6 +431,36 @@ mod tests {
             to_raw(&addr, &mut raw);
             assert_eq!(from_raw(&raw), Some(addr));
         }
+    }
+
+    #[test]
+    fn arrival_stamps_are_the_kernels() {
+        let wall = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        };
+        let a = udp_socket("127.0.0.1:0".parse().unwrap(), false, true).unwrap();
+        let b = udp_socket("127.0.0.1:0".parse().unwrap(), false, true).unwrap();
+        let plain = udp_socket("127.0.0.1:0".parse().unwrap(), false, true).unwrap();
+        enable_rx_timestamps(raw_fd(&b)).unwrap();
+        // The kernel turns its receive-path stamping on from a deferred work item.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let before = wall();
+        let mut q = SendQueue::default();
+        q.push(b.local_addr().unwrap(), b"stamped");
+        q.push(plain.local_addr().unwrap(), b"plain");
+        assert_eq!(q.flush(raw_fd(&a)).unwrap(), 2);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut rx = RecvBatch::new();
+        assert_eq!(rx.recv(raw_fd(&b), false).unwrap(), 1);
+        let at = rx.arrival_unix_ns(0).expect("stamp");
+        // Arrived before it was read (20 ms later), after it was sent.
+        assert!(at >= before && at + 10_000_000 < wall(), "{before} {at}");
+        assert_eq!(rx.get(0).0, b"stamped");
+        assert_eq!(rx.recv(raw_fd(&plain), false).unwrap(), 1);
+        assert_eq!(rx.arrival_unix_ns(0), None);
     }
 
     #[test]
