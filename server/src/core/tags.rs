@@ -20,12 +20,21 @@ const PREFIX: &[u8] = b"hd";
 /// FNV-1a 64 over the AoR bytes, folded to 32 bits. Stable across versions and platforms:
 /// it decides which shard owns a presentity, on disk as well as in memory.
 pub fn aor_hash(aor: &[u8]) -> u32 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in aor {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let h = fnv1a64(aor);
     (h ^ (h >> 32)) as u32
+}
+
+/// FNV-1a 64 state after `bytes` (`aor_hash` before folding; the steering program starts
+/// from the state after `sip:`).
+pub const fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < bytes.len() {
+        h ^= bytes[i] as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    h
 }
 
 /// `v` as 8 lower-case hex digits, all at once in one register (SWAR): tags and branches

@@ -50,20 +50,8 @@ const M_HI: u32 = 3;
 const M_AT: u32 = 4;
 const M_T: u32 = 5;
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+/// Low part of the FNV-1a-64 prime 2^40 + 0x1b3 (`tags::fnv1a64`).
 const FNV_PRIME_LOW: u32 = 0x1b3;
-
-/// FNV-1a-64 state after `bytes`, as `tags::aor_hash` computes it.
-const fn fnv(bytes: &[u8]) -> u64 {
-    let mut h = FNV_OFFSET;
-    let mut i = 0;
-    while i < bytes.len() {
-        h ^= bytes[i] as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        i += 1;
-    }
-    h
-}
 
 /// The steering program for a reuseport group of `shards` sockets bound in shard order.
 /// `None` for one shard (nothing to steer).
@@ -111,7 +99,7 @@ pub fn program(shards: u16) -> Option<Vec<Insn>> {
     a.op(LDX | W | MEM, M_BASE);
     a.op(LD | W | IND, 0);
     a.goto_unless(JEQ, word(b"sip:"), fallback);
-    let h = fnv(b"sip:");
+    let h = super::tags::fnv1a64(b"sip:");
     a.op(LD | IMM, h as u32);
     a.op(ST, M_LO);
     a.op(LD | IMM, (h >> 32) as u32);
