@@ -13,12 +13,13 @@ use crate::persist::Durability;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// Default `--coalesce-us`: none. A glommio park and wake-up costs 65-80 µs of CPU, so at a
-/// few thousand requests/s waking per datagram costs CPU (measured at 4k SUBSCRIBE/s on 2
-/// shards: ~165 ms per 1,000 with 0, ~100 with 1000), but a 1 ms window costs the 1 ms
-/// PUBLISH→NOTIFY p99 goal (0.94 ms with 0, 2.2 ms with 1000 at 24k NOTIFY/s). The default
-/// favours latency; operators who prefer CPU at such rates set `--coalesce-us 1000`.
-pub const DEFAULT_COALESCE_US: u64 = 0;
+/// Default `--coalesce-us`: 250 µs. A glommio park and wake-up costs ~45 µs of CPU, so waking
+/// per datagram dominates a shard's CPU at moderate rates. Measured on 2 shards (fresh server
+/// per run, `herald-load -s subscribe -r R`): CPU per 1,000 SUBSCRIBE 118 → 93 ms at 4k/s and
+/// 56–69 → 31–35 ms at 16k/s (0 → 250); fan-out PUBLISH→NOTIFY at 48k NOTIFY/s p50 0.10 → 0.29
+/// ms, p99 1.2–2.0 ms either way (4 runs each, within this VM's noise). A 1 ms window saves
+/// more CPU but moved p99 to 2.2 ms (0.94 with 0); 0 takes every datagram at once.
+pub const DEFAULT_COALESCE_US: u64 = 250;
 
 /// `--udp-steering`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
