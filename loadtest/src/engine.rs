@@ -308,10 +308,9 @@ impl Worker {
 
     /// Consecutive calls share a socket for [`CALLS_PER_SOCKET_TURN`] calls, then the next
     /// socket takes over: over a run every socket (source port) carries its share, while the
-    /// messages of one flush and the answers to them meet on few sockets, so one `sendmmsg`
-    /// / `recvmmsg` moves several of them (one call per socket in turn cost a system call
-    /// per datagram in open loop: 32 µs of generator CPU per call at 20k calls/s, CPU the
-    /// server under test did not get).
+    /// calls started in one open-loop round (`run`) and their answers meet on few sockets,
+    /// so one `sendmmsg` / `recvmmsg` moves several. (Alone, without the rounds, it saved
+    /// nothing: the loop then woke per event and each send was one datagram anyway.)
     fn pick_sock(&mut self) -> u16 {
         let s = self.next_sock;
         self.sock_turn += 1;

@@ -15,7 +15,8 @@ pub const TOKEN_LEN: usize = 26;
 pub const BRANCH_COOKIE: &[u8] = b"z9hG4bK";
 /// Length of a branch we generate.
 pub const BRANCH_LEN: usize = BRANCH_COOKIE.len() + TOKEN_LEN + 8;
-const PREFIX: &[u8] = b"hd";
+/// First bytes of every token (To-tag, ETag, and after the cookie in a branch).
+pub const PREFIX: &[u8] = b"hd";
 
 /// FNV-1a 64 over the AoR bytes, folded to 32 bits. Stable across versions and platforms:
 /// it decides which shard owns a presentity, on disk as well as in memory.

@@ -1,7 +1,9 @@
 //! A classic BPF interpreter for the instructions the steering program uses, with the
 //! kernel's semantics (a load past the packet ends the program with 0), so tests can run the
-//! program on messages without a socket. It also asserts what the kernel's checker rejects:
-//! reading a scratch cell no path has written, jumping backwards or out of the program.
+//! program on messages without a socket. On the paths a test executes it also asserts two
+//! rules the kernel's checker enforces statically: no scratch cell is read before it is
+//! written, and no jump leaves the program (backward jumps cannot be encoded; `Asm::finish`
+//! checks label order).
 
 use super::asm::*;
 

@@ -28,6 +28,7 @@ pub mod asm;
 #[cfg(test)]
 mod interp;
 
+use super::tags::{BRANCH_COOKIE, PREFIX};
 use asm::*;
 
 /// The program's answer for "not decided here": past any group, so the kernel hashes.
@@ -67,7 +68,6 @@ pub fn program(shards: u16) -> Option<Vec<Insn>> {
     let publish = a.label();
     let request = a.label();
     let end = a.label();
-    let colon = a.label();
     let branch = a.label();
 
     a.op(LD | W | LEN, 0);
@@ -107,16 +107,13 @@ pub fn program(shards: u16) -> Option<Vec<Insn>> {
     a.op(LD | IMM, 0);
     a.op(ST, M_AT);
     for i in 0..AOR_SCAN {
-        aor_byte(&mut a, 4 + i, end, colon, fallback);
+        aor_byte(&mut a, 4 + i, end, fallback);
     }
     a.goto(fallback);
 
-    // `:` ends the AoR at the port, but before `@` it starts a password: fall back.
-    a.bind(colon);
-    a.op(LD | W | MEM, M_AT);
-    a.goto_if(JEQ, 0, fallback);
     a.bind(end);
-    // Only `user@host` URIs: without a user the host would need lower-casing from its start.
+    // Only `user@host` URIs: without a user the host would need lower-casing from its
+    // start. This also sends a `:` before any `@` (a password, not a port) to the kernel.
     a.op(LD | W | MEM, M_AT);
     a.goto_if(JEQ, 0, fallback);
     // (h ^ h >> 32) as u32 = lo ^ hi.
@@ -129,13 +126,22 @@ pub fn program(shards: u16) -> Option<Vec<Insn>> {
 
     // Responses: find the first `z9hG`, in blocks whose loads the length allows.
     a.bind(response);
+    // Our branches start `z9hG4bK` `hd` (`tags::Branch`): checked as two words and a byte.
+    let marker = [BRANCH_COOKIE, PREFIX].concat();
+    let mark = [
+        word(&[marker[0], marker[1], marker[2], marker[3]]),
+        word(&[marker[4], marker[5], marker[6], marker[7]]),
+        u32::from(marker[8]),
+    ];
+    let hex_at = marker.len() as u32;
+    assert_eq!(hex_at, 9, "branch marker layout");
     let mut at = BRANCH_FROM;
     while at < BRANCH_FROM + BRANCH_SCAN {
         a.op(LD | W | MEM, M_LEN);
         a.goto_unless(JGE, at + 16 + 3, fallback);
         for i in at..at + 16 {
             a.op(LD | W | ABS, i);
-            a.jump(JEQ, word(b"z9hG"), 0, 2);
+            a.jump(JEQ, mark[0], 0, 2);
             a.op(LDX | IMM, i);
             a.goto(branch);
         }
@@ -147,21 +153,21 @@ pub fn program(shards: u16) -> Option<Vec<Insn>> {
     a.bind(branch);
     a.op(STX, M_BASE);
     a.op(MISC | TXA, 0);
-    a.op(ALU | ADD | K, 17);
+    a.op(ALU | ADD | K, hex_at + 8);
     a.op(MISC | TAX, 0);
     a.op(LD | W | MEM, M_LEN);
     a.goto_unless_x(JGE, fallback);
     a.op(LDX | W | MEM, M_BASE);
     a.op(LD | W | IND, 4);
-    a.goto_unless(JEQ, word(b"4bKh"), fallback);
+    a.goto_unless(JEQ, mark[1], fallback);
     a.op(LD | B | IND, 8);
-    a.goto_unless(JEQ, u32::from(b'd'), fallback);
+    a.goto_unless(JEQ, mark[2], fallback);
     a.op(LD | IMM, 0);
     a.op(ST, M_LO);
     for k in 0..8 {
         // Digit value without branches: (c & 15) + 9 * (c >> 6) for 0-9 and a-f.
         a.op(LDX | W | MEM, M_BASE);
-        a.op(LD | B | IND, 9 + k);
+        a.op(LD | B | IND, hex_at + k);
         a.op(ST, M_T);
         a.op(ALU | RSH | K, 6);
         a.op(ALU | MUL | K, 9);
@@ -187,7 +193,7 @@ pub fn program(shards: u16) -> Option<Vec<Insn>> {
 }
 
 /// One AoR byte at `M_BASE + off`: end, fall back, or fold it into the hash.
-fn aor_byte(a: &mut Asm, off: u32, end: Label, colon: Label, fallback: Label) {
+fn aor_byte(a: &mut Asm, off: u32, end: Label, fallback: Label) {
     a.op(LDX | W | MEM, M_BASE);
     a.op(LD | B | IND, off);
     // Space, CR and controls end the Request-URI.
@@ -197,7 +203,7 @@ fn aor_byte(a: &mut Asm, off: u32, end: Label, colon: Label, fallback: Label) {
     a.jump(JGT, 0x3f, 7, 0);
     a.goto_if(JEQ, u32::from(b';'), end);
     a.goto_if(JEQ, u32::from(b'?'), end);
-    a.goto_if(JEQ, u32::from(b':'), colon);
+    a.goto_if(JEQ, u32::from(b':'), end);
     a.goto(fallback);
     a.goto_if(JEQ, u32::from(b'%'), fallback);
     // After `@`, M_AT holds 0x20: OR-ing it into A-Z lower-cases the host.
