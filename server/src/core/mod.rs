@@ -496,20 +496,12 @@ impl Core {
             Transport::Udp => 64 * self.cfg.t1_ms,
             Transport::Tcp => 0,
         };
-        let Ok(seq) = self.stx.insert(now, key, peer, timer_j) else {
-            self.stats.rx_dropped += 1;
-            return;
-        };
-        self.stats.server_tx_evicted = self.stx.evicted;
         let reason: &str = match reason {
             Reason::Std => sip_parser::reason_phrase(code),
             r => {
                 r.write(code, &mut self.reason);
                 &self.reason
             }
-        };
-        let Some(tx) = self.stx.get_mut(seq) else {
-            return;
         };
         // RFC 3261 8.2.6.2: every response but 100 carries a To tag. Responses that create
         // no dialog (OPTIONS, rejections) get one derived from the transaction key, so a
@@ -519,35 +511,41 @@ impl Core {
             Some(t) => t,
             None => stateless_tag(key, &mut stateless),
         };
-        let w = &mut tx.response;
-        write_response_head(w, msg, code, reason, to_tag, to_tagged);
-        for a in adds {
-            match *a {
-                Add::Expires(e) => push_header_u32(w, b"Expires", e),
-                Add::ETag(t) => push_header(w, b"SIP-ETag", t),
-                Add::Contact => w.extend_from_slice(&self.contact_line),
-                Add::Extra(Extra::None) => {}
-                Add::Extra(Extra::Allow) => push_header(w, b"Allow", routing::ALLOW),
-                Add::Extra(Extra::AllowEvents) => {
-                    push_header(w, b"Allow-Events", &self.allow_events)
-                }
-                Add::Extra(Extra::MinExpires(m)) => push_header_u32(w, b"Min-Expires", m),
-                Add::Extra(Extra::Accept(pkg)) => {
-                    if let Some(p) = self.packages.get(pkg as usize) {
-                        for ct in p.content_types() {
-                            push_header(w, b"Accept", ct.as_bytes());
+        let (contact_line, allow_events, packages) =
+            (&self.contact_line, &self.allow_events, &self.packages);
+        let inserted = self.stx.insert(now, key, peer, timer_j, |w| {
+            write_response_head(w, msg, code, reason, to_tag, to_tagged);
+            for a in adds {
+                match *a {
+                    Add::Expires(e) => push_header_u32(w, b"Expires", e),
+                    Add::ETag(t) => push_header(w, b"SIP-ETag", t),
+                    Add::Contact => w.extend_from_slice(contact_line),
+                    Add::Extra(Extra::None) => {}
+                    Add::Extra(Extra::Allow) => push_header(w, b"Allow", routing::ALLOW),
+                    Add::Extra(Extra::AllowEvents) => push_header(w, b"Allow-Events", allow_events),
+                    Add::Extra(Extra::MinExpires(m)) => push_header_u32(w, b"Min-Expires", m),
+                    Add::Extra(Extra::Accept(pkg)) => {
+                        if let Some(p) = packages.get(pkg as usize) {
+                            for ct in p.content_types() {
+                                push_header(w, b"Accept", ct.as_bytes());
+                            }
                         }
                     }
-                }
-                Add::Extra(Extra::Unsupported) => {
-                    for v in msg.require() {
-                        push_header(w, b"Unsupported", v);
+                    Add::Extra(Extra::Unsupported) => {
+                        for v in msg.require() {
+                            push_header(w, b"Unsupported", v);
+                        }
                     }
+                    Add::Extra(Extra::RetryAfter(s)) => push_header_u32(w, b"Retry-After", s),
                 }
-                Add::Extra(Extra::RetryAfter(s)) => push_header_u32(w, b"Retry-After", s),
             }
-        }
-        w.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+            w.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+        });
+        self.stats.server_tx_evicted = self.stx.evicted;
+        let Ok(seq) = inserted else {
+            self.stats.rx_dropped += 1;
+            return;
+        };
         self.stats.tx_responses += 1;
         match code {
             200..=299 => self.stats.tx_2xx += 1,
@@ -603,12 +601,16 @@ impl Core {
                         continue;
                     };
                     tx.sent = true;
+                    let dst = tx.peer;
+                    let Some(response) = self.stx.response(seq) else {
+                        continue;
+                    };
                     let offset = out.len();
-                    out.extend_from_slice(&tx.response);
+                    out.extend_from_slice(response);
                     return Some(Transmit {
-                        dst: tx.peer,
+                        dst,
                         offset,
-                        len: tx.response.len(),
+                        len: response.len(),
                     });
                 }
                 Out::Notify(id) => {
@@ -884,7 +886,6 @@ fn write_response_head(
     to_tag: &[u8],
     to_tagged: Option<bool>,
 ) {
-    out.clear();
     out.extend_from_slice(b"SIP/2.0 ");
     push_u32(out, u32::from(code));
     out.push(b' ');
@@ -893,13 +894,25 @@ fn write_response_head(
     for h in req.headers {
         match h.kind {
             // Name and colon as one literal: one copy fewer per header than `push_header`.
-            HeaderKind::Via | HeaderKind::From | HeaderKind::CallId | HeaderKind::CSeq => {
-                out.extend_from_slice(match h.kind {
-                    HeaderKind::Via => b"Via: ",
-                    HeaderKind::From => b"From: ",
-                    HeaderKind::CallId => b"Call-ID: ",
-                    _ => b"CSeq: ",
-                });
+            // One arm per name so each literal has a constant length (copied inline; a
+            // literal picked by a `match` has a variable one and costs a `memcpy` call).
+            HeaderKind::Via => {
+                out.extend_from_slice(b"Via: ");
+                out.extend_from_slice(h.value);
+                out.extend_from_slice(b"\r\n");
+            }
+            HeaderKind::From => {
+                out.extend_from_slice(b"From: ");
+                out.extend_from_slice(h.value);
+                out.extend_from_slice(b"\r\n");
+            }
+            HeaderKind::CallId => {
+                out.extend_from_slice(b"Call-ID: ");
+                out.extend_from_slice(h.value);
+                out.extend_from_slice(b"\r\n");
+            }
+            HeaderKind::CSeq => {
+                out.extend_from_slice(b"CSeq: ");
                 out.extend_from_slice(h.value);
                 out.extend_from_slice(b"\r\n");
             }

@@ -379,8 +379,8 @@ impl Core {
         }
         self.release_gated(|core, gate, out| match out {
             super::Out::Response(tx) if seqs.binary_search(&gate).is_ok() => {
-                if let Some(t) = core.stx.get_mut(*tx) {
-                    rewrite_as_store_full(&mut t.response);
+                if core.stx.get(*tx).is_some() {
+                    core.stx.replace_response(*tx, rewrite_as_store_full);
                     core.stats.tx_2xx = core.stats.tx_2xx.saturating_sub(1);
                     core.stats.tx_5xx += 1;
                 }
@@ -607,11 +607,11 @@ impl Core {
 
 /// Turns a held 2xx into `500 Store full` with `Retry-After`, in place: same Via, From, To,
 /// Call-ID and CSeq, without the headers that only a success carries.
-fn rewrite_as_store_full(resp: &mut Vec<u8>) {
+fn rewrite_as_store_full(resp: &[u8]) -> Vec<u8> {
     const STATUS: &[u8] = b"SIP/2.0 500 Store full\r\n";
     const DROP: [&[u8]; 4] = [b"sip-etag:", b"expires:", b"contact:", b"content-length:"];
     let Some(head_end) = memchr::memmem::find(resp, b"\r\n\r\n") else {
-        return;
+        return resp.to_vec();
     };
     let mut out = Vec::with_capacity(resp.len() + 32);
     out.extend_from_slice(STATUS);
@@ -626,7 +626,7 @@ fn rewrite_as_store_full(resp: &mut Vec<u8>) {
         }
     }
     out.extend_from_slice(b"Retry-After: 5\r\nContent-Length: 0\r\n\r\n");
-    *resp = out;
+    out
 }
 
 #[cfg(test)]
@@ -635,8 +635,7 @@ mod store_full_tests {
 
     #[test]
     fn rewrites_a_2xx_into_500() {
-        let mut r = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:a@b>;tag=x\r\nSIP-ETag: e1\r\nExpires: 60\r\nContact: <sip:h>\r\nContent-Length: 0\r\n\r\n".to_vec();
-        rewrite_as_store_full(&mut r);
+        let r = rewrite_as_store_full(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:a@b>;tag=x\r\nSIP-ETag: e1\r\nExpires: 60\r\nContact: <sip:h>\r\nContent-Length: 0\r\n\r\n");
         assert_eq!(
             r,
             b"SIP/2.0 500 Store full\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:a@b>;tag=x\r\nRetry-After: 5\r\nContent-Length: 0\r\n\r\n"

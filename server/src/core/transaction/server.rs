@@ -5,6 +5,10 @@
 //! (64·T1 over UDP, 0 over TCP). Completed transactions therefore expire in creation
 //! order: a FIFO ring is the whole timer machinery, and its capacity bounds memory. When
 //! full, the oldest transaction is evicted early (counted) rather than growing.
+//!
+//! The same order lets all responses share one byte arena: each is appended where the
+//! previous one ended and dies with its transaction, so the arena's dead bytes are always
+//! a prefix. A response costs no allocation of its own and sits next to its neighbours.
 
 use super::IdMap;
 use crate::core::{Instant, Peer};
@@ -16,8 +20,9 @@ pub struct ServerTx {
     /// Keyed hash of branch + sent-by + method (RFC 3261 §17.2.3).
     pub key: u64,
     pub peer: Peer,
-    /// The final response, replayed verbatim.
-    pub response: Vec<u8>,
+    /// Where the final response (replayed verbatim) starts in the arena's byte stream.
+    start: u64,
+    len: u32,
     pub expires: Instant,
     /// The response left through `poll_transmit` at least once (before that a
     /// retransmitted request is absorbed silently).
@@ -39,16 +44,24 @@ pub struct ServerTxs {
     first: TxSeq,
     index: IdMap<TxSeq>,
     cap: usize,
-    spare: Vec<Vec<u8>>,
+    /// The responses of the transactions in `ring`, in ring order, after `head` dead bytes.
+    bytes: Vec<u8>,
+    head: usize,
+    /// Stream offset of `bytes[0]` (`ServerTx::start` is a stream offset).
+    base: u64,
+    /// Responses rewritten after the fact into something longer than the original (a
+    /// held 2xx that became a 500, `replace_response`): rare, so kept aside.
+    replaced: IdMap<Vec<u8>>,
     pub evicted: u64,
 }
 
-/// First capacity of a response buffer: a typical response fits without regrowing.
-const RESPONSE_CAPACITY: usize = 512;
 /// Transactions the ring keeps room for however idle the shard is.
 const MIN_KEPT_CAPACITY: usize = 1024;
-/// Spare response buffers kept for reuse.
-const MAX_SPARE_BUFFERS: usize = 1024;
+/// Arena bytes kept however idle the shard is (about a hundred responses).
+const MIN_KEPT_BYTES: usize = 64 * 1024;
+/// Dead arena bytes are dropped once they are this many and at least half the arena: the
+/// move this costs is paid for by as many bytes appended since the last one.
+const COMPACT_AT: usize = 64 * 1024;
 
 impl ServerTxs {
     pub fn new(cap: usize) -> ServerTxs {
@@ -57,7 +70,10 @@ impl ServerTxs {
             first: 0,
             index: IdMap::default(),
             cap: cap.max(1),
-            spare: Vec::new(),
+            bytes: Vec::new(),
+            head: 0,
+            base: 0,
+            replaced: IdMap::default(),
             evicted: 0,
         }
     }
@@ -84,16 +100,56 @@ impl ServerTxs {
         self.ring.get_mut(i as usize)
     }
 
+    /// The response of transaction `seq`.
+    pub fn response(&self, seq: TxSeq) -> Option<&[u8]> {
+        let tx = self.get(seq)?;
+        if let Some(r) = self.replaced.get(&seq) {
+            return Some(r);
+        }
+        let at = usize::try_from(tx.start - self.base).ok()?;
+        self.bytes.get(at..at + tx.len as usize)
+    }
+
+    /// Replaces the response of `seq` by what `rewrite` makes of it.
+    pub fn replace_response(&mut self, seq: TxSeq, rewrite: impl FnOnce(&[u8]) -> Vec<u8>) {
+        let Some(old) = self.response(seq) else {
+            return;
+        };
+        let new = rewrite(old);
+        let Some(tx) = self.get_mut(seq) else { return };
+        let (start, len) = (tx.start, tx.len as usize);
+        if new.len() <= len {
+            // In place: the arena order is unchanged, only the tail of the slot goes unused.
+            if let Some(tx) = self.get_mut(seq) {
+                tx.len = new.len() as u32;
+            }
+            let at = (start - self.base) as usize;
+            self.bytes[at..at + new.len()].copy_from_slice(&new);
+            self.replaced.remove(&seq);
+        } else {
+            self.replaced.insert(seq, new);
+        }
+    }
+
     fn pop_front(&mut self) {
         if let Some(tx) = self.ring.pop_front() {
             if self.index.get(&tx.key) == Some(&self.first) {
                 self.index.remove(&tx.key);
             }
+            if !self.replaced.is_empty() {
+                self.replaced.remove(&self.first);
+            }
             self.first += 1;
-            if self.spare.len() < MAX_SPARE_BUFFERS {
-                let mut b = tx.response;
-                b.clear();
-                self.spare.push(b);
+            // Arena order is ring order: everything up to this response's end is dead.
+            self.head = (tx.start + u64::from(tx.len) - self.base) as usize;
+            if self.ring.is_empty() {
+                self.base += self.bytes.len() as u64;
+                self.bytes.clear();
+                self.head = 0;
+            } else if self.head >= COMPACT_AT && self.head * 2 >= self.bytes.len() {
+                self.bytes.drain(..self.head);
+                self.base += self.head as u64;
+                self.head = 0;
             }
         }
     }
@@ -120,9 +176,9 @@ impl ServerTxs {
         }
     }
 
-    /// A burst leaves the ring and its index at peak capacity (64·T1 of requests), held
-    /// for as long as the shard runs: give most of it back once under a quarter is used.
-    /// Shrinking to twice the live count keeps it amortised O(1) per transaction.
+    /// A burst leaves the ring, its index and the arena at peak capacity (64·T1 of
+    /// requests), held for as long as the shard runs: give most of it back once under a
+    /// quarter is used. Shrinking to twice the live count keeps it amortised O(1).
     fn shrink_if_idle(&mut self) {
         let cap = self.ring.capacity();
         if cap > MIN_KEPT_CAPACITY && self.ring.len() < cap / 4 {
@@ -130,15 +186,24 @@ impl ServerTxs {
             self.ring.shrink_to(keep);
             self.index.shrink_to(keep);
         }
+        let live = self.bytes.len() - self.head;
+        if self.bytes.capacity() > MIN_KEPT_BYTES && live < self.bytes.capacity() / 4 {
+            self.bytes.drain(..self.head);
+            self.base += self.head as u64;
+            self.head = 0;
+            self.bytes.shrink_to((live * 2).max(MIN_KEPT_BYTES));
+        }
     }
 
-    /// Creates a transaction; its (cleared) response buffer is to be filled by the caller.
+    /// Creates a transaction whose response `write` appends to the buffer it is given
+    /// (which may already hold other bytes: append only).
     pub fn insert(
         &mut self,
         now: Instant,
         key: u64,
         peer: Peer,
         timer_j_ms: u64,
+        write: impl FnOnce(&mut Vec<u8>),
     ) -> Result<TxSeq, InsertError> {
         self.expire(now);
         if self.ring.len() >= self.cap {
@@ -151,14 +216,18 @@ impl ServerTxs {
             }
         }
         let seq = self.first + self.ring.len() as u64;
-        let response = self
-            .spare
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(RESPONSE_CAPACITY));
+        let at = self.bytes.len();
+        write(&mut self.bytes);
+        let len = self.bytes.len() - at;
+        debug_assert!(
+            len <= u32::MAX as usize,
+            "a response is bounded by the message limit"
+        );
         self.ring.push_back(ServerTx {
             key,
             peer,
-            response,
+            start: self.base + at as u64,
+            len: len as u32,
             expires: now.add_millis(timer_j_ms),
             sent: false,
         });
@@ -183,7 +252,11 @@ mod tests {
     #[test]
     fn absorbs_then_expires() {
         let mut t = ServerTxs::new(8);
-        let s = t.insert(Instant(0), 42, peer(), 32_000).unwrap();
+        let s = t
+            .insert(Instant(0), 42, peer(), 32_000, |w| {
+                w.extend_from_slice(b"r")
+            })
+            .unwrap();
         assert_eq!(t.lookup(42), Some(s));
         t.expire(Instant(40_000));
         assert_eq!(t.lookup(42), Some(s), "unsent responses are kept");
@@ -201,8 +274,15 @@ mod tests {
     fn next_expiry_is_the_oldest_sent_timer_j() {
         let mut t = ServerTxs::new(8);
         assert_eq!(t.next_expiry(), None);
-        let s = t.insert(Instant(0), 42, peer(), 32_000).unwrap();
-        t.insert(Instant(5_000), 43, peer(), 32_000).unwrap();
+        let s = t
+            .insert(Instant(0), 42, peer(), 32_000, |w| {
+                w.extend_from_slice(b"r")
+            })
+            .unwrap();
+        t.insert(Instant(5_000), 43, peer(), 32_000, |w| {
+            w.extend_from_slice(b"r")
+        })
+        .unwrap();
         assert_eq!(
             t.next_expiry(),
             None,
@@ -217,14 +297,20 @@ mod tests {
     #[test]
     fn bounded_evicts_oldest_sent_or_refuses() {
         let mut t = ServerTxs::new(2);
-        let a = t.insert(Instant(0), 1, peer(), 32_000).unwrap();
-        let b = t.insert(Instant(0), 2, peer(), 32_000).unwrap();
+        let a = t
+            .insert(Instant(0), 1, peer(), 32_000, |w| w.extend_from_slice(b"r"))
+            .unwrap();
+        let b = t
+            .insert(Instant(0), 2, peer(), 32_000, |w| w.extend_from_slice(b"r"))
+            .unwrap();
         assert_eq!(
-            t.insert(Instant(0), 3, peer(), 32_000),
+            t.insert(Instant(0), 3, peer(), 32_000, |w| w.extend_from_slice(b"r")),
             Err(InsertError::Full)
         );
         t.get_mut(a).unwrap().sent = true;
-        let c = t.insert(Instant(0), 3, peer(), 32_000).unwrap();
+        let c = t
+            .insert(Instant(0), 3, peer(), 32_000, |w| w.extend_from_slice(b"r"))
+            .unwrap();
         assert_eq!(t.evicted, 1);
         assert_eq!(t.lookup(1), None);
         assert_eq!(t.lookup(2), Some(b));
@@ -237,7 +323,11 @@ mod tests {
         let n = 16 * MIN_KEPT_CAPACITY as u64;
         let mut t = ServerTxs::new(n as usize);
         for key in 0..n {
-            let s = t.insert(Instant(key), key, peer(), n).unwrap();
+            let s = t
+                .insert(Instant(key), key, peer(), n, |w| {
+                    w.extend_from_slice(b"resp")
+                })
+                .unwrap();
             t.get_mut(s).unwrap().sent = true;
         }
         assert!(t.ring.capacity() >= n as usize);
@@ -249,5 +339,57 @@ mod tests {
             t.ring.capacity()
         );
         assert_eq!(t.lookup(n - 1), Some(n - 1));
+    }
+
+    /// Responses read back intact across retirement, compaction and rewrites: the arena's
+    /// offsets never point at another transaction's bytes.
+    #[test]
+    fn arena_keeps_every_live_response_intact() {
+        let body = |k: u64| format!("response {k} {}", "x".repeat((k % 700) as usize)).into_bytes();
+        let mut t = ServerTxs::new(5_000);
+        let mut live = std::collections::VecDeque::new();
+        for k in 0..60_000u64 {
+            let now = Instant(k);
+            let s = t
+                .insert(now, k, peer(), 2_000, |w| w.extend_from_slice(&body(k)))
+                .unwrap();
+            t.get_mut(s).unwrap().sent = true;
+            live.push_back((s, k));
+            if k % 97 == 0 {
+                // A rewrite that fits in place, and one that does not.
+                let grow = k % 2 == 0;
+                t.replace_response(s, |old| {
+                    let mut v = old.to_vec();
+                    if grow {
+                        v.extend_from_slice(b" and more");
+                    } else {
+                        v.truncate(3);
+                    }
+                    v
+                });
+                let mut want = body(k);
+                if grow {
+                    want.extend_from_slice(b" and more");
+                } else {
+                    want.truncate(3);
+                }
+                assert_eq!(t.response(s).unwrap(), &want[..]);
+                live.pop_back();
+            }
+            while live.front().is_some_and(|&(_, k0)| k0 + 2_000 <= k) {
+                live.pop_front();
+            }
+            if k % 1_000 == 0 {
+                for &(s, k0) in &live {
+                    assert_eq!(t.response(s).unwrap(), &body(k0)[..], "tx {k0} at {k}");
+                }
+            }
+        }
+        assert!(
+            t.bytes.len() - t.head < 2_100 * 720,
+            "dead bytes are dropped"
+        );
+        t.expire(Instant(1 << 40));
+        assert!(t.is_empty() && t.bytes.is_empty() && t.replaced.is_empty());
     }
 }
