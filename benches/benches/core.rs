@@ -92,7 +92,7 @@ fn bench_subscribe(c: &mut Criterion) {
                 let mut core = Core::new(config(), ShardId(0), 1, 7, Instant(1_000_000));
                 let n = ((iters - done) as usize).min(BATCH);
                 let start = std::time::Instant::now();
-                run_pairs(&mut core, &msgs[..n], &mut out);
+                run_pairs(&mut core, Instant(1_000_000), &msgs[..n], &mut out);
                 total += start.elapsed();
                 assert_eq!(core.stats().notify_sent, n as u64);
                 done += n as u64;
@@ -102,6 +102,52 @@ fn bench_subscribe(c: &mut Criterion) {
         })
     });
     g.finish();
+}
+
+/// Ends every subscription of `core` the way a running server sees them go (expiry, the
+/// final NOTIFYs answered, Timer J retiring the transactions) and returns the new time, so
+/// the next batch finds the slabs, free lists and buffers a long-running shard has.
+fn retire_all(core: &mut Core, now: Instant, out: &mut Vec<u8>) -> Instant {
+    let mut resp = Vec::new();
+    let later = Instant(now.0 + 3_700_000);
+    core.handle_timeout(later);
+    settle(core, later, out, &mut resp);
+    let done = Instant(later.0 + 40_000);
+    core.handle_timeout(done);
+    assert_eq!(core.stats().subscriptions, 0, "{}", core.stats());
+    done
+}
+
+/// Median nanoseconds per pair over `rounds` batches of `n`: on a fresh core each time
+/// (`warm == false`) or on one core whose previous batch has been retired.
+fn time_pairs(n: usize, rounds: usize, warm: bool) -> f64 {
+    let msgs: Vec<Vec<u8>> = (0..n).map(|i| subscribe(i, 1000)).collect();
+    let cfg = Config {
+        max_server_transactions: n + 1,
+        ..config()
+    };
+    let mut out = Vec::with_capacity(4096);
+    let mut core = Core::new(cfg.clone(), ShardId(0), 1, 7, Instant(1_000_000));
+    let mut now = Instant(1_000_000);
+    if warm {
+        warm_up(&mut core, now, &msgs, &mut out);
+        now = retire_all(&mut core, now, &mut out);
+    }
+    let mut per_pair = Vec::new();
+    for _ in 0..rounds {
+        if !warm {
+            core = Core::new(cfg.clone(), ShardId(0), 1, 7, now);
+        }
+        let start = std::time::Instant::now();
+        run_pairs(&mut core, now, &msgs, &mut out);
+        per_pair.push(start.elapsed().as_nanos() as f64 / n as f64);
+        assert_eq!(core.stats().subscriptions, n as u64);
+        if warm {
+            now = retire_all(&mut core, now, &mut out);
+        }
+    }
+    per_pair.sort_by(f64::total_cmp);
+    per_pair[per_pair.len() / 2]
 }
 
 /// A 200 for a NOTIFY we received.
@@ -216,13 +262,23 @@ fn bench_fanout(c: &mut Criterion) {
     g.finish();
 }
 
+/// [`run_pairs`] under another name, so callgrind's `--toggle-collect` leaves it out.
+#[inline(never)]
+fn warm_up(core: &mut Core, now: Instant, msgs: &[Vec<u8>], out: &mut Vec<u8>) {
+    for (i, m) in msgs.iter().enumerate() {
+        core.handle_message(now, peer(i), m);
+        out.clear();
+        while core.poll_transmit(out).is_some() {}
+    }
+}
+
 /// `n` SUBSCRIBE→200+NOTIFY pairs on a fresh core, the loop the criterion bench times.
 /// Separate and never inlined so `valgrind --tool=callgrind --toggle-collect='*run_pairs*'`
 /// counts instructions per pair on a loaded machine where wall-clock is noise.
 #[inline(never)]
-fn run_pairs(core: &mut Core, msgs: &[Vec<u8>], out: &mut Vec<u8>) {
+fn run_pairs(core: &mut Core, now: Instant, msgs: &[Vec<u8>], out: &mut Vec<u8>) {
     for (i, m) in msgs.iter().enumerate() {
-        core.handle_message(Instant(1_000_000), peer(i), m);
+        core.handle_message(now, peer(i), m);
         out.clear();
         let a = core.poll_transmit(out);
         let b = core.poll_transmit(out);
@@ -308,20 +364,41 @@ criterion_group!(benches, bench_subscribe, bench_fanout);
 fn main() {
     // CORE_PAIRS=N: just run N pairs (for callgrind); CORE_MEM=N[,P]: hold N subscriptions
     // on P presentities (default N) and print bytes per subscription.
-    if let Some(n) = std::env::var("CORE_PAIRS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    // (`CORE_PAIRS=N,warm`: on a core whose first N subscriptions have been retired).
+    if let Ok(v) = std::env::var("CORE_PAIRS") {
+        let (n, warm) = match v.split_once(',') {
+            Some((n, w)) => (n.parse().unwrap(), w == "warm"),
+            None => (v.parse().unwrap(), false),
+        };
         let msgs: Vec<Vec<u8>> = (0..n).map(|i| subscribe(i, 1000)).collect();
         let cfg = Config {
             max_server_transactions: n + 1,
             ..config()
         };
-        let mut core = Core::new(cfg, ShardId(0), 1, 7, Instant(1_000_000));
+        let mut now = Instant(1_000_000);
+        let mut core = Core::new(cfg, ShardId(0), 1, 7, now);
         let mut out = Vec::with_capacity(4096);
-        run_pairs(&mut core, &msgs, &mut out);
+        if warm {
+            warm_up(&mut core, now, &msgs, &mut out);
+            now = retire_all(&mut core, now, &mut out);
+        }
+        run_pairs(&mut core, now, &msgs, &mut out);
         assert_eq!(core.stats().notify_sent, n as u64);
         println!("{n} pairs");
+        return;
+    }
+    // CORE_TIME=N[,R]: median ns per pair over R batches of N, fresh core vs retired-and-reused.
+    if let Ok(v) = std::env::var("CORE_TIME") {
+        let mut it = v.split(',').map(|x| x.parse::<usize>().unwrap());
+        let n = it.next().unwrap_or(BATCH);
+        let rounds = it.next().unwrap_or(15);
+        let cold = time_pairs(n, rounds, false);
+        let warm = time_pairs(n, rounds, true);
+        println!(
+            "{n} pairs × {rounds}: fresh core {cold:.0} ns/pair ({:.0}k/s), steady core {warm:.0} ns/pair ({:.0}k/s)",
+            1e6 / cold,
+            1e6 / warm
+        );
         return;
     }
     if let Ok(v) = std::env::var("CORE_MEM") {
