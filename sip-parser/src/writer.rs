@@ -155,18 +155,47 @@ fn finish(out: &mut Vec<u8>, content_type: Option<&str>, body: &[u8]) {
 /// Decimal formatting without `fmt` machinery or allocation (also used by the server to write
 /// NOTIFYs and responses into its reused buffers).
 pub fn push_u32(out: &mut Vec<u8>, mut v: u32) {
+    // Digits are written two at a time from a table into a fixed 10-byte buffer, left
+    // aligned, which is appended whole (a fixed-size copy, not a `memcpy` call) and then cut
+    // to length: this runs several times per response and per NOTIFY.
+    // Short numbers (codes, CSeq, expiries, lengths) are the rule: compare before `ilog10`.
+    let n = match v {
+        0..=9 => 1,
+        10..=99 => 2,
+        100..=999 => 3,
+        1000..=9999 => 4,
+        _ => v.ilog10() as usize + 1,
+    };
     let mut buf = [0u8; 10];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
+    let mut end = n;
+    while v >= 100 {
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        if let (Some(d), Some(p)) = (buf.get_mut(end - 2..end), DIGIT_PAIRS.get(pair..pair + 2)) {
+            d.copy_from_slice(p);
         }
+        end -= 2;
     }
-    out.extend_from_slice(&buf[i..]);
+    if v >= 10 {
+        let pair = v as usize * 2;
+        if let (Some(d), Some(p)) = (buf.get_mut(..2), DIGIT_PAIRS.get(pair..pair + 2)) {
+            d.copy_from_slice(p);
+        }
+    } else if let Some(d) = buf.first_mut() {
+        *d = b'0' + v as u8;
+    }
+    let len = out.len();
+    out.extend_from_slice(&buf);
+    out.truncate(len + n);
 }
+
+/// `00`, `01`, ... `99`: two decimal digits per lookup.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
 
 /// Standard reason phrases (RFC 3261 §21, RFC 3265/6665, RFC 3903).
 pub fn reason_phrase(code: u16) -> &'static str {
@@ -242,10 +271,14 @@ mod tests {
 
     #[test]
     fn numbers() {
-        for v in [0u32, 7, 10, 99, 100, 65535, u32::MAX] {
-            let mut out = Vec::new();
+        let mut all: Vec<u32> = vec![0, 7, 10, 99, 100, 101, 999, 1000, 65535, u32::MAX];
+        all.extend((0..=9).map(|e| 10u32.pow(e)));
+        all.extend((1..=9).map(|e| 10u32.pow(e) - 1));
+        all.extend((0..100_000).map(|i| i * 7919 + i % 13));
+        for v in all {
+            let mut out = b"x".to_vec();
             push_u32(&mut out, v);
-            assert_eq!(out, v.to_string().as_bytes());
+            assert_eq!(out, format!("x{v}").as_bytes());
         }
     }
 }
