@@ -209,17 +209,16 @@ pub fn parse<'h, 'b>(
 
     // Header lines. Each header is stored as soon as its line is read; a folded continuation
     // line then widens the value of the last slot (`last` = its name and value offsets).
+    // Slots past `max_headers` are never written: `get_mut` failing is `TooManyHeaders`.
     let max_headers = limits.max_headers.min(slots.len());
+    let slots = &mut slots[..max_headers];
     let mut count = 0usize;
     let mut index = KindIndex::EMPTY;
     // Name and value offsets of the last header line (meaningful once `count > 0`).
     let (mut last_start, mut last_value) = (0usize, 0usize);
     let header_end;
     loop {
-        let rest = match window.get(pos..) {
-            Some(r) if !r.is_empty() => r,
-            _ => return incomplete(),
-        };
+        let rest = window.get(pos..).unwrap_or_default();
         let Some(nl) = newline.find(rest) else {
             return incomplete();
         };
@@ -232,18 +231,15 @@ pub fn parse<'h, 'b>(
         };
         if first == b' ' || first == b'\t' {
             // Folded continuation: extend the current header's value.
-            if count == 0 {
-                return Err(ParseError::InvalidHeaderLine);
-            }
-            let (name_start, value_start) = (last_start, last_value);
+            let slot = match count.checked_sub(1).and_then(|i| slots.get_mut(i)) {
+                Some(slot) => slot,
+                None => return Err(ParseError::InvalidHeaderLine),
+            };
             let value_end = line_start + line.len();
-            if value_end - name_start > limits.max_header_len {
+            if value_end - last_start > limits.max_header_len {
                 return Err(ParseError::HeaderTooLong);
             }
-            if let (Some(slot), Some(v)) = (
-                slots.get_mut(count.wrapping_sub(1)),
-                buf.get(value_start..value_end),
-            ) {
+            if let Some(v) = buf.get(last_value..value_end) {
                 slot.value = lex::trim(v);
             }
             continue;
@@ -252,12 +248,12 @@ pub fn parse<'h, 'b>(
             return Err(ParseError::HeaderTooLong);
         }
         // field-name HCOLON: the name is a token, then optional WSP, then the colon.
-        let colon = colon_at(line);
-        if colon == line.len() {
-            return Err(ParseError::InvalidHeaderLine);
-        }
-        let mut name = line.get(..colon).unwrap_or_default();
-        if matches!(name.last(), Some(b' ' | b'\t')) {
+        let colon = colon_at(line, rest);
+        let (mut name, value) = match line.split_at_checked(colon) {
+            Some((name, [b':', value @ ..])) => (name, value),
+            _ => return Err(ParseError::InvalidHeaderLine),
+        };
+        if let [.., b' ' | b'\t'] = name {
             while let [rest @ .., b' ' | b'\t'] = name {
                 name = rest;
             }
@@ -268,7 +264,7 @@ pub fn parse<'h, 'b>(
         if kind == HeaderKind::Other && !lex::is_token_str(name) {
             return Err(ParseError::InvalidHeaderName);
         }
-        let value = match line.get(colon + 1..).unwrap_or_default() {
+        let value = match value {
             // The usual `Name: value`: one space, no trailing whitespace.
             [b' ', v @ ..]
                 if v.first().is_some_and(|&b| !lex::is_ws(b))
@@ -278,10 +274,9 @@ pub fn parse<'h, 'b>(
             }
             v => lex::trim(v),
         };
-        if count >= max_headers {
+        let Some(slot) = slots.get_mut(count) else {
             return Err(ParseError::TooManyHeaders);
-        }
-        let slot = slots.get_mut(count).ok_or(ParseError::TooManyHeaders)?;
+        };
         *slot = Header { kind, name, value };
         index.record(kind, count);
         count += 1;
@@ -336,31 +331,33 @@ pub fn parse<'h, 'b>(
     }))
 }
 
-/// Index of the first `:` in `line` (its length if none). Eight bytes at a time (SWAR "has
-/// zero byte"), since this runs on every header line.
+/// Index of the first `:` in `line` (its length if none), where `line` is a prefix of
+/// `rest`. Eight bytes at a time (SWAR "has zero byte"), since this runs on every header
+/// line: words are read from `rest`, so a name shorter than eight bytes (`l`, `Via`, `To`)
+/// still takes one word rather than a byte loop; a hit past the line means "none".
 #[inline]
-fn colon_at(line: &[u8]) -> usize {
+fn colon_at(line: &[u8], rest: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     const COLONS: u64 = ONES * b':' as u64;
-    let mut chunks = line.chunks_exact(8);
+    let len = line.len();
     let mut at = 0;
-    for chunk in &mut chunks {
+    while let Some(chunk) = rest.get(at..at + 8) {
         let mut w = [0u8; 8];
         w.copy_from_slice(chunk);
         let x = u64::from_le_bytes(w) ^ COLONS;
         let hits = x.wrapping_sub(ONES) & !x & HIGH;
         if hits != 0 {
             // Borrows only propagate upwards, so the lowest flagged byte is a true match.
-            return at + (hits.trailing_zeros() / 8) as usize;
+            return (at + (hits.trailing_zeros() / 8) as usize).min(len);
         }
         at += 8;
+        if at >= len {
+            return len;
+        }
     }
-    at + chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == b':')
-        .unwrap_or(chunks.remainder().len())
+    let tail = line.get(at..).unwrap_or_default();
+    at + tail.iter().position(|&b| b == b':').unwrap_or(tail.len())
 }
 
 #[inline]
@@ -392,8 +389,16 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
         return parse_status_line(line);
     }
     // Request-Line = Method SP Request-URI SP SIP-Version (single spaces, RFC 3261 §7.1).
-    let sp1 = memchr(b' ', line).ok_or(ParseError::InvalidStartLine)?;
-    let sp2 = memchr::memrchr(b' ', line).ok_or(ParseError::InvalidStartLine)?;
+    let sp1 = lex::find1(b' ', line).ok_or(ParseError::InvalidStartLine)?;
+    // The version is almost always ` SIP/2.0`: then the last space is the one before it,
+    // and the version check is done; anything else takes the search.
+    let (sp2, version_ok) = match line.len().checked_sub(8) {
+        Some(at) if is_sp_version(line.get(at..).unwrap_or_default()) => (at, true),
+        _ => (
+            memchr::memrchr(b' ', line).ok_or(ParseError::InvalidStartLine)?,
+            false,
+        ),
+    };
     if sp2 <= sp1 {
         return Err(ParseError::InvalidStartLine);
     }
@@ -401,8 +406,9 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
     if !lex::is_token_str(method) {
         return Err(ParseError::InvalidMethod);
     }
-    let version = &line[sp2 + 1..];
-    check_version(version)?;
+    if !version_ok {
+        check_version(&line[sp2 + 1..])?;
+    }
     let uri = &line[sp1 + 1..sp2];
     // No whitespace, controls or the name-addr delimiters `<>"` (RFC 4475 `ltgtruri`).
     if uri.is_empty() || lex::has_non_request_uri_byte(uri) {
@@ -414,8 +420,20 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
     })
 }
 
+/// `s` is exactly ` SIP/2.0`, the letters in any case: one word compare.
+#[inline]
+fn is_sp_version(s: &[u8]) -> bool {
+    // 0x20 on the letters folds them to lower case; no other byte of the pattern changes.
+    const FOLD: u64 = u64::from_le_bytes([0, 0x20, 0x20, 0x20, 0, 0, 0, 0]);
+    const WANT: u64 = u64::from_le_bytes(*b" sip/2.0");
+    match <[u8; 8]>::try_from(s) {
+        Ok(w) => u64::from_le_bytes(w) | FOLD == WANT,
+        Err(_) => false,
+    }
+}
+
 fn check_version(v: &[u8]) -> Result<(), ParseError> {
-    if v.eq_ignore_ascii_case(VERSION) {
+    if lex::eq_ignore_case(v, VERSION) {
         Ok(())
     } else if v.len() >= 4 && v[..4].eq_ignore_ascii_case(b"SIP/") {
         Err(ParseError::VersionNotSupported)
@@ -539,7 +557,11 @@ mod tests {
         ];
         for &l in lines {
             let want = l.iter().position(|&b| b == b':').unwrap_or(l.len());
-            assert_eq!(colon_at(l), want, "{}", String::from_utf8_lossy(l));
+            assert_eq!(colon_at(l, l), want, "{}", String::from_utf8_lossy(l));
+            for more in [&b"\r\n"[..], b":", b"\r\nabcdefgh:ijklmnop:"] {
+                let rest = [l, more].concat();
+                assert_eq!(colon_at(l, &rest), want, "{}", String::from_utf8_lossy(&rest));
+            }
         }
     }
 

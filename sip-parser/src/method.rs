@@ -46,23 +46,26 @@ impl<'b> Method<'b> {
     /// Never fails: anything unknown is `Other`. Callers wanting token validation use
     /// `parse` (start line) or `CSeq`, which check it.
     pub fn from_bytes(b: &'b [u8]) -> Method<'b> {
-        match b {
-            b"INVITE" => Method::Invite,
-            b"ACK" => Method::Ack,
-            b"BYE" => Method::Bye,
-            b"CANCEL" => Method::Cancel,
-            b"OPTIONS" => Method::Options,
-            b"REGISTER" => Method::Register,
-            b"SUBSCRIBE" => Method::Subscribe,
-            b"NOTIFY" => Method::Notify,
-            b"PUBLISH" => Method::Publish,
-            b"INFO" => Method::Info,
-            b"REFER" => Method::Refer,
-            b"MESSAGE" => Method::Message,
-            b"UPDATE" => Method::Update,
-            b"PRACK" => Method::Prack,
-            other => Method::Other(other),
-        }
+        // Switch on the length first: then each candidate is one fixed-size compare
+        // (a word or two), not a walk down fourteen slice compares.
+        let known = match b.len() {
+            3 if b == b"ACK" => Method::Ack,
+            3 if b == b"BYE" => Method::Bye,
+            4 if b == b"INFO" => Method::Info,
+            5 if b == b"REFER" => Method::Refer,
+            5 if b == b"PRACK" => Method::Prack,
+            6 if b == b"INVITE" => Method::Invite,
+            6 if b == b"CANCEL" => Method::Cancel,
+            6 if b == b"NOTIFY" => Method::Notify,
+            6 if b == b"UPDATE" => Method::Update,
+            7 if b == b"OPTIONS" => Method::Options,
+            7 if b == b"PUBLISH" => Method::Publish,
+            7 if b == b"MESSAGE" => Method::Message,
+            8 if b == b"REGISTER" => Method::Register,
+            9 if b == b"SUBSCRIBE" => Method::Subscribe,
+            _ => Method::Other(b),
+        };
+        known
     }
 }
 
