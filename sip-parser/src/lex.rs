@@ -108,12 +108,9 @@ pub(crate) fn is_token(b: u8) -> bool {
     CLASS[b as usize] & TOKEN != 0
 }
 #[inline]
-pub(crate) fn is_host_char(b: u8) -> bool {
-    CLASS[b as usize] & HOST != 0
-}
-#[inline]
 pub(crate) fn is_ws(b: u8) -> bool {
-    CLASS[b as usize] & WS != 0
+    // A compare and a bit test, without the table load: this runs on every value's ends.
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 #[inline]
 pub(crate) fn is_digit(b: u8) -> bool {
@@ -362,6 +359,28 @@ fn lower8(x: u64) -> u64 {
     x | (upper >> 2)
 }
 
+/// `s` (at most eight bytes) folded to lower case in one zero-padded word: two names of
+/// equal length are equal ignoring ASCII case exactly when their folded words are.
+/// `None` for longer names.
+#[inline(always)]
+pub(crate) fn folded_word(s: &[u8]) -> Option<u64> {
+    let mut w = [0u8; 8];
+    w.get_mut(..s.len())?.copy_from_slice(s);
+    Some(lower8(u64::from_le_bytes(w)))
+}
+
+/// [`folded_word`] of `s[..n]`, `1 <= n <= 8`, as one load when `s` has eight bytes (the
+/// bytes past `n` are masked off): names are followed by `=`, `;` or more text.
+#[inline(always)]
+pub(crate) fn folded_prefix(s: &[u8], n: usize) -> Option<u64> {
+    match s.first_chunk::<8>() {
+        Some(c) if (1..=8).contains(&n) => {
+            Some(lower8(u64::from_le_bytes(*c)) & (u64::MAX >> (64 - 8 * n)))
+        }
+        _ => folded_word(s.get(..n)?),
+    }
+}
+
 /// `a.eq_ignore_ascii_case(b)`, eight bytes per step.
 #[inline]
 pub(crate) fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
@@ -418,7 +437,26 @@ pub(crate) fn find_unquoted(s: &[u8], sep: u8, angles: bool) -> Option<usize> {
 
 /// Parses a decimal number made only of digits (no sign, no space) into a `u32`.
 /// Overflow is an error: RFC 3261 scalars are bounded and RFC 4475 §3.1.2.4 wants them rejected.
+#[inline]
 pub(crate) fn parse_u32(s: &[u8]) -> Option<u32> {
+    // Up to nine digits cannot overflow: one pass, a subtract and a compare per digit
+    // (ports, CSeq numbers, expiries and lengths are all this short).
+    if !s.is_empty() && s.len() <= 9 {
+        let mut v = 0u32;
+        for &b in s {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            v = v * 10 + u32::from(d);
+        }
+        return Some(v);
+    }
+    parse_u32_long(s)
+}
+
+/// [`parse_u32`] for empty input and ten or more bytes (leading zeros allowed).
+fn parse_u32_long(s: &[u8]) -> Option<u32> {
     if s.is_empty() || !s.iter().all(|&b| is_digit(b)) {
         return None;
     }
@@ -432,6 +470,13 @@ pub(crate) fn parse_u32(s: &[u8]) -> Option<u32> {
         v = v * 10 + u64::from(b - b'0');
     }
     u32::try_from(v).ok()
+}
+
+/// Splits off the leading host bytes (alphanumerics, `-`, `.`, `_`), eight at a time:
+/// hostnames and IPv4 addresses are usually longer than eight bytes.
+#[inline]
+pub(crate) fn split_host_chars(s: &[u8]) -> (&[u8], &[u8]) {
+    s.split_at(run_len(s, HOST))
 }
 
 /// As [`parse_u32`] for a `u16` (ports).

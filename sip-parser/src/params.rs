@@ -119,15 +119,19 @@ pub(crate) fn validate_find_prefix<'b, const N: usize>(
         Some((b';', r)) => r,
         _ => return Some((found, 0)),
     };
+    // Wanted names of up to eight bytes are matched by one word compare (see `folded_word`);
+    // with constant names (every typed parser) these words are computed at compile time.
+    let wants = names.map(lex::folded_word);
     loop {
         // generic-param = token [ EQUAL gen-value ], LWS allowed around `=` and `;`.
-        let (name, r) = lex::take_while(lex::trim_start(rest), lex::is_token);
+        let r = lex::trim_start(rest);
+        let (name, after) = lex::take_while(r, lex::is_token);
         if name.is_empty() {
             return None;
         }
-        rest = r;
-        let after_name = lex::trim_start(r);
-        let value = match after_name.split_first() {
+        let word = lex::folded_prefix(r, name.len());
+        rest = after;
+        let value = match lex::trim_start(after).split_first() {
             Some((b'=', r)) => {
                 let r = lex::trim_start(r);
                 if r.first() == Some(&b'"') {
@@ -145,13 +149,25 @@ pub(crate) fn validate_find_prefix<'b, const N: usize>(
             }
             _ => None,
         };
-        for (want, slot) in names.iter().zip(found.iter_mut()) {
-            if slot.is_none() && lex::eq_ignore_case(name, want) {
-                *slot = Some(value);
+        // An index loop over the const `N` unrolls; a zip of three iterators did not.
+        for i in 0..N {
+            let want = names[i];
+            if found[i].is_none()
+                && want.len() == name.len()
+                && match (word, wants[i]) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => lex::eq_ignore_case(name, want),
+                }
+            {
+                found[i] = Some(value);
             }
         }
-        match lex::trim_start(rest).split_first() {
+        match rest.split_first() {
             Some((b';', r)) => rest = r,
+            Some((&b, _)) if lex::is_ws(b) => match lex::trim_start(rest).split_first() {
+                Some((b';', r)) => rest = r,
+                _ => return Some((found, raw.len() - rest.len())),
+            },
             _ => return Some((found, raw.len() - rest.len())),
         }
     }

@@ -77,8 +77,8 @@ impl<'b> Via<'b> {
     /// back to split-then-parse.
     pub(crate) fn parse_prefix(s: &'b [u8]) -> Option<(Via<'b>, usize)> {
         // Fast path for the canonical `SIP/2.0/` spelling; anything else takes the fallback.
-        let rest = match s.get(..8) {
-            Some(p) if p.eq_ignore_ascii_case(b"SIP/2.0/") => s.get(8..)?,
+        let rest = match s.split_first_chunk::<8>() {
+            Some((head, rest)) if is_sip_2_0_slash(head) => rest,
             _ => return None,
         };
         let (transport, rest) = lex::take_while(rest, lex::is_token);
@@ -136,6 +136,14 @@ impl<'b> Via<'b> {
     }
 }
 
+/// `SIP/2.0/` in any case, as one word compare: 0x20 folds the three letters to lower case
+/// and changes no other byte of the pattern, so the test is exact.
+#[inline]
+fn is_sip_2_0_slash(head: &[u8; 8]) -> bool {
+    const FOLD: u64 = u64::from_le_bytes([0x20, 0x20, 0x20, 0, 0, 0, 0, 0]);
+    u64::from_le_bytes(*head) | FOLD == u64::from_le_bytes(*b"sip/2.0/")
+}
+
 /// Parses an IP literal, accepting IPv6 with or without brackets; allocation free.
 pub fn ip_of(host: &[u8]) -> Option<IpAddr> {
     let inner = match host {
@@ -166,7 +174,7 @@ pub(crate) fn split_host(s: &[u8]) -> Option<(&[u8], &[u8])> {
         }
         Some(s.split_at(close + 1))
     } else {
-        let (host, rest) = lex::take_while(s, lex::is_host_char);
+        let (host, rest) = lex::split_host_chars(s);
         if host.is_empty() {
             return None;
         }
