@@ -231,17 +231,15 @@ pub fn parse<'h, 'b>(
         };
         if first == b' ' || first == b'\t' {
             // Folded continuation: extend the current header's value.
-            let slot = match count.checked_sub(1).and_then(|i| slots.get_mut(i)) {
-                Some(slot) => slot,
-                None => return Err(ParseError::InvalidHeaderLine),
-            };
             let value_end = line_start + line.len();
-            if value_end - last_start > limits.max_header_len {
-                return Err(ParseError::HeaderTooLong);
-            }
-            if let Some(v) = buf.get(last_value..value_end) {
-                slot.value = lex::trim(v);
-            }
+            fold(
+                buf,
+                slots,
+                count,
+                (last_start, last_value),
+                value_end,
+                limits,
+            )?;
             continue;
         }
         if line.len() > limits.max_header_len {
@@ -265,10 +263,11 @@ pub fn parse<'h, 'b>(
             return Err(ParseError::InvalidHeaderName);
         }
         let value = match value {
-            // The usual `Name: value`: one space, no trailing whitespace.
+            // The usual `Name: value`: one space, no whitespace after it or at the end.
+            // Every whitespace byte is at most SP, so `> SP` is one compare per end; other
+            // low bytes (controls) take `trim`, which leaves them as they are.
             [b' ', v @ ..]
-                if v.first().is_some_and(|&b| !lex::is_ws(b))
-                    && v.last().is_some_and(|&b| !lex::is_ws(b)) =>
+                if v.first().is_some_and(|&b| b > b' ') && v.last().is_some_and(|&b| b > b' ') =>
             {
                 v
             }
@@ -329,6 +328,31 @@ pub fn parse<'h, 'b>(
         len,
         index,
     }))
+}
+
+/// Widens the value of the last header (`slots[count - 1]`, whose name and value start at
+/// `last`) to end at `value_end`, for a folded continuation line. Out of line: folding is
+/// rare, and inlined its bookkeeping cost every header line registers.
+#[cold]
+#[inline(never)]
+fn fold<'b>(
+    buf: &'b [u8],
+    slots: &mut [Header<'b>],
+    count: usize,
+    (name_start, value_start): (usize, usize),
+    value_end: usize,
+    limits: &Limits,
+) -> Result<(), ParseError> {
+    let Some(slot) = count.checked_sub(1).and_then(|i| slots.get_mut(i)) else {
+        return Err(ParseError::InvalidHeaderLine);
+    };
+    if value_end - name_start > limits.max_header_len {
+        return Err(ParseError::HeaderTooLong);
+    }
+    if let Some(v) = buf.get(value_start..value_end) {
+        slot.value = lex::trim(v);
+    }
+    Ok(())
 }
 
 /// Index of the first `:` in `line` (its length if none), where `line` is a prefix of
@@ -560,7 +584,12 @@ mod tests {
             assert_eq!(colon_at(l, l), want, "{}", String::from_utf8_lossy(l));
             for more in [&b"\r\n"[..], b":", b"\r\nabcdefgh:ijklmnop:"] {
                 let rest = [l, more].concat();
-                assert_eq!(colon_at(l, &rest), want, "{}", String::from_utf8_lossy(&rest));
+                assert_eq!(
+                    colon_at(l, &rest),
+                    want,
+                    "{}",
+                    String::from_utf8_lossy(&rest)
+                );
             }
         }
     }
