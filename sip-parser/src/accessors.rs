@@ -25,12 +25,17 @@ impl<'b> CSeq<'b> {
         let s = lex::trim(s);
         let (digits, rest) = lex::take_while(s, lex::is_digit);
         let method = lex::trim_start(rest);
-        if method.len() == rest.len() || !lex::is_token_str(method) {
+        if method.len() == rest.len() {
             return None;
         }
+        // A recognised method is a token; only extension methods need the byte check.
+        let method = match Method::from_bytes(method) {
+            Method::Other(m) if !lex::is_token_str(m) => return None,
+            m => m,
+        };
         Some(CSeq {
             seq: lex::parse_u32(digits)?,
-            method: Method::from_bytes(method),
+            method,
         })
     }
 }
@@ -152,6 +157,17 @@ impl<'h, 'b> Message<'h, 'b> {
     /// First value of `kind`: for list headers the first comma-separated element, otherwise
     /// the whole (trimmed) value of the first such header.
     pub fn header(&self, kind: HeaderKind) -> Option<&'b [u8]> {
+        // A non-list header's first value is its first slot's value, which the index gives
+        // without building an iterator (servers ask for From, To, Event... by name).
+        if !kind.is_list() {
+            match self.lookup(kind) {
+                Lookup::Absent => return None,
+                Lookup::Once(i) | Lookup::Repeated(i) => {
+                    return self.headers.get(i).map(|h| h.value)
+                }
+                Lookup::Unknown => {}
+            }
+        }
         self.values(kind).next()
     }
 
@@ -209,8 +225,37 @@ impl<'h, 'b> Message<'h, 'b> {
         }
     }
 
+    /// Value of the first header of `kind`, straight from the index (`None`: absent or no
+    /// usable index).
+    #[inline]
+    fn first_value(&self, kind: HeaderKind) -> Option<&'b [u8]> {
+        match self.lookup(kind) {
+            Lookup::Once(i) | Lookup::Repeated(i) => self.headers.get(i).map(|h| h.value),
+            Lookup::Absent | Lookup::Unknown => None,
+        }
+    }
+
+    /// The first element of a list header when it is the whole first value or ends at a
+    /// comma, parsed in place: exactly what `Typed` yields first (it starts at the same
+    /// byte and accepts the same prefix), without building the iterator. `None`: ask
+    /// `Typed`.
+    #[inline]
+    fn first_element<T: ListElement<'b>>(&self, kind: HeaderKind) -> Option<T> {
+        let v = self.first_value(kind)?;
+        // `Typed` skips leading commas and whitespace (and empty values): leave those to it.
+        if v.first().is_none_or(|&b| b == b',' || lex::is_ws(b)) {
+            return None;
+        }
+        let (t, end) = T::parse_prefix(v)?;
+        let after = lex::trim_start(v.get(end..).unwrap_or_default());
+        matches!(after.first(), None | Some(b',')).then_some(t)
+    }
+
     /// Top-most Via.
     pub fn via(&self) -> Result<Via<'b>, FieldError> {
+        if let Some(v) = self.first_element(HeaderKind::Via) {
+            return Ok(v);
+        }
         self.vias()
             .next()
             .unwrap_or(Err(FieldError::Missing(HeaderKind::Via)))
@@ -251,6 +296,9 @@ impl<'h, 'b> Message<'h, 'b> {
 
     /// First Contact value (`Ok(None)` if there is no Contact).
     pub fn contact(&self) -> Result<Option<Contact<'b>>, FieldError> {
+        if let Some(c) = self.first_element(HeaderKind::Contact) {
+            return Ok(Some(c));
+        }
         self.contacts().next().transpose()
     }
 

@@ -369,6 +369,20 @@ pub(crate) fn folded_word(s: &[u8]) -> Option<u64> {
     Some(lower8(u64::from_le_bytes(w)))
 }
 
+/// [`folded_word`] of a lower-case constant, at compile time.
+pub(crate) const fn folded_word_const(s: &[u8]) -> Option<u64> {
+    if s.len() > 8 {
+        return None;
+    }
+    let mut w = 0u64;
+    let mut i = 0;
+    while i < s.len() {
+        w |= (s[i].to_ascii_lowercase() as u64) << (8 * i);
+        i += 1;
+    }
+    Some(w)
+}
+
 /// [`folded_word`] of `s[..n]`, `1 <= n <= 8`, as one load when `s` has eight bytes (the
 /// bytes past `n` are masked off): names are followed by `=`, `;` or more text.
 #[inline(always)]
@@ -472,11 +486,10 @@ fn parse_u32_long(s: &[u8]) -> Option<u32> {
     u32::try_from(v).ok()
 }
 
-/// Splits off the leading host bytes (alphanumerics, `-`, `.`, `_`), eight at a time:
-/// hostnames and IPv4 addresses are usually longer than eight bytes.
+/// Splits off the leading host bytes (alphanumerics, `-`, `.`, `_`).
 #[inline]
 pub(crate) fn split_host_chars(s: &[u8]) -> (&[u8], &[u8]) {
-    s.split_at(run_len(s, HOST))
+    take_while(s, |b| CLASS[b as usize] & HOST != 0)
 }
 
 /// As [`parse_u32`] for a `u16` (ports).

@@ -426,10 +426,11 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
     if sp2 <= sp1 {
         return Err(ParseError::InvalidStartLine);
     }
-    let method = &line[..sp1];
-    if !lex::is_token_str(method) {
-        return Err(ParseError::InvalidMethod);
-    }
+    // A recognised method is a token; only extension methods need the byte check.
+    let method = match Method::from_bytes(&line[..sp1]) {
+        Method::Other(m) if !lex::is_token_str(m) => return Err(ParseError::InvalidMethod),
+        m => m,
+    };
     if !version_ok {
         check_version(&line[sp2 + 1..])?;
     }
@@ -438,10 +439,7 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
     if uri.is_empty() || lex::has_non_request_uri_byte(uri) {
         return Err(ParseError::InvalidRequestUri);
     }
-    Ok(StartLine::Request {
-        method: Method::from_bytes(method),
-        uri,
-    })
+    Ok(StartLine::Request { method, uri })
 }
 
 /// `s` is exactly ` SIP/2.0`, the letters in any case: one word compare.

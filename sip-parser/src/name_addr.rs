@@ -158,12 +158,16 @@ impl<'b> NameAddr<'b> {
         // Fast path for the usual `;tag=value` first, the value a plain run that ends the
         // section or meets the next `;`: the first occurrence, as the grammar pass finds it.
         // Every request's From (and an in-dialog To) is asked for its tag.
-        if let Some((head, rest)) = self.params.split_at_checked(5) {
-            if head.eq_ignore_ascii_case(b";tag=") {
-                let (v, after) = lex::split_param_value(rest);
-                if !v.is_empty() && matches!(after.first(), None | Some(b';')) {
-                    return Some(v);
-                }
+        if self.params.is_empty() {
+            // An initial request's To: no parameter at all.
+            return None;
+        }
+        // `;tag=` in any case is one folded-word compare (see `lex::folded_prefix`).
+        const TAG: Option<u64> = lex::folded_word_const(b";tag=");
+        if lex::folded_prefix(self.params, 5) == TAG {
+            let (v, after) = lex::split_param_value(self.params.get(5..).unwrap_or_default());
+            if !v.is_empty() && matches!(after.first(), None | Some(b';')) {
+                return Some(v);
             }
         }
         self.param(b"tag").flatten()
