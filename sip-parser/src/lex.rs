@@ -20,6 +20,8 @@ const NOT_REQUEST_URI: u16 = 256;
 const PARAM_VALUE: u16 = 512;
 /// Controls, SP and DEL: not allowed in a Call-ID.
 const CTL_OR_SPACE: u16 = 1024;
+/// `NOT_NAMEADDR_URI` plus `>`: where the URI of a `<uri>` ends, rightly or not.
+const NAMEADDR_URI_END: u16 = 2048;
 
 const fn build_table() -> [u16; 256] {
     let mut t = [0u16; 256];
@@ -87,7 +89,10 @@ const fn build_table() -> [u16; 256] {
             v |= NOT_NAMEADDR_URI | NOT_REQUEST_URI;
         }
         if c == b'>' {
-            v |= NOT_REQUEST_URI;
+            v |= NOT_REQUEST_URI | NAMEADDR_URI_END;
+        }
+        if v & NOT_NAMEADDR_URI != 0 {
+            v |= NAMEADDR_URI_END;
         }
         if c <= b' ' || c == 0x7f {
             v |= CTL_OR_SPACE;
@@ -198,6 +203,25 @@ pub(crate) fn split_param_value(s: &[u8]) -> (&[u8], &[u8]) {
 #[inline]
 pub(crate) fn has_non_nameaddr_uri_byte(s: &[u8]) -> bool {
     any_in(s, NOT_NAMEADDR_URI)
+}
+
+/// Index of the first byte of `s` that ends the URI of a `<uri>`: `>` when the URI is
+/// well formed, else a byte it may not contain (see `NOT_NAMEADDR_URI`). One pass, eight
+/// bytes per step, where finding `>` and then checking the bytes before it took two.
+#[inline]
+pub(crate) fn find_nameaddr_uri_end(s: &[u8]) -> Option<usize> {
+    let mut chunks = s.chunks_exact(8);
+    let mut at = 0;
+    for c in &mut chunks {
+        if classes8(c, false) & NAMEADDR_URI_END != 0 {
+            break;
+        }
+        at += 8;
+    }
+    let tail = s.get(at..).unwrap_or_default();
+    tail.iter()
+        .position(|&b| CLASS[b as usize] & NAMEADDR_URI_END != 0)
+        .map(|i| at + i)
 }
 
 /// Whether `s` has a control byte, SP or DEL.

@@ -119,9 +119,14 @@ impl<'b> NameAddr<'b> {
                 }
             }
         };
-        let (uri, after_uri) = if rest.first() == Some(&b'<') {
-            let gt = lex::find1(b'>', rest)?;
-            (rest.get(1..gt)?, lex::trim_start(rest.get(gt + 1..)?))
+        let (uri, after_uri) = if let Some((b'<', inner)) = rest.split_first() {
+            // The URI ends at `>`; a byte it may not contain before that makes the element
+            // invalid (as `parse` finds), and so does a missing `>`.
+            let end = lex::find_nameaddr_uri_end(inner)?;
+            match inner.split_at_checked(end) {
+                Some((uri, [b'>', after @ ..])) if !uri.is_empty() => (uri, lex::trim_start(after)),
+                _ => return None,
+            }
         } else {
             // addr-spec: the URI ends at `;` or whitespace, and contains none of `,?<"`
             // (the first two make it invalid, the others would confuse the comma split).
@@ -130,14 +135,14 @@ impl<'b> NameAddr<'b> {
                 .position(|&b| b == b';' || lex::is_ws(b))
                 .unwrap_or(rest.len());
             let uri = rest.get(..end)?;
-            if uri.iter().any(|&b| matches!(b, b'?' | b',' | b'<' | b'"')) {
+            if uri.iter().any(|&b| matches!(b, b'?' | b',' | b'<' | b'"'))
+                || uri.is_empty()
+                || lex::has_non_nameaddr_uri_byte(uri)
+            {
                 return None;
             }
             (uri, lex::trim_start(rest.get(end..)?))
         };
-        if uri.is_empty() || lex::has_non_nameaddr_uri_byte(uri) {
-            return None;
-        }
         let (found, end) = params::validate_find_prefix(after_uri, names)?;
         let params = after_uri.get(..end)?;
         // `parse` looks for `<` anywhere in the element, even inside a quoted parameter value

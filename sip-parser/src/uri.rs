@@ -35,26 +35,38 @@ impl<'b> Uri<'b> {
         }
         let colon = lex::find1(b':', s).ok_or(UriError::UnsupportedScheme)?;
         let (scheme, rest) = (&s[..colon], &s[colon + 1..]);
-        let scheme = if scheme.eq_ignore_ascii_case(b"sip") {
-            Scheme::Sip
-        } else if scheme.eq_ignore_ascii_case(b"sips") {
-            Scheme::Sips
-        } else if scheme.eq_ignore_ascii_case(b"tel") {
-            return parse_tel(rest);
-        } else {
-            return Err(UriError::UnsupportedScheme);
+        // Scheme names are at most four bytes: one folded-word compare each.
+        const SIP: Option<u64> = lex::folded_word_const(b"sip");
+        const SIPS: Option<u64> = lex::folded_word_const(b"sips");
+        const TEL: Option<u64> = lex::folded_word_const(b"tel");
+        let folded = lex::folded_prefix(s, colon);
+        let scheme = match (scheme.len(), folded) {
+            (3, f) if f == SIP => Scheme::Sip,
+            (4, f) if f == SIPS => Scheme::Sips,
+            (3, f) if f == TEL => return parse_tel(rest),
+            _ => return Err(UriError::UnsupportedScheme),
         };
         let (user, password, hostport) = match lex::find1(b'@', rest) {
             Some(at) => {
                 let userinfo = &rest[..at];
-                let (user, password) = match lex::find1(b':', userinfo) {
-                    Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
-                    None => (userinfo, None),
+                // One pass finds the end of the user (its first byte outside the user
+                // class) and whether it has escapes to check; the user ends at the first
+                // `:` (not in the class), so any other stop byte makes it invalid.
+                let mut end = userinfo.len();
+                let mut escapes = false;
+                for (i, &b) in userinfo.iter().enumerate() {
+                    if !lex::is_uri_user(b) {
+                        end = i;
+                        break;
+                    }
+                    escapes |= b == b'%';
+                }
+                let (user, password) = match userinfo.split_at_checked(end) {
+                    Some((user, [b':', password @ ..])) => (user, Some(password)),
+                    Some((user, [])) => (user, None),
+                    _ => return Err(UriError::InvalidUser),
                 };
-                if user.is_empty()
-                    || !user.iter().all(|&b| lex::is_uri_user(b))
-                    || !valid_escapes(user)
-                {
+                if user.is_empty() || escapes && !valid_escapes(user) {
                     return Err(UriError::InvalidUser);
                 }
                 if let Some(p) = password {
@@ -80,6 +92,18 @@ impl<'b> Uri<'b> {
             }
             _ => (None, rest),
         };
+        if rest.is_empty() {
+            // No parameters or headers (an AoR, most Request-URIs): nothing left to check.
+            return Ok(Uri {
+                scheme,
+                user,
+                password,
+                host,
+                port,
+                params: rest,
+                headers: &[],
+            });
+        }
         let (params, headers) = match lex::find1(b'?', rest) {
             Some(q) => (&rest[..q], &rest[q + 1..]),
             None => (rest, &[][..]),

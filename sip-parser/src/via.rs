@@ -161,6 +161,7 @@ fn expect(s: &[u8], c: u8) -> Option<&[u8]> {
 }
 
 /// Splits a host (hostname, IPv4 or bracketed IPv6) off the front of `s`.
+#[inline]
 pub(crate) fn split_host(s: &[u8]) -> Option<(&[u8], &[u8])> {
     if s.first() == Some(&b'[') {
         let close = lex::find1(b']', s)?;
