@@ -208,14 +208,12 @@ pub fn parse<'h, 'b>(
     pos += nl + 1;
 
     // Header lines. Each header is stored as soon as its line is read; a folded continuation
-    // line then widens the value of the last slot (`last` = its name and value offsets).
+    // line then widens the value of the last slot.
     // Slots past `max_headers` are never written: `get_mut` failing is `TooManyHeaders`.
     let max_headers = limits.max_headers.min(slots.len());
     let slots = &mut slots[..max_headers];
     let mut count = 0usize;
     let mut index = KindIndex::EMPTY;
-    // Name and value offsets of the last header line (meaningful once `count > 0`).
-    let (mut last_start, mut last_value) = (0usize, 0usize);
     let header_end;
     loop {
         let rest = window.get(pos..).unwrap_or_default();
@@ -231,15 +229,7 @@ pub fn parse<'h, 'b>(
         };
         if first == b' ' || first == b'\t' {
             // Folded continuation: extend the current header's value.
-            let value_end = line_start + line.len();
-            fold(
-                buf,
-                slots,
-                count,
-                (last_start, last_value),
-                value_end,
-                limits,
-            )?;
+            fold(buf, slots, count, line_start + line.len(), limits)?;
             continue;
         }
         if line.len() > limits.max_header_len {
@@ -279,7 +269,6 @@ pub fn parse<'h, 'b>(
         *slot = Header { kind, name, value };
         index.record(kind, count);
         count += 1;
-        (last_start, last_value) = (line_start, line_start + colon + 1);
     }
 
     // Body framing.
@@ -330,27 +319,29 @@ pub fn parse<'h, 'b>(
     }))
 }
 
-/// Widens the value of the last header (`slots[count - 1]`, whose name and value start at
-/// `last`) to end at `value_end`, for a folded continuation line. Out of line: folding is
-/// rare, and inlined its bookkeeping cost every header line registers.
+/// Widens the value of the last header (`slots[count - 1]`) to end at `value_end`, for a
+/// folded continuation line. Out of line: folding is rare, and inlined its bookkeeping
+/// cost every header line registers. The header's line is found again from its slot (the
+/// name starts the line and holds no `:`), so the loop carries no offsets for it.
 #[cold]
 #[inline(never)]
 fn fold<'b>(
     buf: &'b [u8],
     slots: &mut [Header<'b>],
     count: usize,
-    (name_start, value_start): (usize, usize),
     value_end: usize,
     limits: &Limits,
 ) -> Result<(), ParseError> {
     let Some(slot) = count.checked_sub(1).and_then(|i| slots.get_mut(i)) else {
         return Err(ParseError::InvalidHeaderLine);
     };
-    if value_end - name_start > limits.max_header_len {
+    let name_start = (slot.name.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+    if value_end.saturating_sub(name_start) > limits.max_header_len {
         return Err(ParseError::HeaderTooLong);
     }
-    if let Some(v) = buf.get(value_start..value_end) {
-        slot.value = lex::trim(v);
+    let header = buf.get(name_start..value_end).unwrap_or_default();
+    if let Some(colon) = memchr(b':', header) {
+        slot.value = lex::trim(header.get(colon + 1..).unwrap_or_default());
     }
     Ok(())
 }
