@@ -26,7 +26,12 @@ impl<'b> Event<'b> {
             return None;
         }
         let params = lex::trim_start(rest);
-        let [id] = params::validate_find(params, [b"id"])?;
+        // Usually there are none (`Event: presence`): skip the parameter pass.
+        let [id] = if params.is_empty() {
+            [None]
+        } else {
+            params::validate_find(params, [b"id"])?
+        };
         let (package, template) = match lex::find1(b'.', full) {
             Some(dot) => (&full[..dot], Some(&full[dot + 1..])),
             None => (full, None),

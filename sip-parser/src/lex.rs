@@ -386,11 +386,32 @@ fn lower8(x: u64) -> u64 {
 /// `s` (at most eight bytes) folded to lower case in one zero-padded word: two names of
 /// equal length are equal ignoring ASCII case exactly when their folded words are.
 /// `None` for longer names.
+/// Meant for constant names (it then folds away at compile time); names read from the
+/// input go through [`folded_prefix`].
 #[inline(always)]
 pub(crate) fn folded_word(s: &[u8]) -> Option<u64> {
     let mut w = [0u8; 8];
     w.get_mut(..s.len())?.copy_from_slice(s);
     Some(lower8(u64::from_le_bytes(w)))
+}
+
+/// `s` (at most eight bytes) as a zero-padded little-endian word, from two overlapping
+/// loads (the bytes they share are equal, so OR-ing them is exact): a copy of a variable
+/// number of bytes into a buffer compiles to a `memcpy` call. `None` for longer slices.
+#[inline(always)]
+fn load_short(s: &[u8]) -> Option<u64> {
+    let n = s.len();
+    let word = if let (Some(lo), Some(hi)) = (s.first_chunk::<4>(), s.last_chunk::<4>()) {
+        if n > 8 {
+            return None;
+        }
+        u64::from(u32::from_le_bytes(*lo)) | u64::from(u32::from_le_bytes(*hi)) << (8 * (n - 4))
+    } else if let (Some(lo), Some(hi)) = (s.first_chunk::<2>(), s.last_chunk::<2>()) {
+        u64::from(u16::from_le_bytes(*lo)) | u64::from(u16::from_le_bytes(*hi)) << (8 * (n - 2))
+    } else {
+        s.first().map_or(0, |&b| u64::from(b))
+    };
+    Some(word)
 }
 
 /// [`folded_word`] of a lower-case constant, at compile time.
@@ -415,7 +436,7 @@ pub(crate) fn folded_prefix(s: &[u8], n: usize) -> Option<u64> {
         Some(c) if (1..=8).contains(&n) => {
             Some(lower8(u64::from_le_bytes(*c)) & (u64::MAX >> (64 - 8 * n)))
         }
-        _ => folded_word(s.get(..n)?),
+        _ => Some(lower8(load_short(s.get(..n)?)?)),
     }
 }
 
@@ -517,6 +538,7 @@ pub(crate) fn split_host_chars(s: &[u8]) -> (&[u8], &[u8]) {
 }
 
 /// As [`parse_u32`] for a `u16` (ports).
+#[inline]
 pub(crate) fn parse_u16(s: &[u8]) -> Option<u16> {
     parse_u32(s).and_then(|v| u16::try_from(v).ok())
 }
@@ -640,6 +662,35 @@ mod reference {
                 let e = s.iter().rposition(|&b| !super::is_ws(b)).map_or(t, |e| e + 1);
                 &s[t..e.max(t)]
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod folded {
+    use super::*;
+
+    #[test]
+    fn folded_words_match_a_bytewise_fold() {
+        let text = b"Tag;TAG=xyZ09-_.!%*+`'~aBcDeFgHiJ@[]:";
+        for start in 0..text.len() {
+            for end in start..=text.len().min(start + 10) {
+                let s = &text[start..end];
+                let mut want = 0u64;
+                for (i, &b) in s.iter().enumerate().take(8) {
+                    want |= u64::from(b.to_ascii_lowercase()) << (8 * i);
+                }
+                let want = (s.len() <= 8).then_some(want);
+                assert_eq!(folded_word(s), want, "{}", String::from_utf8_lossy(s));
+                if (1..=8).contains(&s.len()) {
+                    let rest = &text[start..];
+                    assert_eq!(folded_prefix(rest, s.len()), want);
+                    assert_eq!(folded_prefix(s, s.len()), want);
+                }
+                if s.iter().all(|b| !b.is_ascii_uppercase()) {
+                    assert_eq!(folded_word_const(s), want);
+                }
+            }
         }
     }
 }
