@@ -207,80 +207,29 @@ pub fn parse<'h, 'b>(
     let start = parse_start_line(line)?;
     pos += nl + 1;
 
-    // Header lines. Each header is stored as soon as its line is read; a folded continuation
-    // line then widens the value of the last slot.
-    // Slots past `max_headers` are never written: `get_mut` failing is `TooManyHeaders`.
+    // Header lines.
     let max_headers = limits.max_headers.min(slots.len());
     let slots = &mut slots[..max_headers];
-    let mut count = 0usize;
-    let mut index = KindIndex::EMPTY;
-    let header_end;
-    loop {
-        let rest = window.get(pos..).unwrap_or_default();
-        let Some(nl) = newline.find(rest) else {
-            return incomplete();
+    let (header_end, count, mut index) =
+        match index_headers(buf, window, pos, slots, limits, &newline) {
+            Ok(done) => done,
+            Err(None) => return incomplete(),
+            Err(Some(e)) => return Err(e),
         };
-        let line = strip_cr(rest.get(..nl).unwrap_or_default());
-        let line_start = pos;
-        pos += nl + 1;
-        let Some(&first) = line.first() else {
-            header_end = pos;
-            break;
-        };
-        if first == b' ' || first == b'\t' {
-            // Folded continuation: extend the current header's value.
-            fold(buf, slots, count, line_start + line.len(), limits)?;
-            continue;
-        }
-        if line.len() > limits.max_header_len {
-            return Err(ParseError::HeaderTooLong);
-        }
-        // field-name HCOLON: the name is a token, then optional WSP, then the colon.
-        let colon = colon_at(line, rest);
-        let (mut name, value) = match line.split_at_checked(colon) {
-            Some((name, [b':', value @ ..])) => (name, value),
-            _ => return Err(ParseError::InvalidHeaderLine),
-        };
-        if let [.., b' ' | b'\t'] = name {
-            while let [rest @ .., b' ' | b'\t'] = name {
-                name = rest;
-            }
-        }
-        // A recognised name matched a token spelling exactly; only others need the check
-        // (which also rejects names with inner whitespace or empty names).
-        let kind = HeaderKind::from_name(name);
-        if kind == HeaderKind::Other && !lex::is_token_str(name) {
-            return Err(ParseError::InvalidHeaderName);
-        }
-        let value = match value {
-            // The usual `Name: value`: one space, no whitespace after it or at the end.
-            // Every whitespace byte is at most SP, so `> SP` is one compare per end; other
-            // low bytes (controls) take `trim`, which leaves them as they are.
-            [b' ', v @ ..]
-                if v.first().is_some_and(|&b| b > b' ') && v.last().is_some_and(|&b| b > b' ') =>
-            {
-                v
-            }
-            v => lex::trim(v),
-        };
-        let Some(slot) = slots.get_mut(count) else {
-            return Err(ParseError::TooManyHeaders);
-        };
-        *slot = Header { kind, name, value };
-        index.record(kind, count);
-        count += 1;
-    }
 
     // Body framing.
     let cl_bit = 1u64 << (HeaderKind::ContentLength as usize);
     let content_length = match index.first.get(HeaderKind::ContentLength as usize) {
         Some(&ABSENT) if count < usize::from(ABSENT) => None,
         // A single Content-Length: parse just its slot.
-        Some(&i) if index.repeated & cl_bit == 0 && i != ABSENT => content_length(
-            slots
-                .get(usize::from(i)..=usize::from(i))
-                .unwrap_or_default(),
-        )?,
+        Some(&i) if index.repeated & cl_bit == 0 && i != ABSENT => {
+            match slots.get(usize::from(i)) {
+                Some(h) => {
+                    Some(lex::parse_u32(h.value).ok_or(ParseError::InvalidContentLength)? as usize)
+                }
+                None => None,
+            }
+        }
         _ => content_length(&slots[..count])?,
     };
     let available = buf.len() - header_end;
@@ -317,6 +266,82 @@ pub fn parse<'h, 'b>(
         len,
         index,
     }))
+}
+
+/// Indexes the header lines of `window` from `pos` (just after the start line) into
+/// `slots`; returns where the header section ends (after its empty line), how many slots
+/// were filled and the kind index. `Err(None)`: the buffer ends before the empty line.
+///
+/// A function of its own so the loop's register allocation sees only the loop's state: in
+/// `parse`, with the start line and framing around it, the loop kept its state in memory.
+#[inline(never)]
+fn index_headers<'b>(
+    buf: &'b [u8],
+    window: &'b [u8],
+    mut pos: usize,
+    slots: &mut [Header<'b>],
+    limits: &Limits,
+    newline: &Newline,
+) -> Result<(usize, usize, KindIndex), Option<ParseError>> {
+    // Each header is stored as soon as its line is read; a folded continuation line then
+    // widens the value of the last slot. Slots past `max_headers` were cut off by the
+    // caller: `get_mut` failing is `TooManyHeaders`.
+    let mut count = 0usize;
+    let mut index = KindIndex::EMPTY;
+    loop {
+        let rest = window.get(pos..).unwrap_or_default();
+        let Some(nl) = newline.find(rest) else {
+            return Err(None);
+        };
+        let line = strip_cr(rest.get(..nl).unwrap_or_default());
+        let line_start = pos;
+        pos += nl + 1;
+        let Some(&first) = line.first() else {
+            return Ok((pos, count, index));
+        };
+        if first == b' ' || first == b'\t' {
+            // Folded continuation: extend the current header's value.
+            fold(buf, slots, count, line_start + line.len(), limits)?;
+            continue;
+        }
+        if line.len() > limits.max_header_len {
+            return Err(Some(ParseError::HeaderTooLong));
+        }
+        // field-name HCOLON: the name is a token, then optional WSP, then the colon.
+        let colon = colon_at(line, rest);
+        let (mut name, value) = match line.split_at_checked(colon) {
+            Some((name, [b':', value @ ..])) => (name, value),
+            _ => return Err(Some(ParseError::InvalidHeaderLine)),
+        };
+        if let [.., b' ' | b'\t'] = name {
+            while let [rest @ .., b' ' | b'\t'] = name {
+                name = rest;
+            }
+        }
+        // A recognised name matched a token spelling exactly; only others need the check
+        // (which also rejects names with inner whitespace or empty names).
+        let kind = HeaderKind::from_name(name);
+        if kind == HeaderKind::Other && !lex::is_token_str(name) {
+            return Err(Some(ParseError::InvalidHeaderName));
+        }
+        let value = match value {
+            // The usual `Name: value`: one space, no whitespace after it or at the end.
+            // Every whitespace byte is at most SP, so `> SP` is one compare per end; other
+            // low bytes (controls) take `trim`, which leaves them as they are.
+            [b' ', v @ ..]
+                if v.first().is_some_and(|&b| b > b' ') && v.last().is_some_and(|&b| b > b' ') =>
+            {
+                v
+            }
+            v => lex::trim(v),
+        };
+        let Some(slot) = slots.get_mut(count) else {
+            return Err(Some(ParseError::TooManyHeaders));
+        };
+        *slot = Header { kind, name, value };
+        index.record(kind, count);
+        count += 1;
+    }
 }
 
 /// Widens the value of the last header (`slots[count - 1]`) to end at `value_end`, for a
