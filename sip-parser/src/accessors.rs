@@ -192,13 +192,20 @@ impl<'h, 'b> Message<'h, 'b> {
 
     /// Value of a header that must appear at most once; a repeat with a different value is
     /// `Duplicate` (RFC 4475 §3.1.2.19 wants those requests rejected).
+    #[inline]
     fn single(&self, kind: HeaderKind) -> Result<Option<&'b [u8]>, FieldError> {
-        // The index answers the common cases (absent, or exactly once) without a scan.
+        // The index answers the common cases (absent, or exactly once) without a scan;
+        // inlined, since every typed accessor of a single-valued header starts here.
         match self.lookup(kind) {
-            Lookup::Absent => return Ok(None),
-            Lookup::Once(i) => return Ok(self.headers.get(i).map(|h| h.value)),
-            Lookup::Repeated(_) | Lookup::Unknown => {}
+            Lookup::Absent => Ok(None),
+            Lookup::Once(i) => Ok(self.headers.get(i).map(|h| h.value)),
+            Lookup::Repeated(_) | Lookup::Unknown => self.single_scan(kind),
         }
+    }
+
+    /// [`single`](Self::single) when the kind repeats or there is no usable index.
+    #[inline(never)]
+    fn single_scan(&self, kind: HeaderKind) -> Result<Option<&'b [u8]>, FieldError> {
         let mut it = self
             .candidates(kind)
             .iter()
@@ -212,10 +219,12 @@ impl<'h, 'b> Message<'h, 'b> {
         Ok(Some(first.value))
     }
 
+    #[inline]
     fn required(&self, kind: HeaderKind) -> Result<&'b [u8], FieldError> {
         self.single(kind)?.ok_or(FieldError::Missing(kind))
     }
 
+    #[inline]
     fn number(&self, kind: HeaderKind) -> Result<Option<u32>, FieldError> {
         match self.single(kind)? {
             None => Ok(None),
