@@ -159,6 +159,28 @@ impl Newline {
     }
 }
 
+impl Newline {
+    /// [`index_headers`] with this searcher, one copy per searcher: the loop then calls
+    /// the searcher directly instead of testing which one it holds on every line.
+    #[inline(never)]
+    fn index_headers<'b>(
+        &self,
+        buf: &'b [u8],
+        window: &'b [u8],
+        pos: usize,
+        slots: &mut [Header<'b>],
+        limits: &Limits,
+    ) -> Result<(usize, usize, KindIndex), Option<ParseError>> {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Newline::Avx2(one) => index_headers(buf, window, pos, slots, limits, |s| one.find(s)),
+            Newline::Portable => {
+                index_headers(buf, window, pos, slots, limits, |s| memchr(b'\n', s))
+            }
+        }
+    }
+}
+
 /// Parses one message from the start of `buf`, indexing its headers into `slots`.
 ///
 /// Leading CRLFs (keep-alives, RFC 3261 §7.5) are skipped and counted in `len`.
@@ -211,7 +233,7 @@ pub fn parse<'h, 'b>(
     let max_headers = limits.max_headers.min(slots.len());
     let slots = &mut slots[..max_headers];
     let (header_end, count, mut index) =
-        match index_headers(buf, window, pos, slots, limits, &newline) {
+        match newline.index_headers(buf, window, pos, slots, limits) {
             Ok(done) => done,
             Err(None) => return incomplete(),
             Err(Some(e)) => return Err(e),
@@ -272,16 +294,17 @@ pub fn parse<'h, 'b>(
 /// `slots`; returns where the header section ends (after its empty line), how many slots
 /// were filled and the kind index. `Err(None)`: the buffer ends before the empty line.
 ///
-/// A function of its own so the loop's register allocation sees only the loop's state: in
-/// `parse`, with the start line and framing around it, the loop kept its state in memory.
-#[inline(never)]
+/// Out of `parse` (see `Newline::index_headers`) so the loop's register allocation sees
+/// only the loop's state: in `parse`, with the start line and framing around it, the loop
+/// kept its state in memory.
+#[inline(always)]
 fn index_headers<'b>(
     buf: &'b [u8],
     window: &'b [u8],
     mut pos: usize,
     slots: &mut [Header<'b>],
     limits: &Limits,
-    newline: &Newline,
+    find_newline: impl Fn(&[u8]) -> Option<usize>,
 ) -> Result<(usize, usize, KindIndex), Option<ParseError>> {
     // Each header is stored as soon as its line is read; a folded continuation line then
     // widens the value of the last slot. Slots past `max_headers` were cut off by the
@@ -290,7 +313,7 @@ fn index_headers<'b>(
     let mut index = KindIndex::EMPTY;
     loop {
         let rest = window.get(pos..).unwrap_or_default();
-        let Some(nl) = newline.find(rest) else {
+        let Some(nl) = find_newline(rest) else {
             return Err(None);
         };
         let line = strip_cr(rest.get(..nl).unwrap_or_default());
