@@ -344,7 +344,7 @@ fn index_headers<'b>(
         // A recognised name matched a token spelling exactly; only others need the check
         // (which also rejects names with inner whitespace or empty names).
         let kind = HeaderKind::from_name(name);
-        if kind == HeaderKind::Other && !lex::is_token_str(name) {
+        if kind == HeaderKind::Other && !is_token_name(name) {
             return Err(Some(ParseError::InvalidHeaderName));
         }
         let value = match value {
@@ -356,7 +356,7 @@ fn index_headers<'b>(
             {
                 v
             }
-            v => lex::trim(v),
+            v => trim_value(v),
         };
         let Some(slot) = slots.get_mut(count) else {
             return Err(Some(ParseError::TooManyHeaders));
@@ -365,6 +365,19 @@ fn index_headers<'b>(
         index.record(kind, count);
         count += 1;
     }
+}
+
+/// `lex::trim` for a value not in the usual `Name: value` shape; out of line, so its loops
+/// do not weigh on the header loop's register allocation.
+#[inline(never)]
+fn trim_value(v: &[u8]) -> &[u8] {
+    lex::trim(v)
+}
+
+/// `lex::is_token_str` for an unrecognised header name; out of line like [`trim_value`].
+#[inline(never)]
+fn is_token_name(name: &[u8]) -> bool {
+    lex::is_token_str(name)
 }
 
 /// Widens the value of the last header (`slots[count - 1]`) to end at `value_end`, for a
@@ -419,6 +432,13 @@ fn colon_at(line: &[u8], rest: &[u8]) -> usize {
             return len;
         }
     }
+    colon_in_tail(line, at)
+}
+
+/// [`colon_at`] on the last bytes of the buffer, fewer than a word: out of line, since it
+/// is rare and its byte loop would weigh on the header loop's register allocation.
+#[inline(never)]
+fn colon_in_tail(line: &[u8], at: usize) -> usize {
     let tail = line.get(at..).unwrap_or_default();
     at + tail.iter().position(|&b| b == b':').unwrap_or(tail.len())
 }
