@@ -48,7 +48,7 @@ impl<'b> Method<'b> {
     pub fn from_bytes(b: &'b [u8]) -> Method<'b> {
         // Switch on the length first: then each candidate is one fixed-size compare
         // (a word or two), not a walk down fourteen slice compares.
-        let known = match b.len() {
+        match b.len() {
             3 if b == b"ACK" => Method::Ack,
             3 if b == b"BYE" => Method::Bye,
             4 if b == b"INFO" => Method::Info,
@@ -64,8 +64,7 @@ impl<'b> Method<'b> {
             8 if b == b"REGISTER" => Method::Register,
             9 if b == b"SUBSCRIBE" => Method::Subscribe,
             _ => Method::Other(b),
-        };
-        known
+        }
     }
 }
 
