@@ -158,7 +158,10 @@ pub fn push_u32(out: &mut Vec<u8>, mut v: u32) {
     // Digits are written two at a time from a table into a fixed 10-byte buffer, left
     // aligned, which is appended whole (a fixed-size copy, not a `memcpy` call) and then cut
     // to length: this runs several times per response and per NOTIFY.
-    // Short numbers (codes, CSeq, expiries, lengths) are the rule: compare before `ilog10`.
+    if v < 10_000 {
+        push_u32_short(out, v);
+        return;
+    }
     let n = match v {
         0..=9 => 1,
         10..=99 => 2,
@@ -187,6 +190,33 @@ pub fn push_u32(out: &mut Vec<u8>, mut v: u32) {
     let len = out.len();
     out.extend_from_slice(&buf);
     out.truncate(len + n);
+}
+
+/// [`push_u32`] for `v < 10_000` (codes, CSeq numbers, expiries, lengths: nearly every
+/// call). Both digit pairs go into one word whose leading zero bytes are shifted out, so
+/// there is no loop and no branch per digit; the word is appended whole (a fixed-size
+/// copy) and cut to length.
+#[inline]
+fn push_u32_short(out: &mut Vec<u8>, v: u32) {
+    let n: u32 = match v {
+        0..=9 => 1,
+        10..=99 => 2,
+        100..=999 => 3,
+        _ => 4,
+    };
+    let pair = |i: u32| {
+        let i = (i % 100) as usize * 2;
+        match DIGIT_PAIRS.get(i..i + 2) {
+            Some(&[a, b]) => u32::from(u16::from_le_bytes([a, b])),
+            _ => 0,
+        }
+    };
+    // Little-endian: the thousands digit is the lowest byte, and the `4 - n` leading
+    // zeros are the lowest bytes, which the shift drops.
+    let word = (pair(v / 100) | pair(v) << 16) >> (8 * (4 - n));
+    let len = out.len();
+    out.extend_from_slice(&word.to_le_bytes());
+    out.truncate(len + n as usize);
 }
 
 /// `00`, `01`, ... `99`: two decimal digits per lookup.
@@ -275,6 +305,8 @@ mod tests {
         all.extend((0..=9).map(|e| 10u32.pow(e)));
         all.extend((1..=9).map(|e| 10u32.pow(e) - 1));
         all.extend((0..100_000).map(|i| i * 7919 + i % 13));
+        // Every value of the short path and past its edge.
+        all.extend(0..20_000);
         for v in all {
             let mut out = b"x".to_vec();
             push_u32(&mut out, v);
