@@ -21,7 +21,9 @@ pub struct Event<'b> {
 impl<'b> Event<'b> {
     pub fn parse(s: &'b [u8]) -> Option<Event<'b>> {
         let s = lex::trim(s);
-        let (full, rest) = lex::take_while(s, lex::is_token);
+        // Eight bytes per step: package names (`presence`, `presence.winfo`, `dialog`,
+        // `message-summary`) are mostly that long or longer.
+        let (full, rest) = lex::split_token_long(s);
         if full.is_empty() || full.starts_with(b".") || full.ends_with(b".") {
             return None;
         }
