@@ -6,11 +6,9 @@
 //! order: a FIFO ring is the whole timer machinery, and its capacity bounds memory. When
 //! full, the oldest transaction is evicted early (counted) rather than growing.
 //!
-//! The same order lets the responses share a few large blocks: each is appended where the
-//! previous one ended, and a block is reused once every transaction in it has retired. A
-//! response costs no allocation of its own and sits next to its neighbours; the store
-//! grows by adding blocks, never by copying what it holds (a burst does not stall the
-//! shard on a reallocation of tens of megabytes).
+//! The same order lets all responses share one byte arena: each is appended where the
+//! previous one ended and dies with its transaction, so the arena's dead bytes are always
+//! a prefix. A response costs no allocation of its own and sits next to its neighbours.
 
 use super::IdMap;
 use crate::core::{Instant, Peer};
@@ -22,10 +20,8 @@ pub struct ServerTx {
     /// Keyed hash of branch + sent-by + method (RFC 3261 §17.2.3).
     pub key: u64,
     pub peer: Peer,
-    /// Where the final response (replayed verbatim) is: block number (counting every
-    /// block ever opened), offset in the block, length.
-    block: u64,
-    at: u32,
+    /// Where the final response (replayed verbatim) starts in the arena's byte stream.
+    start: u64,
     len: u32,
     pub expires: Instant,
     /// The response left through `poll_transmit` at least once (before that a
@@ -48,12 +44,11 @@ pub struct ServerTxs {
     first: TxSeq,
     index: IdMap<TxSeq>,
     cap: usize,
-    /// The blocks holding the responses of the transactions in `ring`, oldest first.
-    blocks: VecDeque<Vec<u8>>,
-    /// Number of `blocks[0]`.
-    first_block: u64,
-    /// Emptied blocks kept for reuse.
-    spare: Vec<Vec<u8>>,
+    /// The responses of the transactions in `ring`, in ring order, after `head` dead bytes.
+    bytes: Vec<u8>,
+    head: usize,
+    /// Stream offset of `bytes[0]` (`ServerTx::start` is a stream offset).
+    base: u64,
     /// Responses rewritten after the fact into something longer than the original (a
     /// held 2xx that became a 500, `replace_response`): rare, so kept aside.
     replaced: IdMap<Vec<u8>>,
@@ -62,13 +57,11 @@ pub struct ServerTxs {
 
 /// Transactions the ring keeps room for however idle the shard is.
 const MIN_KEPT_CAPACITY: usize = 1024;
-/// Bytes per response block (some 180 typical responses).
-const BLOCK: usize = 64 * 1024;
-/// A new block is started when the current one has less room than this: a response larger
-/// than what is left still fits (the block grows), it only costs a copy.
-const BLOCK_ROOM: usize = 4 * 1024;
-/// Emptied blocks kept for reuse (1 MiB).
-const MAX_SPARE_BLOCKS: usize = 16;
+/// Arena bytes kept however idle the shard is (about a hundred responses).
+const MIN_KEPT_BYTES: usize = 64 * 1024;
+/// Dead arena bytes are dropped once they are this many and at least half the arena: the
+/// move this costs is paid for by as many bytes appended since the last one.
+const COMPACT_AT: usize = 64 * 1024;
 
 impl ServerTxs {
     pub fn new(cap: usize) -> ServerTxs {
@@ -77,9 +70,9 @@ impl ServerTxs {
             first: 0,
             index: IdMap::default(),
             cap: cap.max(1),
-            blocks: VecDeque::new(),
-            first_block: 0,
-            spare: Vec::new(),
+            bytes: Vec::new(),
+            head: 0,
+            base: 0,
             replaced: IdMap::default(),
             evicted: 0,
         }
@@ -113,10 +106,8 @@ impl ServerTxs {
         if let Some(r) = self.replaced.get(&seq) {
             return Some(r);
         }
-        let block = self
-            .blocks
-            .get(usize::try_from(tx.block - self.first_block).ok()?)?;
-        block.get(tx.at as usize..tx.at as usize + tx.len as usize)
+        let at = usize::try_from(tx.start - self.base).ok()?;
+        self.bytes.get(at..at + tx.len as usize)
     }
 
     /// Replaces the response of `seq` by what `rewrite` makes of it.
@@ -125,15 +116,15 @@ impl ServerTxs {
             return;
         };
         let new = rewrite(old);
-        let first_block = self.first_block;
         let Some(tx) = self.get_mut(seq) else { return };
-        if new.len() <= tx.len as usize {
-            // In place: only the tail of the slot goes unused.
-            tx.len = new.len() as u32;
-            let (block, at) = (tx.block - first_block, tx.at as usize);
-            if let Some(b) = self.blocks.get_mut(block as usize) {
-                b[at..at + new.len()].copy_from_slice(&new);
+        let (start, len) = (tx.start, tx.len as usize);
+        if new.len() <= len {
+            // In place: the arena order is unchanged, only the tail of the slot goes unused.
+            if let Some(tx) = self.get_mut(seq) {
+                tx.len = new.len() as u32;
             }
+            let at = (start - self.base) as usize;
+            self.bytes[at..at + new.len()].copy_from_slice(&new);
             self.replaced.remove(&seq);
         } else {
             self.replaced.insert(seq, new);
@@ -149,17 +140,16 @@ impl ServerTxs {
                 self.replaced.remove(&self.first);
             }
             self.first += 1;
-            // Blocks before the oldest live transaction's hold only retired responses.
-            let keep_from = self.ring.front().map_or(u64::MAX, |f| f.block);
-            while self.first_block < keep_from {
-                let Some(mut b) = self.blocks.pop_front() else {
-                    break;
-                };
-                self.first_block += 1;
-                if self.spare.len() < MAX_SPARE_BLOCKS {
-                    b.clear();
-                    self.spare.push(b);
-                }
+            // Arena order is ring order: everything up to this response's end is dead.
+            self.head = (tx.start + u64::from(tx.len) - self.base) as usize;
+            if self.ring.is_empty() {
+                self.base += self.bytes.len() as u64;
+                self.bytes.clear();
+                self.head = 0;
+            } else if self.head >= COMPACT_AT && self.head * 2 >= self.bytes.len() {
+                self.bytes.drain(..self.head);
+                self.base += self.head as u64;
+                self.head = 0;
             }
         }
     }
@@ -186,16 +176,22 @@ impl ServerTxs {
         }
     }
 
-    /// A burst leaves the ring and its index at peak capacity (64·T1 of requests), held
-    /// for as long as the shard runs: give most of it back once under a quarter is used.
-    /// Shrinking to twice the live count keeps it amortised O(1). (Response blocks go back
-    /// as they empty, beyond the few kept spare.)
+    /// A burst leaves the ring, its index and the arena at peak capacity (64·T1 of
+    /// requests), held for as long as the shard runs: give most of it back once under a
+    /// quarter is used. Shrinking to twice the live count keeps it amortised O(1).
     fn shrink_if_idle(&mut self) {
         let cap = self.ring.capacity();
         if cap > MIN_KEPT_CAPACITY && self.ring.len() < cap / 4 {
             let keep = (self.ring.len() * 2).max(MIN_KEPT_CAPACITY);
             self.ring.shrink_to(keep);
             self.index.shrink_to(keep);
+        }
+        let live = self.bytes.len() - self.head;
+        if self.bytes.capacity() > MIN_KEPT_BYTES && live < self.bytes.capacity() / 4 {
+            self.bytes.drain(..self.head);
+            self.base += self.head as u64;
+            self.head = 0;
+            self.bytes.shrink_to((live * 2).max(MIN_KEPT_BYTES));
         }
     }
 
@@ -220,33 +216,17 @@ impl ServerTxs {
             }
         }
         let seq = self.first + self.ring.len() as u64;
-        if self
-            .blocks
-            .back()
-            .is_none_or(|b| b.capacity() - b.len() < BLOCK_ROOM)
-        {
-            let b = self
-                .spare
-                .pop()
-                .unwrap_or_else(|| Vec::with_capacity(BLOCK));
-            self.blocks.push_back(b);
-        }
-        let block = self.first_block + self.blocks.len() as u64 - 1;
-        let Some(b) = self.blocks.back_mut() else {
-            return Err(InsertError::Full);
-        };
-        let at = b.len();
-        write(b);
-        let len = b.len() - at;
+        let at = self.bytes.len();
+        write(&mut self.bytes);
+        let len = self.bytes.len() - at;
         debug_assert!(
-            b.len() <= u32::MAX as usize,
+            len <= u32::MAX as usize,
             "a response is bounded by the message limit"
         );
         self.ring.push_back(ServerTx {
             key,
             peer,
-            block,
-            at: at as u32,
+            start: self.base + at as u64,
             len: len as u32,
             expires: now.add_millis(timer_j_ms),
             sent: false,
@@ -406,11 +386,10 @@ mod tests {
             }
         }
         assert!(
-            t.blocks.len() * BLOCK < 2 * 2_100 * 720 + BLOCK,
-            "retired blocks are let go"
+            t.bytes.len() - t.head < 2_100 * 720,
+            "dead bytes are dropped"
         );
         t.expire(Instant(1 << 40));
-        assert!(t.is_empty() && t.blocks.is_empty() && t.replaced.is_empty());
-        assert!(t.spare.len() <= MAX_SPARE_BLOCKS);
+        assert!(t.is_empty() && t.bytes.is_empty() && t.replaced.is_empty());
     }
 }
