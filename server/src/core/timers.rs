@@ -1,9 +1,11 @@
 //! Deadline queue for every timer of a shard (expiries, Timer E/F).
 //!
-//! A binary heap of `(deadline, key)`, 24 bytes an entry (no insertion counter; equal
-//! deadlines pop in key order, which is as deterministic). Subscription expiries more
-//! than a second away wait in `ExpiryWheel` buckets (8 bytes each) and enter the heap when
-//! their second begins. Cancellation is by generation: the
+//! `(deadline, key)` entries of 24 bytes in a few FIFO lanes, one per monotone stream of
+//! deadlines (Timer E of every NOTIFY, ...), with a binary heap for the rest (no insertion
+//! counter; equal deadlines pop in key order in the heap and insertion order in a lane,
+//! deterministic either way). Subscription expiries more than a second away wait in
+//! `ExpiryWheel` buckets (8 bytes each) and enter the queue when their second begins.
+//! Cancellation is by generation: the
 //! owner keeps the token of its live timer and ignores a popped key whose token is stale,
 //! so cancel is O(1) and nothing is searched. Stale entries are bounded by `compact`,
 //! which the core calls when they outnumber the live ones.

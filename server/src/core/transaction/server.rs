@@ -116,14 +116,12 @@ impl ServerTxs {
             return;
         };
         let new = rewrite(old);
+        let base = self.base;
         let Some(tx) = self.get_mut(seq) else { return };
-        let (start, len) = (tx.start, tx.len as usize);
-        if new.len() <= len {
+        if new.len() <= tx.len as usize {
             // In place: the arena order is unchanged, only the tail of the slot goes unused.
-            if let Some(tx) = self.get_mut(seq) {
-                tx.len = new.len() as u32;
-            }
-            let at = (start - self.base) as usize;
+            tx.len = new.len() as u32;
+            let at = (tx.start - base) as usize;
             self.bytes[at..at + new.len()].copy_from_slice(&new);
             self.replaced.remove(&seq);
         } else {
