@@ -9,6 +9,9 @@
 //! The same order lets all responses share one byte arena: each is appended where the
 //! previous one ended and dies with its transaction, so the arena's dead bytes are always
 //! a prefix. A response costs no allocation of its own and sits next to its neighbours.
+//! Once half the arena is dead it is set aside whole as the old generation, freed when its
+//! last transaction retires, and a fresh arena takes new responses: dropping the dead
+//! prefix never moves the live part (a 46 MB move at the default cap stalled the shard).
 
 use super::IdMap;
 use crate::core::{Instant, Peer};
@@ -49,6 +52,10 @@ pub struct ServerTxs {
     head: usize,
     /// Stream offset of `bytes[0]` (`ServerTx::start` is a stream offset).
     base: u64,
+    /// The previous arena while some of its responses live: stream offsets
+    /// `old_base..base`. Empty otherwise.
+    old: Vec<u8>,
+    old_base: u64,
     /// Responses rewritten after the fact into something longer than the original (a
     /// held 2xx that became a 500, `replace_response`): rare, so kept aside.
     replaced: IdMap<Vec<u8>>,
@@ -59,9 +66,9 @@ pub struct ServerTxs {
 const MIN_KEPT_CAPACITY: usize = 1024;
 /// Arena bytes kept however idle the shard is (about a hundred responses).
 const MIN_KEPT_BYTES: usize = 64 * 1024;
-/// Dead arena bytes are dropped once they are this many and at least half the arena: the
-/// move this costs is paid for by as many bytes appended since the last one.
-const COMPACT_AT: usize = 64 * 1024;
+/// The arena is set aside as the old generation once this many of its bytes, and at least
+/// half of them, are dead (and no older generation still lives).
+const ROTATE_AT: usize = 64 * 1024;
 
 impl ServerTxs {
     pub fn new(cap: usize) -> ServerTxs {
@@ -73,6 +80,8 @@ impl ServerTxs {
             bytes: Vec::new(),
             head: 0,
             base: 0,
+            old: Vec::new(),
+            old_base: 0,
             replaced: IdMap::default(),
             evicted: 0,
         }
@@ -106,8 +115,17 @@ impl ServerTxs {
         if let Some(r) = self.replaced.get(&seq) {
             return Some(r);
         }
-        let at = usize::try_from(tx.start - self.base).ok()?;
-        self.bytes.get(at..at + tx.len as usize)
+        let (arena, at) = self.locate(tx.start);
+        arena.get(at..at + tx.len as usize)
+    }
+
+    /// The arena holding stream offset `start`, and the offset's index in it.
+    fn locate(&self, start: u64) -> (&Vec<u8>, usize) {
+        if start >= self.base {
+            (&self.bytes, (start - self.base) as usize)
+        } else {
+            (&self.old, (start - self.old_base) as usize)
+        }
     }
 
     /// Replaces the response of `seq` by what `rewrite` makes of it.
@@ -116,13 +134,18 @@ impl ServerTxs {
             return;
         };
         let new = rewrite(old);
-        let base = self.base;
+        let (base, old_base) = (self.base, self.old_base);
         let Some(tx) = self.get_mut(seq) else { return };
         if new.len() <= tx.len as usize {
             // In place: the arena order is unchanged, only the tail of the slot goes unused.
             tx.len = new.len() as u32;
-            let at = (tx.start - base) as usize;
-            self.bytes[at..at + new.len()].copy_from_slice(&new);
+            let start = tx.start;
+            let (arena, at) = if start >= base {
+                (&mut self.bytes, (start - base) as usize)
+            } else {
+                (&mut self.old, (start - old_base) as usize)
+            };
+            arena[at..at + new.len()].copy_from_slice(&new);
             self.replaced.remove(&seq);
         } else {
             self.replaced.insert(seq, new);
@@ -138,15 +161,27 @@ impl ServerTxs {
                 self.replaced.remove(&self.first);
             }
             self.first += 1;
-            // Arena order is ring order: everything up to this response's end is dead.
-            self.head = (tx.start + u64::from(tx.len) - self.base) as usize;
             if self.ring.is_empty() {
+                self.old = Vec::new();
                 self.base += self.bytes.len() as u64;
                 self.bytes.clear();
                 self.head = 0;
-            } else if self.head >= COMPACT_AT && self.head * 2 >= self.bytes.len() {
-                self.bytes.drain(..self.head);
-                self.base += self.head as u64;
+                return;
+            }
+            if tx.start < self.base {
+                // From the old generation: free it once the next live response is newer.
+                if self.ring.front().is_some_and(|f| f.start >= self.base) {
+                    self.old = Vec::new();
+                }
+                return;
+            }
+            // Arena order is ring order: everything up to this response's end is dead.
+            self.head = (tx.start + u64::from(tx.len) - self.base) as usize;
+            if self.old.is_empty() && self.head >= ROTATE_AT && self.head * 2 >= self.bytes.len() {
+                let fresh = Vec::with_capacity(self.bytes.len() - self.head);
+                self.old = std::mem::replace(&mut self.bytes, fresh);
+                self.old_base = self.base;
+                self.base += self.old.len() as u64;
                 self.head = 0;
             }
         }
@@ -346,12 +381,15 @@ mod tests {
         let body = |k: u64| format!("response {k} {}", "x".repeat((k % 700) as usize)).into_bytes();
         let mut t = ServerTxs::new(5_000);
         let mut live = std::collections::VecDeque::new();
+        let mut rotations = 0;
         for k in 0..60_000u64 {
+            let had_old = !t.old.is_empty();
             let now = Instant(k);
             let s = t
                 .insert(now, k, peer(), 2_000, |w| w.extend_from_slice(&body(k)))
                 .unwrap();
             t.get_mut(s).unwrap().sent = true;
+            rotations += usize::from(!had_old && !t.old.is_empty());
             live.push_back((s, k));
             if k % 97 == 0 {
                 // A rewrite that fits in place, and one that does not.
@@ -387,7 +425,8 @@ mod tests {
             t.bytes.len() - t.head < 2_100 * 720,
             "dead bytes are dropped"
         );
+        assert!(rotations > 10, "generations were set aside: {rotations}");
         t.expire(Instant(1 << 40));
-        assert!(t.is_empty() && t.bytes.is_empty() && t.replaced.is_empty());
+        assert!(t.is_empty() && t.bytes.is_empty() && t.old.is_empty() && t.replaced.is_empty());
     }
 }
