@@ -112,20 +112,40 @@ impl ServerTxs {
     /// The response of transaction `seq`.
     pub fn response(&self, seq: TxSeq) -> Option<&[u8]> {
         let tx = self.get(seq)?;
-        if let Some(r) = self.replaced.get(&seq) {
-            return Some(r);
+        // The map is empty unless the store filled up: skip its hashing on every send.
+        if !self.replaced.is_empty() {
+            if let Some(r) = self.replaced.get(&seq) {
+                return Some(r);
+            }
         }
-        let (arena, at) = self.locate(tx.start);
+        let (in_old, at) = self.locate(tx.start);
+        let arena = if in_old { &self.old } else { &self.bytes };
         arena.get(at..at + tx.len as usize)
     }
 
-    /// The arena holding stream offset `start`, and the offset's index in it.
-    fn locate(&self, start: u64) -> (&Vec<u8>, usize) {
+    /// Whether stream offset `start` lies in the old generation, and its index there (or
+    /// in the current arena).
+    fn locate(&self, start: u64) -> (bool, usize) {
         if start >= self.base {
-            (&self.bytes, (start - self.base) as usize)
+            (false, (start - self.base) as usize)
         } else {
-            (&self.old, (start - self.old_base) as usize)
+            (true, (start - self.old_base) as usize)
         }
+    }
+
+    /// Sets the current arena aside as the old generation (dropped at once if nothing in
+    /// it lives) and starts a fresh one of `capacity`: how dead bytes are let go without
+    /// moving live ones. Only while no older generation lives.
+    fn rotate(&mut self, capacity: usize) {
+        debug_assert!(self.old.is_empty(), "one old generation at a time");
+        let arena = std::mem::replace(&mut self.bytes, Vec::with_capacity(capacity));
+        let (start, len) = (self.base, arena.len());
+        if len > self.head {
+            self.old = arena;
+            self.old_base = start;
+        }
+        self.base = start + len as u64;
+        self.head = 0;
     }
 
     /// Replaces the response of `seq` by what `rewrite` makes of it.
@@ -134,16 +154,17 @@ impl ServerTxs {
             return;
         };
         let new = rewrite(old);
-        let (base, old_base) = (self.base, self.old_base);
-        let Some(tx) = self.get_mut(seq) else { return };
+        let Some(tx) = self.get(seq) else { return };
         if new.len() <= tx.len as usize {
             // In place: the arena order is unchanged, only the tail of the slot goes unused.
-            tx.len = new.len() as u32;
-            let start = tx.start;
-            let (arena, at) = if start >= base {
-                (&mut self.bytes, (start - base) as usize)
+            let (in_old, at) = self.locate(tx.start);
+            if let Some(tx) = self.get_mut(seq) {
+                tx.len = new.len() as u32;
+            }
+            let arena = if in_old {
+                &mut self.old
             } else {
-                (&mut self.old, (start - old_base) as usize)
+                &mut self.bytes
             };
             arena[at..at + new.len()].copy_from_slice(&new);
             self.replaced.remove(&seq);
@@ -178,11 +199,7 @@ impl ServerTxs {
             // Arena order is ring order: everything up to this response's end is dead.
             self.head = (tx.start + u64::from(tx.len) - self.base) as usize;
             if self.old.is_empty() && self.head >= ROTATE_AT && self.head * 2 >= self.bytes.len() {
-                let fresh = Vec::with_capacity(self.bytes.len() - self.head);
-                self.old = std::mem::replace(&mut self.bytes, fresh);
-                self.old_base = self.base;
-                self.base += self.old.len() as u64;
-                self.head = 0;
+                self.rotate(self.bytes.len() - self.head);
             }
         }
     }
@@ -220,11 +237,11 @@ impl ServerTxs {
             self.index.shrink_to(keep);
         }
         let live = self.bytes.len() - self.head;
-        if self.bytes.capacity() > MIN_KEPT_BYTES && live < self.bytes.capacity() / 4 {
-            self.bytes.drain(..self.head);
-            self.base += self.head as u64;
-            self.head = 0;
-            self.bytes.shrink_to((live * 2).max(MIN_KEPT_BYTES));
+        if self.old.is_empty()
+            && self.bytes.capacity() > MIN_KEPT_BYTES
+            && live < self.bytes.capacity() / 4
+        {
+            self.rotate((live * 2).max(MIN_KEPT_BYTES));
         }
     }
 
