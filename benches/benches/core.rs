@@ -307,6 +307,8 @@ fn hold(n: usize, presentities: usize) {
         max_presentities: n + 1,
         ..Config::default()
     };
+    // The allocator set up as `herald` sets it up (purging, no transparent huge pages).
+    server::edge::memory::configure(false);
     let mut core = Core::new(cfg, ShardId(0), 1, 7, start);
     let mut out = Vec::new();
     let mut resp = Vec::new();
@@ -344,6 +346,7 @@ fn hold(n: usize, presentities: usize) {
     for _ in 0..20 {
         std::thread::sleep(Duration::from_millis(20));
         black_box(vec![0u8; 64]);
+        server::edge::memory::release_freed();
     }
     let rss_held = rss_kb().saturating_sub(rss0) * 1024;
     assert_eq!(core.stats().subscriptions, n as u64, "{}", core.stats());

@@ -257,6 +257,13 @@ pub struct RunArgs {
     #[arg(long, default_value_t = DEFAULT_COALESCE_US)]
     pub coalesce_us: u64,
 
+    /// Let the kernel back the heap with transparent huge pages (its THP policy decides).
+    /// Off by default: with huge pages every touched 2 MiB region stays resident whole, which
+    /// raised RSS per held subscription by ~55% on the core bench (549 vs 347 B); on large
+    /// tables huge pages can save TLB misses.
+    #[arg(long)]
+    pub transparent_huge_pages: bool,
+
     /// Close TCP connections idle for this many seconds.
     #[arg(long, default_value_t = 300)]
     pub tcp_idle_timeout: u64,
