@@ -145,13 +145,14 @@ impl Core {
     /// later ones go on whatever connection the edge holds or opens to it.
     fn retarget(&mut self, id: u64) -> Option<Peer> {
         let sub = self.subs.get_mut(&id)?;
-        let addr = next_hop(&sub.strings()).unwrap_or(sub.peer.addr);
-        sub.peer = Peer {
+        let addr = next_hop(&sub.strings()).unwrap_or(sub.peer().addr);
+        let peer = Peer {
             transport: Transport::Tcp,
             addr,
             conn: None,
         };
-        Some(sub.peer)
+        sub.set_peer(peer);
+        Some(peer)
     }
 
     fn track(&mut self, id: u64, cseq: u32, resends: u8, dst: Peer) {

@@ -630,7 +630,7 @@ impl Core {
                     let offset = out.len();
                     out.extend_from_slice(&tx.request);
                     return Some(Transmit {
-                        dst: self.notify_dst(sub.peer),
+                        dst: self.notify_dst(sub.peer()),
                         offset,
                         len: tx.request.len(),
                     });

@@ -195,7 +195,7 @@ impl Core {
         out.extend_from_slice(b"NOTIFY ");
         out.extend_from_slice(s.contact);
         out.extend_from_slice(b" SIP/2.0\r\n");
-        out.extend_from_slice(match sub.peer.transport {
+        out.extend_from_slice(match sub.transport() {
             Transport::Udp => &self.notify_via[0],
             Transport::Tcp => &self.notify_via[1],
         });
@@ -265,8 +265,8 @@ impl Core {
         out.extend_from_slice(b"\r\n\r\n");
         out.extend_from_slice(body);
         let len = out.len() - offset;
-        let reliable = sub.peer.transport == Transport::Tcp;
-        let peer = sub.peer;
+        let reliable = sub.transport() == Transport::Tcp;
+        let peer = sub.peer();
         // Kept on TCP too: a dropped connection gets it resent (conn_lost.rs).
         let mut tx = match self.pool.pop() {
             Some(tx) => tx,
@@ -367,6 +367,6 @@ impl Core {
 
     /// Peer of a dialog (for tests and the edge's diagnostics).
     pub fn subscription_peer(&self, id: u64) -> Option<Peer> {
-        self.subs.get(&id).map(|s| s.peer)
+        self.subs.get(&id).map(|s| s.peer())
     }
 }

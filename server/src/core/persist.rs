@@ -213,12 +213,12 @@ impl Core {
             local_cseq: sub.local_cseq,
             route_set: s.routes.to_vec(),
             contact: s.contact.to_vec(),
-            transport: sub.peer.transport,
-            peer: sub.peer.addr,
+            transport: sub.transport(),
+            peer: sub.peer().addr,
             status: sub.status,
             reason: sub.reason.map(|r| r.as_str().as_bytes().to_vec()),
             expires_at: sub.expires_at,
-            version: sub.version,
+            version: u64::from(sub.version),
         })
     }
 
@@ -230,7 +230,7 @@ impl Core {
         let Some(sub) = self.subs.get_mut(&id) else {
             return 0;
         };
-        sub.version += 1;
+        sub.version = sub.version.saturating_add(1);
         sub.stored = true;
         let Some(rec) = self.subs.get(&id).and_then(|s| self.sub_record(s)) else {
             return 0;
@@ -567,7 +567,7 @@ impl Core {
         sub.local_cseq = rec.local_cseq.saturating_add(CSEQ_PERSIST_EVERY);
         sub.status = rec.status;
         sub.reason = rec.reason.as_deref().and_then(TermReason::parse);
-        sub.version = rec.version;
+        sub.version = u32::try_from(rec.version).unwrap_or(u32::MAX);
         sub.stored = true;
         self.subs.insert(rec.id, sub);
         if let Some(p) = self.pres.get_mut(slot) {

@@ -262,7 +262,7 @@ impl Core {
         };
         let sub = self.subs.get_mut(&id).ok_or(GONE)?;
         sub.remote_cseq = cseq;
-        sub.peer = peer;
+        sub.set_peer(peer);
         if let Some(c) = contact {
             sub.set_contact(c);
         }

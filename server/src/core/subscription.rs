@@ -11,7 +11,8 @@ use super::persist::SubStatus;
 use super::slab::Slab;
 use super::transaction::client::NotifyTx;
 use super::transaction::IdMap;
-use super::{Instant, Peer};
+use super::{ConnId, Instant, Peer, Transport};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 /// Why a subscription ended (Subscription-State `reason`, RFC 6665 §4.1.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,10 +76,10 @@ pub struct Subscription {
     pub expiry_token: u32,
     /// Deadline that timer was armed for.
     pub expiry_armed: Instant,
-    pub version: u64,
+    /// Times the dialog was stored (the `version` column of `active_watchers`).
+    pub version: u32,
     /// Persist sequence of the op that must be durable before NOTIFYs may leave.
     pub gate: u64,
-    pub peer: Peer,
     /// call-id, from-tag, from, to, contact, routes, event-id, back to back.
     strs: Box<[u8]>,
     pub tx: Option<Box<NotifyTx>>,
@@ -88,8 +89,10 @@ pub struct Subscription {
     pub pres: u32,
     pub remote_cseq: u32,
     pub local_cseq: u32,
+    /// Where NOTIFYs go (`Subscription::peer`).
+    peer: StoredPeer,
     /// End offset in `strs` of each string but the last (which ends with `strs`), in
-    /// `DialogStrings` order. Six, not seven: the two bytes saved keep the struct at 160.
+    /// `DialogStrings` order.
     ends: [u16; 6],
     pub pkg: PkgId,
     /// `HAS_EVENT_ID` | `TAG_IN_FROM`.
@@ -121,6 +124,71 @@ impl DialogStrings<'_> {
         self.len() == 0
     }
 }
+
+/// A [`Peer`] as a subscription keeps it: 36 bytes instead of 56 (`SocketAddr` is an enum
+/// sized for IPv6, `Option<ConnId>` doubles a `u64`), every field kept.
+#[derive(Clone, Copy, Debug)]
+struct StoredPeer {
+    ip: [u8; 16],
+    scope_id: u32,
+    flowinfo: u32,
+    /// `ConnId` as two halves, so the struct needs only 4-byte alignment.
+    conn: [u32; 2],
+    port: u16,
+    transport: Transport,
+    /// `PEER_V6` | `PEER_CONN`.
+    kind: u8,
+}
+
+const PEER_V6: u8 = 1;
+const PEER_CONN: u8 = 2;
+
+impl From<Peer> for StoredPeer {
+    fn from(p: Peer) -> StoredPeer {
+        let (ip, scope_id, flowinfo, v6) = match p.addr {
+            SocketAddr::V4(a) => (a.ip().to_ipv6_mapped().octets(), 0, 0, 0),
+            SocketAddr::V6(a) => (a.ip().octets(), a.scope_id(), a.flowinfo(), PEER_V6),
+        };
+        let (conn, has_conn) = match p.conn {
+            Some(ConnId(c)) => ([c as u32, (c >> 32) as u32], PEER_CONN),
+            None => ([0; 2], 0),
+        };
+        StoredPeer {
+            ip,
+            scope_id,
+            flowinfo,
+            conn,
+            port: p.addr.port(),
+            transport: p.transport,
+            kind: v6 | has_conn,
+        }
+    }
+}
+
+impl StoredPeer {
+    fn peer(&self) -> Peer {
+        let addr = if self.kind & PEER_V6 != 0 {
+            SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(self.ip),
+                self.port,
+                self.flowinfo,
+                self.scope_id,
+            ))
+        } else {
+            let [.., a, b, c, d] = self.ip;
+            SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(a, b, c, d), self.port))
+        };
+        Peer {
+            transport: self.transport,
+            addr,
+            conn: (self.kind & PEER_CONN != 0)
+                .then(|| ConnId(u64::from(self.conn[0]) | u64::from(self.conn[1]) << 32)),
+        }
+    }
+}
+
+// What a held subscription costs in the slab (issue 5's memory goal); grows only on purpose.
+const _: () = assert!(std::mem::size_of::<Option<Subscription>>() <= 136);
 
 /// `Subscription::flags`: the dialog has an Event `id` (the last string).
 const HAS_EVENT_ID: u8 = 1;
@@ -177,7 +245,7 @@ impl Subscription {
             expiry_armed: Instant(0),
             version: 0,
             gate: 0,
-            peer,
+            peer: peer.into(),
             strs: Box::default(),
             tx: None,
             hash,
@@ -236,6 +304,19 @@ impl Subscription {
             0
         } | if tag_in_from { TAG_IN_FROM } else { 0 };
         self.strs = strs.into_boxed_slice();
+    }
+
+    /// Where this dialog's NOTIFYs go: the SUBSCRIBE's source, or the connection it came on.
+    pub fn peer(&self) -> Peer {
+        self.peer.peer()
+    }
+
+    pub fn set_peer(&mut self, peer: Peer) {
+        self.peer = peer.into();
+    }
+
+    pub fn transport(&self) -> Transport {
+        self.peer.transport
     }
 
     pub fn strings(&self) -> DialogStrings<'_> {
@@ -405,6 +486,37 @@ mod tests {
         assert_eq!(got.event_id, Some(&b"e1"[..]));
         let s = sub(strings(b"sip:w@h", None));
         assert_eq!(s.strings().event_id, None);
+    }
+
+    #[test]
+    fn stored_peer_keeps_every_field() {
+        let v6 = SocketAddrV6::new("fe80::1".parse().unwrap(), 5061, 7, 3);
+        for addr in [
+            "127.0.0.1:5060".parse().unwrap(),
+            "0.0.0.0:0".parse().unwrap(),
+            "[::ffff:10.0.0.1]:5060".parse().unwrap(),
+            "[2001:db8::5]:65535".parse().unwrap(),
+            SocketAddr::V6(v6),
+        ] {
+            for conn in [
+                None,
+                Some(ConnId(0)),
+                Some(ConnId(u64::MAX)),
+                Some(ConnId(3 << 48 | 9)),
+            ] {
+                for transport in [Transport::Udp, Transport::Tcp] {
+                    let p = Peer {
+                        transport,
+                        addr,
+                        conn,
+                    };
+                    let mut s = sub(strings(b"sip:w@h", None));
+                    s.set_peer(p);
+                    assert_eq!(s.peer(), p);
+                    assert_eq!(s.transport(), transport);
+                }
+            }
+        }
     }
 
     #[test]
