@@ -17,13 +17,29 @@ pub(crate) const SEP: u8 = 0;
 /// Longest record key we accept (LMDB's limit is 511 bytes).
 pub const MAX_KEY_LEN: usize = 500;
 
+/// Whether `p` holds a NUL byte ([`SEP`]), a word at a time: `<[u8]>::contains` went
+/// through libcore's generic `memchr` per key part, a visible share of a log append.
+fn has_nul(p: &[u8]) -> bool {
+    const _: () = assert!(SEP == 0);
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut words = p.chunks_exact(8);
+    let zero_in = |w: u64| w.wrapping_sub(LO) & !w & HI != 0;
+    for w in &mut words {
+        if zero_in(u64::from_le_bytes(w.try_into().unwrap_or([1; 8]))) {
+            return true;
+        }
+    }
+    words.remainder().contains(&0)
+}
+
 fn encode_parts(table: &'static str, parts: &[&[u8]], out: &mut Vec<u8>) -> Result<()> {
     out.clear();
     // One allocation per key (keys are built for every write of the server's commits).
     out.reserve(parts.iter().map(|p| p.len() + 1).sum());
     let last = parts.len() - 1;
     for (i, p) in parts.iter().enumerate() {
-        if i < last && p.contains(&SEP) {
+        if i < last && has_nul(p) {
             return Err(StoreError::InvalidKey {
                 table,
                 detail: "key part contains a NUL byte",
@@ -250,6 +266,21 @@ impl ExpiringTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn has_nul_finds_a_nul_anywhere() {
+        for len in 0..40 {
+            let mut p = vec![b'a'; len];
+            assert!(!has_nul(&p));
+            for at in 0..len {
+                p[at] = 0;
+                assert!(has_nul(&p), "len {len} at {at}");
+                p[at] = 0x80;
+                assert!(!has_nul(&p), "0x80, len {len} at {at}");
+                p[at] = b'a';
+            }
+        }
+    }
 
     #[test]
     fn presentity_key_round_trip_and_prefix() {
