@@ -1,4 +1,4 @@
-//! Giving freed heap back to the kernel.
+//! Giving freed heap back to the kernel, and keeping what is resident close to what is live.
 //!
 //! Why: every SUBSCRIBE leaves a server transaction alive for Timer J (32 s over UDP) next
 //! to the subscription it created. After a burst, those transactions end together, but
@@ -6,7 +6,9 @@
 //! when the owning thread calls into it again, after `purge_delay`; a shard that went quiet
 //! never does, so the process keeps the burst's peak RSS for ever. [`configure`] purges at
 //! once, and [`release_freed`], called by each idle shard now and then, makes that shard's
-//! thread heap hand its free pages back.
+//! thread heap hand its free pages back. [`configure`] also turns transparent huge pages
+//! off (unless `--transparent-huge-pages`): with them, RSS counts whole 2 MiB pages around a
+//! few live objects (see `disable_thp`).
 //!
 //! Option numbers are those of mimalloc v3 (`mi_option_e` in `mimalloc.h`), which
 //! libmimalloc-sys 0.1.49 builds by default but does not name; the `v2` feature is off.
