@@ -17,20 +17,11 @@ pub(crate) const SEP: u8 = 0;
 /// Longest record key we accept (LMDB's limit is 511 bytes).
 pub const MAX_KEY_LEN: usize = 500;
 
-/// Whether `p` holds a NUL byte ([`SEP`]), a word at a time: `<[u8]>::contains` went
-/// through libcore's generic `memchr` per key part, a visible share of a log append.
+/// Whether `p` holds a NUL byte ([`SEP`]). `memchr` rather than `<[u8]>::contains`, which
+/// went through libcore's generic `memchr` per key part, a visible share of a log append.
 fn has_nul(p: &[u8]) -> bool {
     const _: () = assert!(SEP == 0);
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let mut words = p.chunks_exact(8);
-    let zero_in = |w: u64| w.wrapping_sub(LO) & !w & HI != 0;
-    for w in &mut words {
-        if zero_in(u64::from_le_bytes(w.try_into().unwrap_or([1; 8]))) {
-            return true;
-        }
-    }
-    words.remainder().contains(&0)
+    memchr::memchr(SEP, p).is_some()
 }
 
 fn encode_parts(table: &'static str, parts: &[&[u8]], out: &mut Vec<u8>) -> Result<()> {

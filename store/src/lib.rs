@@ -41,6 +41,7 @@
 pub mod admin;
 mod env;
 mod error;
+pub mod hash;
 pub mod keys;
 pub mod layout;
 mod migrate;

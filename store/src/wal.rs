@@ -27,6 +27,8 @@
 //! exist (when no writer holds the lock), checkpoints them and deletes them.
 
 use std::collections::HashMap;
+
+use crate::hash::seeded_hash;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -280,72 +282,36 @@ pub struct CheckpointReport {
     pub used_reserve: bool,
 }
 
-/// Hashes the checkpoint's keys (one hash per logged op). Why not std's SipHash: it was
-/// about a sixth of a checkpoint's CPU on PUBLISH load, keys being tens of bytes. A folded
-/// 64×64→128 multiply per 8 bytes instead, seeded and keyed from the OS's randomness per
-/// checkpoint (keys carry AoRs chosen by peers, who must not be able to aim collisions).
+/// Hashes the checkpoint's keys (one hash per logged op) with [`seeded_hash`]. Why not
+/// std's SipHash: it was about a sixth of a checkpoint's CPU on PUBLISH load, keys being
+/// tens of bytes. Seeded per checkpoint from the OS's randomness: keys carry AoRs chosen by
+/// peers, who must not be able to aim collisions.
 #[derive(Clone, Copy)]
-struct KeyHashBuild {
-    seed: u64,
-    key: u64,
-}
+struct KeyHashBuild(u64);
 
 impl KeyHashBuild {
     fn new() -> KeyHashBuild {
         use std::hash::BuildHasher;
-        let r = std::collections::hash_map::RandomState::new();
-        KeyHashBuild {
-            seed: r.hash_one(0u8),
-            // Odd, so the multiply loses no bit of the state.
-            key: r.hash_one(1u8) | 1,
-        }
+        KeyHashBuild(std::collections::hash_map::RandomState::new().hash_one(0u8))
     }
 }
 
 impl std::hash::BuildHasher for KeyHashBuild {
     type Hasher = KeyHasher;
     fn build_hasher(&self) -> KeyHasher {
-        KeyHasher {
-            h: self.seed,
-            key: self.key,
-        }
+        KeyHasher(self.0)
     }
 }
 
-struct KeyHasher {
-    h: u64,
-    key: u64,
-}
-
-impl KeyHasher {
-    fn mix(&mut self, word: u64) {
-        let r = u128::from(self.h ^ word) * u128::from(self.key);
-        self.h = (r as u64) ^ ((r >> 64) as u64);
-    }
-}
+/// Chains [`seeded_hash`] over the parts a key's `Hash` writes (table, length, bytes).
+struct KeyHasher(u64);
 
 impl std::hash::Hasher for KeyHasher {
     fn write(&mut self, bytes: &[u8]) {
-        let mut words = bytes.chunks_exact(8);
-        for w in &mut words {
-            self.mix(u64::from_le_bytes(w.try_into().unwrap_or_default()));
-        }
-        let rest = words.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.mix(u64::from_le_bytes(w) ^ (rest.len() as u64) << 59);
-        }
-    }
-    fn write_u8(&mut self, i: u8) {
-        self.mix(u64::from(i));
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.mix(i as u64);
+        self.0 = seeded_hash(self.0, &[bytes]);
     }
     fn finish(&self) -> u64 {
-        let r = u128::from(self.h) * u128::from(self.key ^ 0x9e37_79b9_7f4a_7c15);
-        (r as u64) ^ ((r >> 64) as u64)
+        self.0
     }
 }
 
