@@ -3,10 +3,12 @@
 //! `herald store ...` text output.
 //!
 //! They work on a stopped server's data directory and on a running one: listing and
-//! checking use read transactions only (LMDB readers never block the server's writer, and
-//! see the last committed state). `cleanup` writes: each pass takes the shard environment's
-//! write lock for one transaction of at most [`CLEANUP_BATCH`] deletions, so the server's
-//! next commit on that shard waits at most that long.
+//! checking use read transactions only (LMDB readers never block the server's writer),
+//! through a [`LiveView`](crate::live::LiveView) that lays the write-ahead log's
+//! not-yet-checkpointed frames over LMDB, so they show everything the server acknowledged,
+//! not only what its last checkpoint applied. `cleanup` writes (LMDB only): each pass takes
+//! the shard environment's write lock for one transaction of at most [`CLEANUP_BATCH`]
+//! deletions, so the server's next commit on that shard waits at most that long.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -103,8 +105,8 @@ pub fn list_presentities(
     let re = compile(presentity_regex)?;
     let mut rows = Vec::new();
     for (shard, s) in stores {
-        let r = s.read_txn()?;
-        for item in s.iter_presentities(&r)? {
+        let view = s.live_view()?;
+        for item in view.iter_presentities()? {
             let (k, v) = item?;
             if event.is_some_and(|e| e.as_bytes() != k.event)
                 || re.as_ref().is_some_and(|re| !re.is_match(k.presentity))
@@ -136,8 +138,8 @@ pub fn list_subscriptions(
     let re = compile(presentity_regex)?;
     let mut rows = Vec::new();
     for (shard, s) in stores {
-        let r = s.read_txn()?;
-        for item in s.iter_subscriptions(&r)? {
+        let view = s.live_view()?;
+        for item in view.iter_subscriptions()? {
             let (k, v) = item?;
             if event.is_some_and(|e| e.as_bytes() != v.event.as_slice())
                 || re.as_ref().is_some_and(|re| !re.is_match(k.presentity))
@@ -361,7 +363,8 @@ impl std::fmt::Display for CheckReport {
 
 /// Verifies every record decodes, no two publications of a presentity and event carry the
 /// same ETag (a SIP-If-Match must name one), the recorded shard layout is consistent, and
-/// (given the shard function) every record lives in its owner shard. Read-only.
+/// (given the shard function) every record lives in its owner shard. Read-only; sees the
+/// write-ahead log like the listings.
 pub fn check(stores: &[(u16, Arc<Store>)], owner: Option<ShardFn<'_>>) -> Result<CheckReport> {
     let mut rep = CheckReport {
         shards: stores.len(),
@@ -370,8 +373,9 @@ pub fn check(stores: &[(u16, Arc<Store>)], owner: Option<ShardFn<'_>>) -> Result
     let n = stores.len() as u16;
     for (shard, s) in stores {
         let shard = *shard;
-        let r = s.read_txn()?;
-        match s.shard_layout(&r)? {
+        let view = s.live_view()?;
+        let r = view.txn();
+        match s.shard_layout(r)? {
             Some((i, count)) if i == shard && count == n => {}
             other => rep.problem(format!(
                 "shard {shard}: recorded layout {other:?}, expected ({shard}, {n})"
@@ -406,7 +410,7 @@ pub fn check(stores: &[(u16, Arc<Store>)], owner: Option<ShardFn<'_>>) -> Result
         let mut group: (Vec<u8>, Vec<u8>) = Default::default();
         let mut etags: Vec<Vec<u8>> = Vec::new();
         walk!(
-            s.iter_presentities(&r)?,
+            view.iter_presentities()?,
             rep.presentities,
             "presentity",
             |k, v| {
@@ -426,15 +430,15 @@ pub fn check(stores: &[(u16, Arc<Store>)], owner: Option<ShardFn<'_>>) -> Result
             }
         );
         walk!(
-            s.iter_subscriptions(&r)?,
+            view.iter_subscriptions()?,
             rep.subscriptions,
             "active_watchers",
             |_k, _v| {}
         );
-        walk!(s.iter_watchers(&r)?, rep.watchers, "watchers", |_k, _v| {});
-        walk!(s.iter_xcap(&r)?, rep.xcap_documents, "xcap", |_k, _v| {});
+        walk!(s.iter_watchers(r)?, rep.watchers, "watchers", |_k, _v| {});
+        walk!(s.iter_xcap(r)?, rep.xcap_documents, "xcap", |_k, _v| {});
         walk!(
-            s.iter_subscribers(&r)?,
+            s.iter_subscribers(r)?,
             rep.subscribers,
             "subscriber",
             |_k, _v| {}

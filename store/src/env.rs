@@ -354,22 +354,42 @@ impl Store {
 
     // ---- meta ----
 
-    pub(crate) fn meta_u32(&self, txn: &RoTxn, key: &str) -> Result<Option<u32>> {
+    /// A fixed-width meta value (`N` bytes), `None` if absent.
+    fn meta_fixed<const N: usize>(&self, txn: &RoTxn, key: &str) -> Result<Option<[u8; N]>> {
         let v = self
             .meta
             .get(txn, key.as_bytes())
             .map_err(|e| self.lmdb(e))?;
-        match v {
-            None => Ok(None),
-            Some(b) => {
-                let arr: [u8; 4] = b.try_into().map_err(|_| StoreError::Corrupt {
-                    table: "meta",
-                    key: key.to_owned(),
-                    detail: format!("expected 4 bytes, found {}", b.len()),
-                })?;
-                Ok(Some(u32::from_le_bytes(arr)))
-            }
+        v.map(|b| {
+            b.try_into().map_err(|_| StoreError::Corrupt {
+                table: "meta",
+                key: key.to_owned(),
+                detail: format!("expected {N} bytes, found {}", b.len()),
+            })
+        })
+        .transpose()
+    }
+
+    pub(crate) fn meta_u32(&self, txn: &RoTxn, key: &str) -> Result<Option<u32>> {
+        Ok(self.meta_fixed(txn, key)?.map(u32::from_le_bytes))
+    }
+
+    /// The last write-ahead log segment whose every frame this transaction's LMDB state
+    /// reflects (0: none recorded). A checkpoint records it in the transaction that applies
+    /// the segments, so a reader knows which frames of the log are news to its snapshot
+    /// (see `live`).
+    pub fn wal_checkpointed_through(&self, txn: &RoTxn) -> Result<u64> {
+        Ok(self
+            .meta_fixed(txn, META_WAL_THROUGH)?
+            .map_or(0, u64::from_le_bytes))
+    }
+
+    /// Records that LMDB now reflects the log up to segment `seg` (never moves back).
+    pub(crate) fn set_wal_checkpointed_through(&self, txn: &mut RwTxn, seg: u64) -> Result<()> {
+        if self.wal_checkpointed_through(txn)? < seg {
+            self.put_meta(txn, META_WAL_THROUGH, &seg.to_le_bytes())?;
         }
+        Ok(())
     }
 
     pub(crate) fn put_meta(&self, txn: &mut RwTxn, key: &str, value: &[u8]) -> Result<()> {
@@ -403,3 +423,5 @@ impl Store {
 pub(crate) const META_SCHEMA: &str = "schema_version";
 const META_SHARD: &str = "shard";
 const META_SHARDS: &str = "shards";
+/// `u64` LE: see [`Store::wal_checkpointed_through`].
+const META_WAL_THROUGH: &str = "wal_checkpointed_through";

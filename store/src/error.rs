@@ -28,6 +28,9 @@ pub enum StoreError {
     },
     /// An invalid argument such as a bad regular expression or shard count.
     InvalidArgument(String),
+    /// A live read (`live`) of a running server's write-ahead log was overtaken by a
+    /// checkpoint on every attempt (each retires segments the read needed).
+    LogBusy { path: PathBuf, attempts: u32 },
     /// LMDB / filesystem error.
     Lmdb { path: PathBuf, source: heed::Error },
     Io {
@@ -65,6 +68,12 @@ impl std::fmt::Display for StoreError {
                 write!(f, "invalid key for table `{table}`: {detail}")
             }
             StoreError::InvalidArgument(msg) => write!(f, "invalid argument: {msg}"),
+            StoreError::LogBusy { path, attempts } => write!(
+                f,
+                "the write-ahead log of {} was checkpointed while being read, {attempts} \
+                 times in a row; try again",
+                path.display()
+            ),
             StoreError::Lmdb { path, source } => {
                 write!(f, "LMDB error on {}: {source}", path.display())
             }

@@ -1,7 +1,8 @@
 //! herald's durable state: LMDB (heed) environments holding rkyv records, zero-copy on read.
 //!
 //! Tables (named after OpenSIPS presence / OpenXCAP): `presentity`, `active_watchers`,
-//! `watchers`, `xcap`, `subscriber`, plus `meta` (schema version, shard layout). See `keys` for the key layout and `records` for values.
+//! `watchers`, `xcap`, `subscriber`, plus `meta` (schema version, shard layout, last log
+//! segment checkpointed). See `keys` for the key layout and `records` for values.
 //!
 //! # Layout: one LMDB environment per shard
 //!
@@ -32,8 +33,9 @@
 //!
 //! A [`Store`] is `Send + Sync`. Reads ([`Store::read_txn`]) never block and may run beside
 //! the writer, also from another process (the `herald store ...` commands on a running
-//! server). [`Store::write`] commits durably and retries after growing the map when LMDB
-//! reports MapFull, up to [`StoreOptions::max_map_size`]; beyond it returns
+//! server, which read through a [`LiveView`] to see the log's unapplied frames too).
+//! [`Store::write`] commits durably and retries after growing the map when LMDB reports
+//! MapFull, up to [`StoreOptions::max_map_size`]; beyond it returns
 //! [`StoreError::MapFull`]. An admin `cleanup` on a running server takes the environment's
 //! write lock for one short transaction at a time (bounded batch), delaying that shard's
 //! next commit by about that long.
@@ -44,6 +46,7 @@ mod error;
 pub mod hash;
 pub mod keys;
 pub mod layout;
+pub mod live;
 mod migrate;
 pub mod records;
 mod tables;
@@ -56,6 +59,7 @@ pub use heed::{RoTxn, RwTxn};
 pub use keys::{
     ExpiringTable, PresentityKey, RecordKey, SubscriberKey, SubscriptionKey, WatcherKey, XcapKey,
 };
+pub use live::LiveView;
 pub use records::*;
 pub use tables::{CleanupCounts, Decode, Encode, Entry, Expired, ExpiringValue, TableCounts};
 pub use xcap_docs::{XcapExpect, XcapVisitor, XcapWrite, XcapWriteOutcome};

@@ -101,6 +101,20 @@ fn bad_key(table: &'static str, key: &[u8]) -> StoreError {
 /// Iterator item of the scans: decoded key and archived value.
 pub type Entry<'t, K, A> = Result<(K, &'t A)>;
 
+/// Decodes one raw item of a scan of the environment at `path` (an LMDB cursor's, or a
+/// `live` view's merge of one with the log).
+pub(crate) fn decode_entry<'t, K: RecordKey<'t>, A: Decode>(
+    path: &std::path::Path,
+    raw: heed::Result<(&'t [u8], &'t [u8])>,
+) -> Entry<'t, K, A> {
+    let (k, v) = raw.map_err(|source| StoreError::Lmdb {
+        path: path.to_owned(),
+        source,
+    })?;
+    let key = K::decode(k).ok_or_else(|| bad_key(K::TABLE, k))?;
+    Ok((key, decode::<A>(K::TABLE, k, v)?))
+}
+
 /// Counts per table (O(1), from LMDB statistics).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TableCounts {
@@ -135,14 +149,7 @@ impl Store {
         prefix: Option<&[u8]>,
     ) -> Result<Box<dyn Iterator<Item = Entry<'t, K, A>> + 't>> {
         let path = self.path.clone();
-        let map = move |r: heed::Result<(&'t [u8], &'t [u8])>| -> Entry<'t, K, A> {
-            let (k, v) = r.map_err(|source| StoreError::Lmdb {
-                path: path.clone(),
-                source,
-            })?;
-            let key = K::decode(k).ok_or_else(|| bad_key(K::TABLE, k))?;
-            Ok((key, decode::<A>(K::TABLE, k, v)?))
-        };
+        let map = move |r| decode_entry::<K, A>(&path, r);
         Ok(match prefix {
             Some(p) => Box::new(db.prefix_iter(txn, p).map_err(|e| self.lmdb(e))?.map(map)),
             None => Box::new(db.iter(txn).map_err(|e| self.lmdb(e))?.map(map)),

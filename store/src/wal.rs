@@ -329,7 +329,12 @@ impl Store {
     /// already: refusing them is not an option) and says so in the report.
     /// `StoreError::MapFull` if even that does not fit; nothing is applied then, and the
     /// caller keeps the log.
-    pub fn checkpoint(&self, payloads: &[u8]) -> Result<CheckpointReport> {
+    ///
+    /// `through`: `payloads` are every frame of the segments up to it that an earlier
+    /// checkpoint had not applied. The transaction that applies them records it
+    /// ([`Store::wal_checkpointed_through`]), so a reader of a running server's log can
+    /// tell which frames its LMDB snapshot already reflects (`live`).
+    pub fn checkpoint(&self, payloads: &[u8], through: SealedThrough) -> Result<CheckpointReport> {
         let mut last: HashMap<(WalTable, &[u8]), Option<&[u8]>, KeyHashBuild> =
             HashMap::with_hasher(KeyHashBuild::new());
         let mut n = 0u64;
@@ -344,6 +349,8 @@ impl Store {
             used_reserve: false,
         };
         if last.is_empty() {
+            // Nothing to record either: the segments up to `through` hold no frame that
+            // LMDB lacks.
             return Ok(report);
         }
         // Key order within each kind: LMDB appends and splits pages best in order.
@@ -364,7 +371,7 @@ impl Store {
             for &(t, k, v) in &puts {
                 s.wal_db(t).put(w, k, v).map_err(|e| s.lmdb(e))?;
             }
-            Ok(())
+            s.set_wal_checkpointed_through(w, through.0)
         };
         match self.write(&mut apply) {
             Err(StoreError::MapFull { .. }) => match self.write_freeing(&mut apply) {
@@ -428,7 +435,8 @@ impl Store {
         for (n, path) in &segs {
             read_segment(path, *n, &mut payloads)?;
         }
-        let report = self.checkpoint(&payloads)?;
+        let last = segs.last().map_or(0, |(n, _)| *n);
+        let report = self.checkpoint(&payloads, SealedThrough(last))?;
         for (_, path) in &segs {
             remove(path)?;
         }
@@ -491,14 +499,44 @@ fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
 /// oldest first, without replaying or locking anything (what a crash would leave for
 /// replay; for tools and tests).
 pub fn read_log(env_path: &Path) -> Result<Vec<u8>> {
-    let dir = wal_dir(env_path);
     let mut out = Vec::new();
-    if dir.exists() {
-        for (n, path) in segments(&dir)? {
-            read_segment(&path, n, &mut out)?;
+    match read_log_after(env_path, 0, &mut out)? {
+        LogRead::Complete => Ok(out),
+        LogRead::Vanished(e) => Err(e),
+    }
+}
+
+/// How [`read_log_after`] ended.
+#[derive(Debug)]
+pub(crate) enum LogRead {
+    Complete,
+    /// A listed segment was gone when opened (the error says which): a checkpoint retired
+    /// it meanwhile.
+    Vanished(StoreError),
+}
+
+/// Appends to `out` the payloads of the complete frames of the segments numbered above
+/// `after`, oldest first, without locking or writing anything: safe beside a live writer
+/// (a frame being written fails its length or checksum test, like a torn one).
+pub(crate) fn read_log_after(env_path: &Path, after: u64, out: &mut Vec<u8>) -> Result<LogRead> {
+    let dir = wal_dir(env_path);
+    if !dir.exists() {
+        return Ok(LogRead::Complete);
+    }
+    for (n, path) in segments(&dir)? {
+        if n <= after {
+            continue;
+        }
+        match read_segment(&path, n, out) {
+            Err(e) if is_not_found(&e) => return Ok(LogRead::Vanished(e)),
+            other => other?,
         }
     }
-    Ok(out)
+    Ok(LogRead::Complete)
+}
+
+fn is_not_found(e: &StoreError) -> bool {
+    matches!(e, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
 
 /// A frame's checksum: over the segment number and the payload, so that frames left in a
@@ -608,10 +646,13 @@ impl Wal {
         })?;
         // Numbers never repeat, also not across runs: a free file still holds frames of the
         // segment it was (its name says which), and reused under that same number those
-        // frames would pass their checksums behind the new ones.
+        // frames would pass their checksums behind the new ones. And they stay above what
+        // LMDB records as checkpointed, or a live reader would skip the new segments
+        // (`live`).
         let files = list(&dir)?;
         let last = |l: &[(u64, PathBuf)]| l.last().map_or(0, |(n, _)| *n);
-        let next = last(&files.segments).max(last(&files.free)) + 1;
+        let through = store.wal_checkpointed_through(&*store.read_txn()?)?;
+        let next = last(&files.segments).max(last(&files.free)).max(through) + 1;
         let seg = Self::create(&dir, next)?;
         Ok(Wal {
             dir,
@@ -839,7 +880,7 @@ mod tests {
             }
             let sealed = wal.seal();
             let log = read_log(dir.path()).unwrap();
-            st.checkpoint(&log).unwrap();
+            st.checkpoint(&log, sealed).unwrap();
             Wal::remove_through(wal.dir(), sealed).unwrap();
         } // clean stop: no segment left, one free file
         {
@@ -866,7 +907,7 @@ mod tests {
         let mut pending = b.payload().to_vec();
         pending.extend_from_slice(b.payload());
         let sealed = wal.seal();
-        let rep = st.checkpoint(&pending).unwrap();
+        let rep = st.checkpoint(&pending, sealed).unwrap();
         assert_eq!((rep.ops, rep.keys, rep.used_reserve), (2, 1, false));
         Wal::remove_through(wal.dir(), sealed).unwrap();
         assert!(segments(wal.dir()).unwrap().is_empty());

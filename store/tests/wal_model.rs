@@ -125,7 +125,7 @@ proptest! {
                     }
                     Step::Checkpoint { retire } => {
                         let sealed = wal.seal();
-                        st.checkpoint(&pending).unwrap();
+                        st.checkpoint(&pending, sealed).unwrap();
                         pending.clear();
                         if *retire {
                             Wal::remove_through(wal.dir(), sealed).unwrap();

@@ -2,8 +2,9 @@
 //! `subs_phtable_list`, `cleanup`) plus `check`, on a data directory.
 //!
 //! Safe on a running server: listing and checking use LMDB read transactions only (they
-//! never block the server's writer); `cleanup` takes each shard's write lock for short
-//! bounded transactions. Nothing here knows the server's state beyond what is committed.
+//! never block the server's writer) plus a read of the write-ahead log's frames not yet
+//! checkpointed (`store::live`), so they show everything the server acknowledged; `cleanup`
+//! takes each shard's write lock for short bounded transactions and sees LMDB only.
 
 pub mod user;
 

@@ -522,7 +522,7 @@ impl Driver {
                 let mut all = returned.map(|r| r.to_vec()).unwrap_or_default();
                 all.extend_from_slice(&pending);
                 let res = store
-                    .checkpoint(&all)
+                    .checkpoint(&all, sealed)
                     .and_then(|_| store::wal::Wal::remove_through(&w.wal_dir(), sealed));
                 match res {
                     Ok(()) => tracing::info!(shard = shard.0, ops = ops.len(), "final checkpoint done"),

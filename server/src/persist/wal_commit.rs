@@ -8,10 +8,12 @@
 //! batch. A checkpoint writes many batches' keys once each (a presentity modified ten
 //! times in a second is one write), off the reply path.
 //!
-//! Consequences an operator sees: `herald store list` on a running server shows state as
-//! of the last checkpoint (at most [`CHECKPOINT_MAX_AGE`] old; at once when the shard is
-//! idle), and a crashed server's log is replayed into LMDB by whoever opens the data
-//! directory next (`Store::open`).
+//! Consequences an operator sees: LMDB lags the log by up to a checkpoint (at most
+//! [`CHECKPOINT_MAX_AGE`]; at once when the shard is idle), which `herald store list` on a
+//! running server hides by overlaying the log's unapplied frames on its LMDB snapshot
+//! (`store::live`; each checkpoint records the last segment it covered for that), and a
+//! crashed server's log is replayed into LMDB by whoever opens the data directory next
+//! (`Store::open`).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,8 +31,9 @@ use crate::core::{Instant, PersistOp, Refused, ShardId};
 /// [`checkpoint_bytes`]): bounds the memory the pending ops take and how far a full map
 /// can be overshot before the checkpoint notices.
 pub const CHECKPOINT_BYTES_MAX: usize = 16 << 20;
-/// ... or when the oldest pending op is this old: bounds how stale LMDB (and so `herald
-/// store list` on a running server) gets, and how much log a restart replays.
+/// ... or when the oldest pending op is this old: bounds how stale LMDB gets (and so how
+/// much log `herald store list` overlays on a running server), and how much log a restart
+/// replays.
 pub const CHECKPOINT_MAX_AGE: Duration = Duration::from_secs(1);
 /// ... or when no new op came for this long (an idle shard brings LMDB up to date).
 pub const CHECKPOINT_IDLE: Duration = Duration::from_millis(10);
@@ -355,7 +358,7 @@ fn idle_io_priority() {
 
 fn run_job(shard: ShardId, store: &Store, wal_dir: &std::path::Path, sh: &Shared, job: Job) {
     let started = std::time::Instant::now();
-    match store.checkpoint(&job.payloads) {
+    match store.checkpoint(&job.payloads, job.sealed) {
         Ok(rep) => {
             if let Err(e) = Wal::remove_through(wal_dir, job.sealed) {
                 tracing::warn!(shard = shard.0, error = %e, "cannot delete checkpointed log segments (replayed harmlessly on the next start)");
