@@ -304,6 +304,12 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_size, default_value = "64M")]
     pub map_size_initial: usize,
 
+    /// Testing only: with `--durability sync`, checkpoints of the write-ahead log into LMDB
+    /// start only when the log reaches its size trigger or the server stops (not when a
+    /// shard is idle or its log a second old), so a test can see state only the log holds.
+    #[arg(long, hide = true)]
+    pub debug_hold_checkpoints: bool,
+
     // ---- XCAP server (issue 6) -------------------------------------------------------
     /// XCAP (HTTP) listen address `IP:PORT`, served by every shard; `none` disables XCAP.
     #[arg(long, value_parser = parse_xcap_listen, default_value = "127.0.0.1:8080")]

@@ -9,6 +9,19 @@ fn ok(m: &Msg) -> bool {
     m.code.is_some_and(|c| (200..300).contains(&c))
 }
 
+/// A new publication of `p` (600 s, a PIDF with `note`) that must get 200; its ETag.
+fn publish_ok(c: &mut Client, p: &str, note: &str) -> String {
+    let r = c.request(&publish(
+        c,
+        p,
+        600,
+        None,
+        Some(&pidf(p, "t1", "open", note)),
+    ));
+    assert_eq!(r.code, Some(200), "{}", r.text());
+    r.header("SIP-ETag").expect("SIP-ETag").trim().to_string()
+}
+
 #[test]
 fn state_survives_kill9_and_store_commands_work() {
     let dir = fresh_data_dir();
@@ -21,32 +34,16 @@ fn state_survives_kill9_and_store_commands_work() {
     assert!(ok(&d.send_subscribe(&mut w, 600)));
     w.expect_notify("initial");
     let mut pubc = Client::udp(s.sip);
-    let r = pubc.request(&publish(
-        &pubc,
-        p,
-        600,
-        None,
-        Some(&pidf(p, "t1", "open", "before-crash")),
-    ));
-    assert_eq!(r.code, Some(200), "{}", r.text());
-    let etag = r.header("SIP-ETag").expect("SIP-ETag").trim().to_string();
+    let etag = publish_ok(&mut pubc, p, "before-crash");
     w.expect_notify_where("first publication", |n| {
         n.body_str().contains("before-crash")
     });
 
-    // Commands on the running server (read-only transactions). They read LMDB, which the
-    // shard's checkpoints bring up to date with its write-ahead log (at once when idle,
-    // within a second under load).
-    let mut out = String::new();
-    for _ in 0..40 {
-        let (okp, o) = s.store_cmd(&["list", "presentities"]);
-        out = o;
-        if okp && out.contains(p) && out.contains(&etag) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert!(out.contains(p) && out.contains(&etag), "{out}");
+    // Commands on the running server (read-only: an LMDB read transaction plus the
+    // write-ahead log's frames no checkpoint has applied yet): what was acknowledged shows
+    // at once.
+    let (okp, out) = s.store_cmd(&["list", "presentities"]);
+    assert!(okp && out.contains(p) && out.contains(&etag), "{out}");
     let (oks, out) = s.store_cmd(&[
         "list",
         "subscriptions",
@@ -105,6 +102,62 @@ fn state_survives_kill9_and_store_commands_work() {
     assert!(okc && out.contains("deleted"), "{out}");
     let (okc, out) = herald_store(&dir, &["check"]);
     assert!(okc && out.contains("check OK"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 4: `herald store list` on a running server shows everything acknowledged, also
+/// what only the write-ahead log holds yet. `--debug-hold-checkpoints` keeps the shard's
+/// checkpoints back, so the listed state is in the log alone (no checkpoint ran); without
+/// the log overlay the listing would be empty.
+#[test]
+fn store_list_on_a_running_server_shows_what_only_the_log_holds() {
+    let dir = fresh_data_dir();
+    let mut s = Server::start_in(&dir, &["--shards", "1", "--debug-hold-checkpoints"]);
+    let (kept, removed) = ("sip:erin@example.com", "sip:frank@example.com");
+    let mut c = Client::udp(s.sip);
+    let etags = [kept, removed].map(|p| publish_ok(&mut c, p, "held"));
+    // Removed again (Expires: 0): a delete in the log hides the put before it.
+    let r = c.request(&publish(&c, removed, 0, Some(&etags[1]), None));
+    assert_eq!(r.code, Some(200), "{}", r.text());
+    let mut w = Client::udp(s.sip);
+    let mut d = Dialog::new("sip:watcher@example.com", kept);
+    assert!(ok(&d.send_subscribe(&mut w, 600)));
+    w.expect_notify("initial");
+
+    // Every acknowledged op committed (to the log), none checkpointed into LMDB.
+    s.wait_stats("ops committed", |st| {
+        st.get("core.persist_ops_committed").copied().unwrap_or(0) >= 4
+    });
+    assert_eq!(
+        s.stat("core.persist_checkpoints"),
+        0,
+        "checkpoints held back"
+    );
+
+    let (okp, out) = s.store_cmd(&["list", "presentities"]);
+    assert!(
+        okp && out.contains(kept) && out.contains(&etags[0]),
+        "{out}"
+    );
+    assert!(
+        !out.contains(removed) && out.contains("1 publication(s)"),
+        "{out}"
+    );
+    let (oks, out) = s.store_cmd(&["list", "subscriptions", "--presentity", "erin@"]);
+    assert!(oks && out.contains(&d.call_id), "{out}");
+    let (okc, out) = s.store_cmd(&["check"]);
+    assert!(
+        okc && out.contains("1 publication(s), 1 subscription(s)"),
+        "{out}"
+    );
+
+    // A clean stop checkpoints the log; the stopped server's data lists the same.
+    assert!(s.stop().is_some_and(|st| st.success()), "clean stop");
+    let (okp, out) = herald_store(&dir, &["list", "presentities"]);
+    assert!(
+        okp && out.contains(&etags[0]) && out.contains("1 publication(s)"),
+        "{out}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -82,6 +82,8 @@ pub struct Settings {
     /// LMDB state directory (unused with `Durability::None`).
     pub data_dir: std::path::PathBuf,
     pub durability: Durability,
+    /// `--debug-hold-checkpoints` (tests only).
+    pub hold_checkpoints: bool,
     pub store: store::StoreOptions,
     /// XCAP front (`--xcap-*`).
     pub xcap: crate::xcap_front::XcapSettings,
@@ -132,6 +134,7 @@ impl Settings {
             retry_after: a.retry_after,
             data_dir: a.data_dir.clone(),
             durability: a.durability,
+            hold_checkpoints: a.debug_hold_checkpoints,
             store: a.store_options(),
             xcap: crate::xcap_front::XcapSettings::from_args(a),
         }

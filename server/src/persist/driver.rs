@@ -155,6 +155,9 @@ pub struct Driver {
     checkpointer: RefCell<Option<Checkpointer>>,
     /// Pending log size that starts a checkpoint ([`checkpoint_bytes`]).
     checkpoint_bytes: usize,
+    /// Tests: checkpoint only at `checkpoint_bytes` (and on stop), see
+    /// [`Driver::holding_checkpoints`].
+    hold_checkpoints: bool,
     /// [`Driver::finish`] asked `run` to return; `run` sets `exited` when it did, leaving
     /// the ops it had drained in `leftover`.
     stopping: Cell<bool>,
@@ -198,11 +201,21 @@ impl Driver {
             wal: RefCell::new(wal),
             checkpointer: RefCell::new(checkpointer),
             checkpoint_bytes: ckpt_bytes,
+            hold_checkpoints: false,
             stopping: Cell::new(false),
             exited: Cell::new(false),
             leftover: RefCell::new(Vec::new()),
             busy_since: Cell::new(std::time::Instant::now()),
         })
+    }
+
+    /// Tests (`--debug-hold-checkpoints`): with `hold`, a checkpoint starts only when the
+    /// pending log reaches its size trigger (which bounds memory as usual) or the server
+    /// stops; never because the shard is idle or the log old. What is acknowledged then
+    /// stays in the log alone, where `herald store list` must find it.
+    pub fn holding_checkpoints(mut self, hold: bool) -> Driver {
+        self.hold_checkpoints = hold;
+        self
     }
 
     /// The handle the edge notifies after feeding the core.
@@ -284,7 +297,7 @@ impl Driver {
                     Self::drain(core, &mut batch, MAX_BATCH);
                     if batch.is_empty() {
                         // Idle: once no op came for a moment, LMDB catches up with the log.
-                        if !self.log_unapplied() {
+                        if !self.log_unapplied() || self.hold_checkpoints {
                             self.kick.wait().await;
                         } else if !self.kicked_within(CHECKPOINT_IDLE).await {
                             self.maybe_checkpoint(true);
@@ -329,7 +342,8 @@ impl Driver {
     }
 
     /// Starts a checkpoint if none runs and one is due: enough log pending, the oldest
-    /// pending op old enough, or (`idle`) anything at all.
+    /// pending op old enough, or (`idle`) anything at all; only the first while
+    /// [holding](Driver::holding_checkpoints).
     fn maybe_checkpoint(&self, idle: bool) {
         let ck = self.checkpointer.borrow();
         let Some(ck) = ck.as_ref() else { return };
@@ -339,10 +353,11 @@ impl Driver {
         let mut w = self.wal.borrow_mut();
         let Some(w) = w.as_mut() else { return };
         let anything = !w.pending.is_empty() || ck.has_returned();
-        let due = (idle && anything)
-            || w.pending.len() >= self.checkpoint_bytes
-            || w.pending_since
-                .is_some_and(|t| t.elapsed() >= CHECKPOINT_MAX_AGE);
+        let timely = !self.hold_checkpoints
+            && ((idle && anything)
+                || w.pending_since
+                    .is_some_and(|t| t.elapsed() >= CHECKPOINT_MAX_AGE));
+        let due = timely || w.pending.len() >= self.checkpoint_bytes;
         if due {
             let (payloads, sealed) = w.take_for_checkpoint(ck.take_spare());
             ck.submit(payloads, sealed);
