@@ -6,8 +6,8 @@
 //! (see `tags`), so both reach the owner with `hash % shards`.
 
 use super::tags::{aor_hash, Branch, Token};
-use super::{with_header_slots, Route, ShardId};
-use sip_parser::{parse, Aor, Framing, Limits, Message, Method, ResponseWriter, Status, Uri};
+use super::{with_parsed, Route, ShardId};
+use sip_parser::{Aor, Framing, Limits, Message, Method, ResponseWriter, Status, Uri};
 
 /// Owner shard of a presentity: FNV-1a-64 of the normalised AoR bytes folded to 32 bits
 /// (`tags::aor_hash`), modulo the shard count. Stable across builds: the store uses it to
@@ -56,11 +56,9 @@ fn by_hash(hash: u32, shards: u16) -> Route {
 /// Pure routing used by the edge before any hand-off: which shard owns this message?
 /// Unparseable messages are `Drop`; stateless work (OPTIONS, errors) is `Local`.
 pub fn route(bytes: &[u8], shards: u16, limits: &Limits) -> Route {
-    with_header_slots(limits, |slots| {
-        match parse(bytes, slots, Framing::Datagram, limits) {
-            Ok(Status::Complete(msg)) => route_parsed(&msg, shards),
-            _ => Route::Drop,
-        }
+    with_parsed(bytes, Framing::Datagram, limits, |parsed| match parsed {
+        Ok(Status::Complete(msg)) => route_parsed(&msg, shards),
+        _ => Route::Drop,
     })
 }
 
@@ -109,8 +107,8 @@ pub fn reply_overloaded(
     out: &mut Vec<u8>,
     limits: &Limits,
 ) -> Option<usize> {
-    with_header_slots(limits, |slots| {
-        let msg = match parse(bytes, slots, Framing::Datagram, limits) {
+    with_parsed(bytes, Framing::Datagram, limits, |parsed| {
+        let msg = match parsed {
             Ok(Status::Complete(m)) => m,
             _ => return None,
         };

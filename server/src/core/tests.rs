@@ -615,3 +615,32 @@ fn restored_dialogs_notify_in_paced_slices() {
     h2.advance(crate::core::RESTORE_NOTIFY_INTERVAL_MS);
     assert_eq!(notifies(&h2.drain()), 500);
 }
+
+/// `with_parsed` first parses into `FEW_HEADER_SLOTS` slots: a request with more headers
+/// is parsed again with all of them and answered as usual; past `max_headers` it is still
+/// refused, whether the limit is under or over the first try's slots.
+#[test]
+fn requests_with_many_headers_are_parsed_again_with_all_slots() {
+    let many = |n: usize| -> String { (0..n).map(|i| format!("X-Pad-{i}: {i}\r\n")).collect() };
+    let extra = many(FEW_HEADER_SLOTS + 10);
+    let mut h = H::new(Config::default());
+    sub_ok(&mut h, &format!("Event: presence\r\n{extra}"));
+    let bigger = many(sip_parser::DEFAULT_MAX_HEADERS);
+    let s = h.subscribe(&format!("Event: presence\r\n{bigger}"), None, 1);
+    h.send(udp(5070), &s);
+    assert!(h.drain().is_empty());
+    assert_eq!(h.core.stats().rx_dropped, 1);
+
+    for max_headers in [FEW_HEADER_SLOTS / 2, FEW_HEADER_SLOTS + 20] {
+        let mut cfg = Config::default();
+        cfg.limits.max_headers = max_headers;
+        let mut h = H::new(cfg);
+        let fits = many(max_headers - 12);
+        sub_ok(&mut h, &format!("Event: presence\r\n{fits}"));
+        let over = many(max_headers);
+        let s = h.subscribe(&format!("Event: presence\r\n{over}"), None, 1);
+        h.send(udp(5070), &s);
+        assert!(h.drain().is_empty(), "max_headers {max_headers}");
+        assert_eq!(h.core.stats().rx_dropped, 1);
+    }
+}
