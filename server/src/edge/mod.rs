@@ -83,6 +83,8 @@ pub struct Settings {
     pub data_dir: std::path::PathBuf,
     pub durability: Durability,
     /// `--debug-hold-checkpoints` (tests only).
+    /// `--commit-interval-us`: least time between the starts of two sync commits.
+    pub commit_interval: Duration,
     pub hold_checkpoints: bool,
     pub store: store::StoreOptions,
     /// XCAP front (`--xcap-*`).
@@ -135,6 +137,7 @@ impl Settings {
             data_dir: a.data_dir.clone(),
             durability: a.durability,
             hold_checkpoints: a.debug_hold_checkpoints,
+            commit_interval: Duration::from_micros(a.commit_interval_us),
             store: a.store_options(),
             xcap: crate::xcap_front::XcapSettings::from_args(a),
         }

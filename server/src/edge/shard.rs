@@ -399,7 +399,10 @@ pub async fn run_shard(init: ShardInit) {
     }
     let driver = (settings.durability.writes() || settings.core.durability_gate).then(|| {
         match Driver::new(id, store.clone(), settings.durability) {
-            Ok(d) => Rc::new(d.holding_checkpoints(settings.hold_checkpoints)),
+            Ok(d) => Rc::new(
+                d.holding_checkpoints(settings.hold_checkpoints)
+                    .with_commit_interval(settings.commit_interval),
+            ),
             Err(e) => {
                 tracing::error!(shard = id.0, error = %e, "cannot start the shard's persistence; exiting");
                 std::process::exit(1);
