@@ -2,13 +2,16 @@
 //! `pres_expose`, `cleanup`), plus `check`. Structured rows for programs, `render_*` for the
 //! `herald store ...` text output.
 //!
-//! They work on a stopped server's data directory and on a running one: listing and
-//! checking use read transactions only (LMDB readers never block the server's writer),
-//! through a [`LiveView`](crate::live::LiveView) that lays the write-ahead log's
-//! not-yet-checkpointed frames over LMDB, so they show everything the server acknowledged,
-//! not only what its last checkpoint applied. `cleanup` writes (LMDB only): each pass takes
-//! the shard environment's write lock for one transaction of at most [`CLEANUP_BATCH`]
-//! deletions, so the server's next commit on that shard waits at most that long.
+//! They work on a stopped server's data directory and on a running one. Listing and
+//! checking open each shard read-only ([`open_data_dir_read_only`]): LMDB read transactions
+//! only (readers never block the server's writer, nor wait for it), no lock file but LMDB's
+//! reader slot, nothing replayed; they read through a [`LiveView`](crate::live::LiveView)
+//! that lays the write-ahead log's not-yet-checkpointed frames over LMDB, so they show
+//! everything the server acknowledged (or a crashed one left in its log), not only what its
+//! last checkpoint applied. `cleanup` writes, so it runs on a stopped server only
+//! ([`open_data_dir_exclusive`] refuses while a server holds the directory; a running
+//! server deletes what expires itself): each pass takes the shard environment's write lock
+//! for one transaction of at most [`CLEANUP_BATCH`] deletions.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -19,7 +22,7 @@ use regex::bytes::Regex;
 use crate::env::{Store, StoreOptions};
 use crate::error::{Result, StoreError};
 use crate::keys::{ExpiringTable, RecordKey};
-use crate::layout::{existing_shards, shard_dir, ShardFn};
+use crate::layout::{existing_shards, shard_dir, try_lock_data_dir, DataDirLock, ShardFn};
 use crate::records::{SubStatus, TransportKind, UnixMillis};
 use crate::tables::{CleanupCounts, Expired};
 
@@ -29,9 +32,21 @@ pub const CLEANUP_BATCH: usize = 10_000;
 /// Problems listed in a check report (the count is always complete).
 pub const MAX_REPORTED_PROBLEMS: usize = 100;
 
-/// Opens every shard environment found under `data_dir` (no redistribution, no layout
-/// change): for the `herald store` commands. Errors if there is none.
-pub fn open_data_dir(data_dir: &Path, opts: &StoreOptions) -> Result<Vec<(u16, Arc<Store>)>> {
+/// Shard environments by shard index, as the commands take them.
+pub type Shards = Vec<(u16, Arc<Store>)>;
+
+/// Opens every shard environment found under `data_dir` for writing (no redistribution, no
+/// layout change; a crashed server's log is replayed, an older schema upgraded). Errors if
+/// there is none. Takes no lock of the data directory: see [`open_data_dir_exclusive`].
+pub fn open_data_dir(data_dir: &Path, opts: &StoreOptions) -> Result<Shards> {
+    existing(data_dir)?
+        .into_iter()
+        .map(|i| Ok((i, Arc::new(Store::open(&shard_dir(data_dir, i), opts)?))))
+        .collect()
+}
+
+/// The shards under `data_dir`; an error if there is none.
+fn existing(data_dir: &Path) -> Result<Vec<u16>> {
     let shards = existing_shards(data_dir)?;
     if shards.is_empty() {
         return Err(StoreError::InvalidArgument(format!(
@@ -39,10 +54,56 @@ pub fn open_data_dir(data_dir: &Path, opts: &StoreOptions) -> Result<Vec<(u16, A
             data_dir.display()
         )));
     }
-    shards
-        .into_iter()
-        .map(|i| Ok((i, Arc::new(Store::open(&shard_dir(data_dir, i), opts)?))))
-        .collect()
+    Ok(shards)
+}
+
+/// [`open_data_dir`] while holding the data directory's `LOCK`, the one a running server
+/// holds: for commands that write (`herald store cleanup`). Refuses at once, with an error
+/// saying so, if a server holds it (instead of waiting for the server's writer, or
+/// racing its start); a server started meanwhile refuses to start until the lock is
+/// dropped.
+pub fn open_data_dir_exclusive(
+    data_dir: &Path,
+    opts: &StoreOptions,
+) -> Result<(DataDirLock, Shards)> {
+    existing(data_dir)?;
+    let lock = try_lock_data_dir(data_dir)?.ok_or_else(|| {
+        StoreError::InvalidArgument(format!(
+            "data directory {} is in use by a running herald (its LOCK is held); this \
+             command writes, so stop the server first (a running server deletes expired \
+             records itself)",
+            data_dir.display()
+        ))
+    })?;
+    Ok((lock, open_data_dir(data_dir, opts)?))
+}
+
+/// A data directory opened read-only ([`open_data_dir_read_only`]).
+pub struct ReadOnlyDataDir {
+    /// The shards whose environment has its tables, by shard index.
+    pub stores: Shards,
+    /// Shards whose environment has no tables yet (the first open, which creates them,
+    /// never finished): they hold nothing.
+    pub empty: Vec<u16>,
+}
+
+/// Opens every shard environment under `data_dir` read-only ([`Store::open_read_only`]),
+/// for `herald store list` and `check` on a running or stopped server: no write
+/// transaction, no lock file (neither the data directory's nor the logs'), no replay of a
+/// crashed server's log (read it through [`Store::live_view`], as the listings do). Errors
+/// if there is no environment, or one needs a schema upgrade (which writes).
+pub fn open_data_dir_read_only(data_dir: &Path, opts: &StoreOptions) -> Result<ReadOnlyDataDir> {
+    let mut dir = ReadOnlyDataDir {
+        stores: Vec::new(),
+        empty: Vec::new(),
+    };
+    for i in existing(data_dir)? {
+        match Store::open_read_only(&shard_dir(data_dir, i), opts)? {
+            Some(s) => dir.stores.push((i, Arc::new(s))),
+            None => dir.empty.push(i),
+        }
+    }
+    Ok(dir)
 }
 
 fn text(b: &[u8]) -> String {
@@ -366,11 +427,31 @@ impl std::fmt::Display for CheckReport {
 /// (given the shard function) every record lives in its owner shard. Read-only; sees the
 /// write-ahead log like the listings.
 pub fn check(stores: &[(u16, Arc<Store>)], owner: Option<ShardFn<'_>>) -> Result<CheckReport> {
+    check_shards(stores, &[], owner)
+}
+
+/// [`check`] of a data directory opened read-only: a shard without tables is a problem
+/// (its first open was interrupted; the server creates them on its next start).
+pub fn check_read_only(dir: &ReadOnlyDataDir, owner: Option<ShardFn<'_>>) -> Result<CheckReport> {
+    check_shards(&dir.stores, &dir.empty, owner)
+}
+
+fn check_shards(
+    stores: &[(u16, Arc<Store>)],
+    empty: &[u16],
+    owner: Option<ShardFn<'_>>,
+) -> Result<CheckReport> {
     let mut rep = CheckReport {
-        shards: stores.len(),
+        shards: stores.len() + empty.len(),
         ..Default::default()
     };
-    let n = stores.len() as u16;
+    let n = rep.shards as u16;
+    for shard in empty {
+        rep.problem(format!(
+            "shard {shard}: no tables yet (its first open did not finish; the server \
+             creates them on start)"
+        ));
+    }
     for (shard, s) in stores {
         let shard = *shard;
         let view = s.live_view()?;

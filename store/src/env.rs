@@ -23,6 +23,17 @@ const MAP_GRANULE: usize = 64 << 10;
 
 pub(crate) type Db = Database<'static, Bytes, Bytes>;
 
+/// The tables of every environment, in the order of the `Store` fields (`open` creates
+/// them all; schema 1 had these too, plus its expiry index).
+const TABLES: [&str; 6] = [
+    "presentity",
+    "active_watchers",
+    "watchers",
+    "xcap",
+    "subscriber",
+    "meta",
+];
+
 /// Sizing of one environment.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -56,6 +67,8 @@ pub struct Store {
     max_map_size: usize,
     /// Commits flush only data pages (NO_META_SYNC): `write` adds the meta flush.
     meta_sync_deferred: bool,
+    /// Opened with [`Store::open_read_only`].
+    read_only: bool,
     /// Schema version this environment was upgraded from when it was opened.
     upgraded_from: Option<u32>,
     /// Write-ahead log ops replayed into LMDB when this environment was opened.
@@ -124,30 +137,144 @@ impl Store {
         // (no truncation by another program); the data directory is herald's own.
         let env = unsafe { eo.open(path) }.map_err(lmdb)?;
         let wtxn = env.write_txn().map_err(lmdb)?;
-        let dbs = env
+        let (tables, v1_expiry) = env
             .create_databases_and_commit(wtxn, |o, w| -> heed::Result<_> {
                 let legacy = o.open_database::<Bytes, Bytes>(w, Some(crate::migrate::V1_EXPIRY))?;
-                let mut mk = |name| o.create_database::<Bytes, Bytes>(w, Some(name));
-                Ok(CommitOrAbort::<_, ()>::Commit((
-                    [
-                        mk("presentity")?,
-                        mk("active_watchers")?,
-                        mk("watchers")?,
-                        mk("xcap")?,
-                        mk("subscriber")?,
-                        mk("meta")?,
-                    ],
-                    legacy,
-                )))
+                let mut tables = Vec::with_capacity(TABLES.len());
+                for name in TABLES {
+                    tables.push(o.create_database::<Bytes, Bytes>(w, Some(name))?);
+                }
+                let tables: [Database<'_, Bytes, Bytes>; TABLES.len()] =
+                    tables.try_into().expect("one per name");
+                Ok(CommitOrAbort::<_, ()>::Commit((tables, legacy)))
             })
             .map_err(lmdb)?
             .unwrap_commit();
-        let ([presentity, active_watchers, watchers, xcap, subscriber, meta], v1_expiry) = dbs;
-        let store = Store {
+        let mut store = Store::assemble(env, path, opts, tables, v1_expiry, false);
+        store.meta_sync_deferred = !opts.no_sync;
+        store.upgraded_from = store.check_schema()?;
+        store.replayed = store.replay_wal()?;
+        Ok(store)
+    }
+
+    /// Opens the existing environment in `path` read-only (`MDB_RDONLY`), for the read-only
+    /// `herald store` commands on a running or a stopped server: no write transaction (so
+    /// it never waits for the server's writer, e.g. behind a long checkpoint, nor delays
+    /// it), no write-ahead log replay and no lock file touched (neither the log's `LOCK` nor
+    /// the data directory's), only a reader slot in LMDB's `lock.mdb`, which is how LMDB
+    /// readers coexist with a writer in another process. Read through [`Store::live_view`]
+    /// to see the log's frames no checkpoint applied yet (all of a crashed server's log).
+    /// Writes on the returned store fail.
+    ///
+    /// `Ok(None)`: the environment has none of its tables yet (the first open that creates
+    /// them never committed): it holds nothing. `SchemaMismatch` for a newer schema,
+    /// `NeedsUpgrade` for an older one: the upgrade writes, so the server (or
+    /// `herald store cleanup`) must open the directory first.
+    pub fn open_read_only(path: &Path, opts: &StoreOptions) -> Result<Option<Store>> {
+        let io = |source| StoreError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let lmdb = |source| StoreError::Lmdb {
+            path: path.to_owned(),
+            source,
+        };
+        // An empty data file: created, never initialised (LMDB would have to write it).
+        if std::fs::metadata(path.join("data.mdb")).map_err(io)?.len() == 0 {
+            return Ok(None);
+        }
+        let mut eo = EnvOpenOptions::new().read_txn_without_tls();
+        // No map size: LMDB adopts the one the writer recorded; a later growth is adopted
+        // on the next read (`read_txn`).
+        eo.max_dbs(8).max_readers(opts.max_readers);
+        // SAFETY: READ_ONLY only restricts what this handle may do; see `open` for the map.
+        unsafe { eo.flags(heed::EnvFlags::READ_ONLY) };
+        // SAFETY: as in `open`.
+        let env = unsafe { eo.open(path) }.map_err(lmdb)?;
+        let mut attempt = 0;
+        let rtxn = loop {
+            match env.read_txn() {
+                Err(e) if is_mdb_map_resized(&e) && attempt < 2 => {
+                    attempt += 1;
+                    // SAFETY: no transaction of this environment is open.
+                    unsafe { env.resize(0) }.map_err(lmdb)?;
+                }
+                other => break other.map_err(lmdb)?,
+            }
+        };
+        let opened = env
+            .open_databases_and_commit(rtxn, |o, r| -> heed::Result<_> {
+                let legacy = o.open_database::<Bytes, Bytes>(r, Some(crate::migrate::V1_EXPIRY))?;
+                let mut tables = Vec::with_capacity(TABLES.len());
+                for name in TABLES {
+                    tables.push(o.open_database::<Bytes, Bytes>(r, Some(name))?);
+                }
+                let tables: [Option<Database<'_, Bytes, Bytes>>; TABLES.len()] =
+                    tables.try_into().expect("one per name");
+                Ok(CommitOrAbort::<_, ()>::Commit((tables, legacy)))
+            })
+            .map_err(lmdb)?
+            .unwrap_commit();
+        let (tables, v1_expiry) = opened;
+        let tables = match tables {
+            t if t.iter().all(Option::is_none) => return Ok(None),
+            t if t.iter().all(Option::is_some) => t.map(|d| d.expect("checked")),
+            t => {
+                let missing: Vec<&str> = TABLES
+                    .iter()
+                    .zip(&t)
+                    .filter(|(_, d)| d.is_none())
+                    .map(|(n, _)| *n)
+                    .collect();
+                return Err(StoreError::Corrupt {
+                    table: "meta",
+                    key: String::new(),
+                    detail: format!(
+                        "{} lacks table(s) {} (every herald environment has all of {TABLES:?})",
+                        path.display(),
+                        missing.join(", ")
+                    ),
+                });
+            }
+        };
+        let store = Store::assemble(env, path, opts, tables, v1_expiry, true);
+        let found = {
+            let r = store.read_txn()?;
+            store.meta_u32(&r, META_SCHEMA)?
+        };
+        match found {
+            // None: the tables were created but the version not yet recorded (their first
+            // open stopped in between): they are empty, so of this version.
+            None => Ok(Some(store)),
+            Some(v) if v == SCHEMA_VERSION => Ok(Some(store)),
+            Some(found) if found < SCHEMA_VERSION => Err(StoreError::NeedsUpgrade {
+                path: path.to_owned(),
+                found,
+                expected: SCHEMA_VERSION,
+            }),
+            Some(found) => Err(StoreError::SchemaMismatch {
+                path: path.to_owned(),
+                found,
+                expected: SCHEMA_VERSION,
+            }),
+        }
+    }
+
+    fn assemble(
+        env: Env<WithoutTls>,
+        path: &Path,
+        opts: &StoreOptions,
+        tables: [Db; TABLES.len()],
+        v1_expiry: Option<Db>,
+        read_only: bool,
+    ) -> Store {
+        let [presentity, active_watchers, watchers, xcap, subscriber, meta] = tables;
+        Store {
             env,
             path: path.to_owned(),
-            max_map_size,
-            meta_sync_deferred: !opts.no_sync,
+            max_map_size: round_map(opts.max_map_size),
+            meta_sync_deferred: false,
+            read_only,
             gate: RwLock::new(()),
             presentity,
             active_watchers,
@@ -158,11 +285,12 @@ impl Store {
             v1_expiry,
             upgraded_from: None,
             replayed: 0,
-        };
-        let mut store = store;
-        store.upgraded_from = store.check_schema()?;
-        store.replayed = store.replay_wal()?;
-        Ok(store)
+        }
+    }
+
+    /// Opened with [`Store::open_read_only`]: every write fails.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// Checks (or records) the schema version, upgrading an older one in place; returns the
@@ -260,6 +388,12 @@ impl Store {
         &self,
         mut f: impl FnMut(&Store, &mut RwTxn<'_>) -> Result<R>,
     ) -> Result<R> {
+        if self.read_only {
+            return Err(StoreError::InvalidArgument(format!(
+                "{} was opened read-only: no writes",
+                self.path.display()
+            )));
+        }
         loop {
             let gate = self.gate_read();
             let mut txn = match self.env.write_txn() {

@@ -15,6 +15,14 @@ pub enum StoreError {
         found: u32,
         expected: u32,
     },
+    /// A read-only open ([`Store::open_read_only`](crate::Store::open_read_only)) found an
+    /// older schema version: upgrading it writes, which the server or `herald store
+    /// cleanup` do when they open the directory.
+    NeedsUpgrade {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
     /// A stored value failed validation (bytecheck) or a key is malformed.
     Corrupt {
         table: &'static str,
@@ -59,6 +67,17 @@ impl std::fmt::Display for StoreError {
                 f,
                 "store {} has schema version {found}, this herald expects {expected}; \
                  migrate or move the data directory away",
+                path.display()
+            ),
+            StoreError::NeedsUpgrade {
+                path,
+                found,
+                expected,
+            } => write!(
+                f,
+                "store {} has schema version {found}, older than this herald's {expected}; \
+                 it is upgraded in place when the server (or `herald store cleanup`, on a \
+                 stopped server) opens it: do that first (this command only reads)",
                 path.display()
             ),
             StoreError::Corrupt { table, key, detail } => {

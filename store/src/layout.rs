@@ -26,17 +26,23 @@ pub struct DataDirLock {
 
 /// Locks `data_dir` (creating it) for one server: a second server on the same directory
 /// fails here, before it opens, upgrades or redistributes anything, with
-/// `StoreError::InvalidArgument` saying the directory is in use. The `herald store`
-/// commands do not take it (they read, or write one short transaction at a time).
+/// `StoreError::InvalidArgument` saying the directory is in use. The read-only
+/// `herald store` commands never take it (`admin::open_data_dir_read_only`); `herald store
+/// cleanup` takes it for its run (`admin::open_data_dir_exclusive`).
 pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock> {
     std::fs::create_dir_all(data_dir).map_err(crate::wal::io_err(data_dir))?;
-    match crate::wal::try_lock(data_dir)? {
-        Some(file) => Ok(DataDirLock { _file: file }),
-        None => Err(StoreError::InvalidArgument(format!(
+    try_lock_data_dir(data_dir)?.ok_or_else(|| {
+        StoreError::InvalidArgument(format!(
             "data directory {} is in use by another herald (its LOCK is held)",
             data_dir.display()
-        ))),
-    }
+        ))
+    })
+}
+
+/// Takes the existing `data_dir`'s lock without waiting: `None` if a server (or another
+/// command holding it) has it.
+pub(crate) fn try_lock_data_dir(data_dir: &Path) -> Result<Option<DataDirLock>> {
+    Ok(crate::wal::try_lock(data_dir)?.map(|file| DataDirLock { _file: file }))
 }
 
 /// Directory of shard `shard`'s environment.

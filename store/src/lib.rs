@@ -32,13 +32,13 @@
 //! # Concurrency
 //!
 //! A [`Store`] is `Send + Sync`. Reads ([`Store::read_txn`]) never block and may run beside
-//! the writer, also from another process (the `herald store ...` commands on a running
-//! server, which read through a [`LiveView`] to see the log's unapplied frames too).
-//! [`Store::write`] commits durably and retries after growing the map when LMDB reports
-//! MapFull, up to [`StoreOptions::max_map_size`]; beyond it returns
-//! [`StoreError::MapFull`]. An admin `cleanup` on a running server takes the environment's
-//! write lock for one short transaction at a time (bounded batch), delaying that shard's
-//! next commit by about that long.
+//! the writer, also from another process: the read-only `herald store` commands on a
+//! running server open each environment with [`Store::open_read_only`] (no write
+//! transaction, no lock but LMDB's reader slot) and read through a [`LiveView`] to see the
+//! log's unapplied frames too. [`Store::write`] commits durably and retries after growing
+//! the map when LMDB reports MapFull, up to [`StoreOptions::max_map_size`]; beyond it
+//! returns [`StoreError::MapFull`]. An admin `cleanup` (a stopped server only) takes the
+//! environment's write lock for one short transaction at a time (bounded batch).
 
 pub mod admin;
 mod env;

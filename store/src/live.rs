@@ -3,7 +3,9 @@
 //!
 //! Why: with `--durability sync` a batch is acknowledged once its log frame is flushed, and
 //! LMDB gets it at the next checkpoint (up to a second later under load: the server's
-//! `CHECKPOINT_MAX_AGE`). The `herald store list` and `check` commands read through a
+//! `CHECKPOINT_MAX_AGE`). The `herald store list` and `check` commands (environments opened
+//! with [`Store::open_read_only`]: also a stopped server's log is read, not replayed) read
+//! through a
 //! [`LiveView`], so they show every acknowledged change on a running server too. The view
 //! writes nothing and takes no lock the server holds (not the log's `LOCK`, not LMDB's
 //! writer lock): segments are only appended to, and retired only after a checkpoint made

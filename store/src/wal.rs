@@ -25,6 +25,8 @@
 //! Every op is an absolute "this key now holds this value / nothing", so replaying ops that
 //! a checkpoint had already applied is harmless: [`Store::open`] replays whatever segments
 //! exist (when no writer holds the lock), checkpoints them and deletes them.
+//! [`Store::open_read_only`] neither replays nor touches the lock: its readers lay the
+//! segments over LMDB in memory (`live`).
 
 use std::collections::HashMap;
 
@@ -636,6 +638,12 @@ impl Wal {
     /// Opens the log of `store` for appending (a fresh segment after any existing ones).
     /// Fails with `StoreError::InvalidArgument` if another process holds it.
     pub fn open(store: &Store) -> Result<Wal> {
+        if store.is_read_only() {
+            return Err(StoreError::InvalidArgument(format!(
+                "{} was opened read-only: no write-ahead log",
+                store.path().display()
+            )));
+        }
         let dir = wal_dir(store.path());
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let lock = try_lock(&dir)?.ok_or_else(|| {

@@ -7,42 +7,11 @@ mod common;
 
 use std::sync::Arc;
 
-use common::opts;
+use common::{append, key, opts, rec};
 use proptest::strategy::{Strategy, ValueTree};
 use store::admin::{check, list_presentities, list_subscriptions, PresentityRow};
 use store::wal::{read_log, Wal, WalBatch};
 use store::*;
-
-fn rec(body: &str, exp: u64) -> PresentityRecord {
-    PresentityRecord {
-        expires_at: UnixMillis(exp),
-        received_at: UnixMillis(1),
-        order: 1,
-        etag: format!("etag-{body}").into_bytes(),
-        content_type: b"application/pidf+xml".to_vec(),
-        body: body.as_bytes().to_vec(),
-    }
-}
-
-fn key(aor: &str) -> PresentityKey<'_> {
-    PresentityKey {
-        presentity: aor.as_bytes(),
-        event: b"presence",
-        pub_id: b"p1",
-    }
-}
-
-/// One batch (one frame) of puts (`Some(body)`) and deletes (`None`), appended and flushed.
-fn append(wal: &mut Wal, ops: &[(&str, Option<&str>)]) {
-    let mut b = WalBatch::new();
-    for (aor, body) in ops {
-        match body {
-            Some(body) => b.put_presentity(key(aor), &rec(body, 1_000)).unwrap(),
-            None => b.delete_presentity(key(aor)).unwrap(),
-        }
-    }
-    wal.append(&mut b).unwrap();
-}
 
 /// Checkpoints every frame in the log and records it, as the server's checkpoint thread
 /// does; `retire`: then deletes the segments (a crash between the two leaves them).

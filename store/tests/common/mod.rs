@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use proptest::prelude::*;
+use store::wal::{Wal, WalBatch};
 use store::*;
 
 pub fn opts() -> StoreOptions {
@@ -177,4 +178,37 @@ pub fn pres(expires_at: u64, body: &[u8]) -> PresentityRecord {
         content_type: b"application/pidf+xml".to_vec(),
         body: body.to_vec(),
     }
+}
+
+/// A publication whose ETag names its body.
+pub fn rec(body: &str, exp: u64) -> PresentityRecord {
+    PresentityRecord {
+        expires_at: UnixMillis(exp),
+        received_at: UnixMillis(1),
+        order: 1,
+        etag: format!("etag-{body}").into_bytes(),
+        content_type: b"application/pidf+xml".to_vec(),
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+/// The key of `aor`'s one presence publication.
+pub fn key(aor: &str) -> PresentityKey<'_> {
+    PresentityKey {
+        presentity: aor.as_bytes(),
+        event: b"presence",
+        pub_id: b"p1",
+    }
+}
+
+/// One batch (one frame) of puts (`Some(body)`) and deletes (`None`), appended and flushed.
+pub fn append(wal: &mut Wal, ops: &[(&str, Option<&str>)]) {
+    let mut b = WalBatch::new();
+    for (aor, body) in ops {
+        match body {
+            Some(body) => b.put_presentity(key(aor), &rec(body, 1_000)).unwrap(),
+            None => b.delete_presentity(key(aor)).unwrap(),
+        }
+    }
+    wal.append(&mut b).unwrap();
 }
