@@ -93,7 +93,8 @@ pub enum StoreCommand {
         #[command(subcommand)]
         what: ListWhat,
     },
-    /// Delete every expired publication and subscription (OpenSIPS `cleanup`).
+    /// Delete every expired publication and subscription (OpenSIPS `cleanup`). Writes: only
+    /// on a stopped server (refused while one holds the data directory).
     Cleanup {
         #[command(flatten)]
         dir: DataDirArg,

@@ -57,6 +57,12 @@ fn state_survives_kill9_and_store_commands_work() {
     assert!(out.contains("0 subscription(s)"), "{out}");
     let (okc, out) = s.store_cmd(&["check"]);
     assert!(okc && out.contains("check OK"), "{out}");
+    // `cleanup` writes: refused at once while the server holds the data directory.
+    let (okc, out) = s.store_cmd(&["cleanup"]);
+    assert!(
+        !okc && out.contains("in use by a running herald") && out.contains("stop the server"),
+        "{out}"
+    );
 
     // Crash, restart on the same data dir with fresh ports.
     s.kill9();

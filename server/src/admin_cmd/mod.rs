@@ -1,10 +1,13 @@
 //! `herald store …`: the OpenSIPS presence MI commands (`pres_phtable_list`,
 //! `subs_phtable_list`, `cleanup`) plus `check`, on a data directory.
 //!
-//! Safe on a running server: listing and checking use LMDB read transactions only (they
-//! never block the server's writer) plus a read of the write-ahead log's frames not yet
-//! checkpointed (`store::live`), so they show everything the server acknowledged; `cleanup`
-//! takes each shard's write lock for short bounded transactions and sees LMDB only.
+//! `list` and `check` open the shards read-only (`store::admin::open_data_dir_read_only`),
+//! so they are safe on a running server and never delay or block it: LMDB read
+//! transactions only, no lock file but LMDB's reader slot (a server starting meanwhile is
+//! not refused), nothing replayed; they read the write-ahead log's frames not yet
+//! checkpointed too (`store::live`), so they show everything the server acknowledged (or a
+//! crashed one left in its log). `cleanup` writes: it refuses while a server holds the
+//! data directory, and holds the directory's lock while it runs.
 
 pub mod user;
 
@@ -76,20 +79,24 @@ fn run_inner(
     match cmd {
         StoreCommand::List { what } => match what {
             ListWhat::Presentities { dir, filter } => {
-                let stores =
-                    admin::open_data_dir(&pick(&dir.data_dir, default_dir), &opts(map_size_max))?;
+                let d = admin::open_data_dir_read_only(
+                    &pick(&dir.data_dir, default_dir),
+                    &opts(map_size_max),
+                )?;
                 let rows = admin::list_presentities(
-                    &stores,
+                    &d.stores,
                     filter.event.as_deref(),
                     filter.presentity.as_deref(),
                 )?;
                 print!("{}", admin::render_presentities(&rows, now));
             }
             ListWhat::Subscriptions { dir, filter } => {
-                let stores =
-                    admin::open_data_dir(&pick(&dir.data_dir, default_dir), &opts(map_size_max))?;
+                let d = admin::open_data_dir_read_only(
+                    &pick(&dir.data_dir, default_dir),
+                    &opts(map_size_max),
+                )?;
                 let rows = admin::list_subscriptions(
-                    &stores,
+                    &d.stores,
                     filter.event.as_deref(),
                     filter.presentity.as_deref(),
                 )?;
@@ -97,16 +104,20 @@ fn run_inner(
             }
         },
         StoreCommand::Cleanup { dir } => {
-            let stores =
-                admin::open_data_dir(&pick(&dir.data_dir, default_dir), &opts(map_size_max))?;
+            let (_lock, stores) = admin::open_data_dir_exclusive(
+                &pick(&dir.data_dir, default_dir),
+                &opts(map_size_max),
+            )?;
             let rep = admin::cleanup(&stores, now)?;
             println!("{rep}");
         }
         StoreCommand::Check { dir } => {
-            let stores =
-                admin::open_data_dir(&pick(&dir.data_dir, default_dir), &opts(map_size_max))?;
-            let owner = owner_fn(stores.len() as u16);
-            let rep = admin::check(&stores, Some(&owner))?;
+            let d = admin::open_data_dir_read_only(
+                &pick(&dir.data_dir, default_dir),
+                &opts(map_size_max),
+            )?;
+            let owner = owner_fn((d.stores.len() + d.empty.len()) as u16);
+            let rep = admin::check_read_only(&d, Some(&owner))?;
             println!("{rep}");
             if !rep.ok() {
                 return Ok(ExitCode::FAILURE);

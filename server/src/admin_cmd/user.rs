@@ -105,7 +105,8 @@ pub fn run(
         }
         UserCommand::List { .. } => {
             let mut n = 0;
-            for (shard, st) in store::admin::open_data_dir(dir, opts)? {
+            // Read-only: safe beside a running server (see `store::admin`).
+            for (shard, st) in store::admin::open_data_dir_read_only(dir, opts)?.stores {
                 let r = st.read_txn()?;
                 for item in st.iter_subscribers(&r)? {
                     let (k, _) = item?;
