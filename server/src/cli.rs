@@ -93,8 +93,9 @@ pub enum StoreCommand {
         #[command(subcommand)]
         what: ListWhat,
     },
-    /// Delete every expired publication and subscription (OpenSIPS `cleanup`). Writes: only
-    /// on a stopped server (refused while one holds the data directory).
+    /// Delete every expired publication and subscription (OpenSIPS `cleanup`) on a stopped
+    /// server; on a running one (which deletes them itself as they expire) report how many
+    /// are past their expiry, writing nothing.
     Cleanup {
         #[command(flatten)]
         dir: DataDirArg,

@@ -58,24 +58,31 @@ fn existing(data_dir: &Path) -> Result<Vec<u16>> {
 }
 
 /// [`open_data_dir`] while holding the data directory's `LOCK`, the one a running server
-/// holds: for commands that write (`herald store cleanup`). Refuses at once, with an error
-/// saying so, if a server holds it (instead of waiting for the server's writer, or
-/// racing its start); a server started meanwhile refuses to start until the lock is
-/// dropped.
+/// holds: for commands that write (`herald store cleanup`). `None` at once if a server
+/// holds it (instead of waiting for the server's writer, or racing its start); a server
+/// started meanwhile refuses to start until the lock is dropped.
 pub fn open_data_dir_exclusive(
     data_dir: &Path,
     opts: &StoreOptions,
-) -> Result<(DataDirLock, Shards)> {
+) -> Result<Option<(DataDirLock, Shards)>> {
     existing(data_dir)?;
-    let lock = try_lock_data_dir(data_dir)?.ok_or_else(|| {
-        StoreError::InvalidArgument(format!(
-            "data directory {} is in use by a running herald (its LOCK is held); this \
-             command writes, so stop the server first (a running server deletes expired \
-             records itself)",
-            data_dir.display()
-        ))
-    })?;
-    Ok((lock, open_data_dir(data_dir, opts)?))
+    let Some(lock) = try_lock_data_dir(data_dir)? else {
+        return Ok(None);
+    };
+    Ok(Some((lock, open_data_dir(data_dir, opts)?)))
+}
+
+/// Publications and subscriptions past their expiry at `now` in a read-only view (what a
+/// `cleanup` would delete), counted through the live view like the listings.
+pub fn count_expired(stores: &[(u16, Arc<Store>)], now: UnixMillis) -> Result<CleanupReport> {
+    let mut rep = CleanupReport::default();
+    for row in list_presentities(stores, None, None)? {
+        rep.presentities += u64::from(row.expires_at <= now);
+    }
+    for row in list_subscriptions(stores, None, None)? {
+        rep.subscriptions += u64::from(row.expires_at <= now);
+    }
+    Ok(rep)
 }
 
 /// A data directory opened read-only ([`open_data_dir_read_only`]).

@@ -6,8 +6,9 @@
 //! transactions only, no lock file but LMDB's reader slot (a server starting meanwhile is
 //! not refused), nothing replayed; they read the write-ahead log's frames not yet
 //! checkpointed too (`store::live`), so they show everything the server acknowledged (or a
-//! crashed one left in its log). `cleanup` writes: it refuses while a server holds the
-//! data directory, and holds the directory's lock while it runs.
+//! crashed one left in its log). `cleanup` writes on a stopped server (holding the
+//! directory's lock while it runs); on a running one, which deletes expired records itself,
+//! it reports how many are past their expiry and writes nothing.
 
 pub mod user;
 
@@ -104,12 +105,25 @@ fn run_inner(
             }
         },
         StoreCommand::Cleanup { dir } => {
-            let (_lock, stores) = admin::open_data_dir_exclusive(
-                &pick(&dir.data_dir, default_dir),
-                &opts(map_size_max),
-            )?;
-            let rep = admin::cleanup(&stores, now)?;
-            println!("{rep}");
+            let data_dir = pick(&dir.data_dir, default_dir);
+            match admin::open_data_dir_exclusive(&data_dir, &opts(map_size_max))? {
+                Some((_lock, stores)) => println!("{}", admin::cleanup(&stores, now)?),
+                None => {
+                    // A running server deletes what expires itself (its expiry timers
+                    // emit the deletes, which its log and checkpoint carry to LMDB), so
+                    // there is nothing for a second writer to do: report, write nothing.
+                    let d = admin::open_data_dir_read_only(&data_dir, &opts(map_size_max))?;
+                    let rep = admin::count_expired(&d.stores, now)?;
+                    println!(
+                        "a running herald holds {}: it deletes expired records itself as they \
+                         expire; {} publication(s) and {} subscription(s) are past their expiry \
+                         in the store now and go with its next expiry sweep (nothing written)",
+                        data_dir.display(),
+                        rep.presentities,
+                        rep.subscriptions
+                    );
+                }
+            }
         }
         StoreCommand::Check { dir } => {
             let d = admin::open_data_dir_read_only(
