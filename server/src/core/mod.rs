@@ -97,7 +97,7 @@ pub use config::Config;
 pub use persist::{
     PersistOp, PublicationRecord, Refused, RestoreError, SubStatus, SubscriptionRecord,
 };
-pub use route::{reply_overloaded, route, shard_contact, shard_for};
+pub use route::{reply_overloaded, route, route_message, shard_contact, shard_for};
 pub use stats::Stats;
 
 use package::{EventPackage, PkgId};
@@ -242,6 +242,15 @@ fn sent_by_of(server_address: &[u8]) -> Vec<u8> {
     }
 }
 
+/// How a message from `transport` is framed: a datagram is the message; a TCP message
+/// must carry its Content-Length.
+pub fn framing_of(transport: Transport) -> Framing {
+    match transport {
+        Transport::Udp => Framing::Datagram,
+        Transport::Tcp => Framing::Stream,
+    }
+}
+
 /// Header slots of the first parse attempt (see [`with_parsed`]): more than an ordinary
 /// request carries, even one that crossed a few proxies.
 const FEW_HEADER_SLOTS: usize = 32;
@@ -360,20 +369,24 @@ impl Core {
 
     /// One SIP message (a UDP datagram, or one framed TCP message). Parses it itself.
     pub fn handle_message(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
-        self.advance(now);
-        let now = self.now;
-        let framing = match from.transport {
-            Transport::Udp => Framing::Datagram,
-            Transport::Tcp => Framing::Stream,
-        };
         let limits = self.cfg.limits;
-        with_parsed(bytes, framing, &limits, |parsed| match parsed {
-            Ok(Status::Complete(msg)) => self.handle_parsed(now, from, &msg),
-            _ => self.stats.rx_dropped += 1,
-        });
+        with_parsed(
+            bytes,
+            framing_of(from.transport),
+            &limits,
+            |parsed| match parsed {
+                Ok(Status::Complete(msg)) => self.handle_parsed(now, from, &msg),
+                _ => self.stats.rx_dropped += 1,
+            },
+        );
     }
 
-    fn handle_parsed(&mut self, now: Instant, from: Peer, msg: &Message<'_, '_>) {
+    /// One SIP message the caller already parsed, with `framing_of(from.transport)` and
+    /// this core's limits: the edge parses a datagram once to route it
+    /// ([`route::route_message`]) and hands the same parse to its owner's core.
+    pub fn handle_parsed(&mut self, now: Instant, from: Peer, msg: &Message<'_, '_>) {
+        self.advance(now);
+        let now = self.now;
         if msg.is_request() {
             self.stats.rx_requests += 1;
             self.on_request(now, from, msg);

@@ -57,12 +57,12 @@ fn by_hash(hash: u32, shards: u16) -> Route {
 /// Unparseable messages are `Drop`; stateless work (OPTIONS, errors) is `Local`.
 pub fn route(bytes: &[u8], shards: u16, limits: &Limits) -> Route {
     with_parsed(bytes, Framing::Datagram, limits, |parsed| match parsed {
-        Ok(Status::Complete(msg)) => route_parsed(&msg, shards),
+        Ok(Status::Complete(msg)) => route_message(&msg, shards),
         _ => Route::Drop,
     })
 }
 
-fn route_parsed(msg: &Message<'_, '_>, shards: u16) -> Route {
+pub fn route_message(msg: &Message<'_, '_>, shards: u16) -> Route {
     if !msg.is_request() {
         let Ok(via) = msg.via() else {
             return Route::Drop;

@@ -16,6 +16,7 @@ use std::time::Duration;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::channels::shared_channel::ConnectedSender;
 use glommio::net::UdpSocket;
+use sip_parser::Status;
 
 use super::handoff::{self, Ends, Handoff};
 use super::stats::{EdgeCounters, ShardStats};
@@ -113,12 +114,25 @@ impl Shard {
             EdgeCounters::inc(&self.edge().dropped_oversize);
             return;
         }
-        match core::route(bytes, self.settings.shards, limits) {
-            Route::Local => self.handle_local(from, bytes),
-            Route::Shard(s) if s == self.id => self.handle_local(from, bytes),
-            Route::Shard(s) => self.hand_over(s, from, bytes, out),
-            Route::Drop => EdgeCounters::inc(&self.edge().dropped_unroutable),
-        }
+        // One parse serves routing and, when this shard owns the message, the core.
+        let framing = core::framing_of(from.transport);
+        core::with_parsed(bytes, framing, limits, |parsed| {
+            let Ok(Status::Complete(msg)) = parsed else {
+                return EdgeCounters::inc(&self.edge().dropped_unroutable);
+            };
+            match core::route_message(&msg, self.settings.shards) {
+                Route::Local => self.handle_local_parsed(from, &msg),
+                Route::Shard(s) if s == self.id => self.handle_local_parsed(from, &msg),
+                Route::Shard(s) => self.hand_over(s, from, bytes, out),
+                Route::Drop => EdgeCounters::inc(&self.edge().dropped_unroutable),
+            }
+        })
+    }
+
+    /// Runs the core on a message this shard owns and the edge already parsed.
+    fn handle_local_parsed(&self, from: Peer, msg: &sip_parser::Message<'_, '_>) {
+        let now = self.clock.now();
+        self.core.borrow_mut().handle_parsed(now, from, msg);
     }
 
     /// Runs the core on a message this shard owns.
