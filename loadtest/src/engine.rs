@@ -453,6 +453,7 @@ impl Worker {
         c.holding = false;
         c.waiting_final = false;
         c.gen = c.gen.wrapping_add(1);
+        let kind = c.kind;
         if let Some(j) = c.pub_slot.take() {
             self.pubs[j as usize].busy = false;
         }
@@ -462,7 +463,12 @@ impl Worker {
         } else {
             self.stats.calls_failed += 1;
         }
-        self.stats.last_completion_ns = now;
+        if kind == Kind::Watcher {
+            // Fan-out setup and teardown: not the measured calls.
+            self.stats.last_completion_ns = now;
+        } else {
+            self.stats.completed(now);
+        }
         self.free.push(slot);
     }
 
@@ -582,7 +588,7 @@ impl Worker {
                 if stamp >= run_start && stamp <= now {
                     record(&mut self.stats.pub_notify, now - stamp);
                     self.stats.publish_notifies += 1;
-                    self.stats.last_completion_ns = now;
+                    self.stats.completed(now);
                     self.shared.pub_notifies.fetch_add(1, Ordering::Relaxed);
                 }
             }
