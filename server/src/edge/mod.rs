@@ -82,9 +82,9 @@ pub struct Settings {
     /// LMDB state directory (unused with `Durability::None`).
     pub data_dir: std::path::PathBuf,
     pub durability: Durability,
-    /// `--debug-hold-checkpoints` (tests only).
     /// `--commit-interval-us`: least time between the starts of two sync commits.
     pub commit_interval: Duration,
+    /// `--debug-hold-checkpoints` (tests only).
     pub hold_checkpoints: bool,
     pub store: store::StoreOptions,
     /// XCAP front (`--xcap-*`).

@@ -121,9 +121,8 @@ impl Shard {
                 return EdgeCounters::inc(&self.edge().dropped_unroutable);
             };
             match core::route_message(&msg, self.settings.shards) {
-                Route::Local => self.handle_local_parsed(from, &msg),
-                Route::Shard(s) if s == self.id => self.handle_local_parsed(from, &msg),
-                Route::Shard(s) => self.hand_over(s, from, bytes, out),
+                Route::Shard(s) if s != self.id => self.hand_over(s, from, bytes, out),
+                Route::Local | Route::Shard(_) => self.handle_local_parsed(from, &msg),
                 Route::Drop => EdgeCounters::inc(&self.edge().dropped_unroutable),
             }
         })
@@ -556,14 +555,11 @@ async fn handoff_loop(
             match item {
                 Handoff::Inbound { from, bytes } => {
                     debug_assert!(
-                        matches!(
-                            core::route(&bytes, shard.settings.shards, &shard.settings.core.limits),
-                            Route::Local
-                        ) || core::route(
-                            &bytes,
-                            shard.settings.shards,
-                            &shard.settings.core.limits
-                        ) == Route::Shard(shard.id),
+                        {
+                            let limits = &shard.settings.core.limits;
+                            let r = core::route(&bytes, shard.settings.shards, limits);
+                            r == Route::Local || r == Route::Shard(shard.id)
+                        },
                         "shard {} received a message it does not own",
                         shard.id.0
                     );
