@@ -615,6 +615,28 @@ pub(crate) fn try_lock(dir: &Path) -> Result<Option<File>> {
     }
 }
 
+/// How long a lock that is held may take to come free before [`lock_within_grace`] says
+/// another process holds it. A `flock` belongs to the open file, and a process forked
+/// while we held one (a child spawned by another thread of ours) keeps a copy of the
+/// descriptor until its `exec` closes it: for those microseconds (milliseconds on a busy
+/// machine) a lock we released still looks taken. A real second server holds it for good.
+pub const LOCK_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// [`try_lock`], retried for up to [`LOCK_GRACE`]: for the opens that refuse to run beside
+/// another writer, so a lock briefly kept by a forked child does not refuse them.
+pub(crate) fn lock_within_grace(dir: &Path) -> Result<Option<File>> {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(f) = try_lock(dir)? {
+            return Ok(Some(f));
+        }
+        if start.elapsed() >= LOCK_GRACE {
+            return Ok(None);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// The log writer of one environment. Holds the log's lock while it lives (a second
 /// server on the same data directory fails to start instead of corrupting it).
 pub struct Wal {
@@ -636,7 +658,8 @@ pub struct SealedThrough(pub u64);
 
 impl Wal {
     /// Opens the log of `store` for appending (a fresh segment after any existing ones).
-    /// Fails with `StoreError::InvalidArgument` if another process holds it.
+    /// Fails with `StoreError::InvalidArgument` if another process holds it (for longer
+    /// than [`LOCK_GRACE`]).
     pub fn open(store: &Store) -> Result<Wal> {
         if store.is_read_only() {
             return Err(StoreError::InvalidArgument(format!(
@@ -646,7 +669,7 @@ impl Wal {
         }
         let dir = wal_dir(store.path());
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let lock = try_lock(&dir)?.ok_or_else(|| {
+        let lock = lock_within_grace(&dir)?.ok_or_else(|| {
             StoreError::InvalidArgument(format!(
                 "{} is in use by another herald (its write-ahead log is locked)",
                 store.path().display()
