@@ -2,7 +2,9 @@
 //! map growth and the transaction entry points.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
 
 use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
@@ -17,6 +19,12 @@ pub const SCHEMA_VERSION: u32 = 3;
 /// Smallest room beyond the maximum map size that deleting transactions may use
 /// ([`Store::write_freeing`]).
 pub const FREEING_RESERVE_MIN: usize = 256 << 10;
+
+/// Least time between two scans of LMDB's reader table for slots of dead processes
+/// ([`Store::clear_stale_readers`]), done by writes. A `herald store list` killed with
+/// `kill -9` leaves its slot behind, holding the snapshot it read: every page freed since
+/// could never be reused and the map would fill up. LMDB only clears such slots when asked.
+pub const STALE_READER_CHECK: Duration = Duration::from_secs(10);
 
 /// Map sizes are kept a multiple of this (a multiple of every common page size).
 const MAP_GRANULE: usize = 64 << 10;
@@ -76,6 +84,12 @@ pub struct Store {
     /// Held shared by every transaction, exclusively by a map resize: LMDB forbids resizing
     /// while any transaction of this process is open.
     gate: RwLock<()>,
+    /// When this handle was opened: the origin of `reader_check_ms`.
+    opened: Instant,
+    /// Milliseconds after `opened` of the last stale-reader scan.
+    reader_check_ms: AtomicU64,
+    /// Reader slots of dead processes cleared so far.
+    stale_readers_cleared: AtomicU64,
     pub(crate) presentity: Db,
     /// Schema 1's expiry index, if this environment has one (emptied by the upgrade).
     pub(crate) v1_expiry: Option<Db>,
@@ -153,8 +167,41 @@ impl Store {
         let mut store = Store::assemble(env, path, opts, tables, v1_expiry, false);
         store.meta_sync_deferred = !opts.no_sync;
         store.upgraded_from = store.check_schema()?;
+        store.clear_stale_readers()?;
         store.replayed = store.replay_wal()?;
         Ok(store)
+    }
+
+    /// Frees LMDB reader slots whose process died without ending its read transaction
+    /// (`mdb_reader_check`), so the pages they pinned can be reused. Returns how many.
+    /// Writable opens call it, and writes at most every [`STALE_READER_CHECK`].
+    pub fn clear_stale_readers(&self) -> Result<usize> {
+        let n = self.env.clear_stale_readers().map_err(|e| self.lmdb(e))?;
+        self.stale_readers_cleared
+            .fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    /// Reader slots of dead processes this handle has cleared (for a log line or a stat).
+    pub fn stale_readers_cleared(&self) -> u64 {
+        self.stale_readers_cleared.load(Ordering::Relaxed)
+    }
+
+    /// [`Store::clear_stale_readers`] if the last scan is [`STALE_READER_CHECK`] old. Best
+    /// effort: a failed scan fails no write.
+    fn clear_stale_readers_now_and_then(&self) {
+        let now = self.opened.elapsed().as_millis() as u64;
+        let last = self.reader_check_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < STALE_READER_CHECK.as_millis() as u64 {
+            return;
+        }
+        if self
+            .reader_check_ms
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            let _ = self.clear_stale_readers();
+        }
     }
 
     /// Opens the existing environment in `path` read-only (`MDB_RDONLY`), for the read-only
@@ -276,6 +323,9 @@ impl Store {
             meta_sync_deferred: false,
             read_only,
             gate: RwLock::new(()),
+            opened: Instant::now(),
+            reader_check_ms: AtomicU64::new(0),
+            stale_readers_cleared: AtomicU64::new(0),
             presentity,
             active_watchers,
             watchers,
@@ -394,6 +444,7 @@ impl Store {
                 self.path.display()
             )));
         }
+        self.clear_stale_readers_now_and_then();
         loop {
             let gate = self.gate_read();
             let mut txn = match self.env.write_txn() {

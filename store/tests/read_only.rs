@@ -68,6 +68,14 @@ fn ro_child() {
             let rep = check_read_only(&d, None).unwrap();
             println!("\n@@CHECK {} {}", rep.ok(), rep.presentities);
         }
+        "txn" => {
+            // A listing that dies (kill -9) inside its read transaction.
+            let txn = d.stores[0].1.read_txn().unwrap();
+            println!("\n@@READY");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).unwrap();
+            drop(txn);
+        }
         "hold" => {
             println!("\n@@READY");
             let mut line = String::new();
@@ -248,6 +256,49 @@ fn a_server_starts_while_a_listing_holds_the_environment() {
             "sip:lmdb@x etag-sip:lmdb@x",
             "sip:new@x etag-new"
         ]
+    );
+}
+
+/// A listing killed with `kill -9` inside its read transaction leaves its LMDB reader slot
+/// (LMDB never notices on its own); the server's store clears it, so the pages it pinned
+/// are reused instead of the map filling up. Writes do this every `STALE_READER_CHECK`.
+#[test]
+fn a_killed_listings_reader_slot_is_cleared() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let st = one_shard(data);
+    put(&st, "sip:a@x");
+    assert_eq!(st.clear_stale_readers().unwrap(), 0, "no reader yet");
+
+    let mut child = Child::spawn("txn", data);
+    child.until("READY");
+    assert_eq!(
+        st.clear_stale_readers().unwrap(),
+        0,
+        "a live reader's slot is kept"
+    );
+    child.proc.kill().unwrap(); // SIGKILL: no chance to end the transaction
+    child.proc.wait().unwrap();
+    assert_eq!(
+        st.clear_stale_readers().unwrap(),
+        1,
+        "the dead reader's slot"
+    );
+    assert_eq!(st.clear_stale_readers().unwrap(), 0);
+    assert_eq!(st.stale_readers_cleared(), 1);
+
+    // A server starting after the listing died finds no stale slot (LMDB resets the reader
+    // table for the first process to open the environment; the open clears it otherwise).
+    drop(st);
+    let mut child = Child::spawn("txn", data);
+    child.until("READY");
+    child.proc.kill().unwrap();
+    child.proc.wait().unwrap();
+    let st = one_shard(data);
+    assert_eq!(
+        st.clear_stale_readers().unwrap(),
+        0,
+        "no stale slot after the open"
     );
 }
 

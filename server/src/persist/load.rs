@@ -27,6 +27,9 @@ pub fn open_data_dir(
         if s.replayed_wal_ops() > 0 {
             tracing::info!(path = %s.path().display(), ops = s.replayed_wal_ops(), "write-ahead log replayed into the store (the last run did not stop cleanly)");
         }
+        if s.stale_readers_cleared() > 0 {
+            tracing::info!(path = %s.path().display(), slots = s.stale_readers_cleared(), "cleared LMDB reader slots of dead processes");
+        }
         if let Some(from) = s.upgraded_from() {
             tracing::info!(path = %s.path().display(), from, to = store::SCHEMA_VERSION, "store upgraded to the current schema");
         }

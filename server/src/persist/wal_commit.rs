@@ -358,8 +358,13 @@ fn idle_io_priority() {
 
 fn run_job(shard: ShardId, store: &Store, wal_dir: &std::path::Path, sh: &Shared, job: Job) {
     let started = std::time::Instant::now();
+    let stale_before = store.stale_readers_cleared();
     match store.checkpoint(&job.payloads, job.sealed) {
         Ok(rep) => {
+            let stale = store.stale_readers_cleared() - stale_before;
+            if stale > 0 {
+                tracing::warn!(shard = shard.0, slots = stale, "cleared LMDB reader slots of dead processes (a `herald store` command killed mid-read); the pages they pinned are reusable again");
+            }
             if let Err(e) = Wal::remove_through(wal_dir, job.sealed) {
                 tracing::warn!(shard = shard.0, error = %e, "cannot delete checkpointed log segments (replayed harmlessly on the next start)");
             }
