@@ -25,10 +25,11 @@ pub struct DataDirLock {
 }
 
 /// Locks `data_dir` (creating it) for one server: a second server on the same directory
-/// fails here (after [`crate::wal::LOCK_GRACE`]), before it opens, upgrades or redistributes anything, with
-/// `StoreError::InvalidArgument` saying the directory is in use. The read-only
-/// `herald store` commands never take it (`admin::open_data_dir_read_only`); `herald store
-/// cleanup` takes it for its run (`admin::open_data_dir_exclusive`).
+/// fails here (after [`crate::wal::LOCK_GRACE`]), before it opens, upgrades or
+/// redistributes anything, with `StoreError::InvalidArgument` saying the directory is in
+/// use. The read-only `herald store` commands never take it
+/// (`admin::open_data_dir_read_only`); `herald store cleanup` takes it for its run
+/// (`admin::open_data_dir_exclusive`).
 pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock> {
     std::fs::create_dir_all(data_dir).map_err(crate::wal::io_err(data_dir))?;
     let lock = crate::wal::lock_within_grace(data_dir)?.map(|file| DataDirLock { _file: file });
