@@ -80,12 +80,12 @@ fn fill(dir: &Path, subs: u64, pres: u64, shards: u16) {
                         seq,
                         rec: PublicationRecord {
                             presentity: aor.clone(),
-                            event: b"presence".to_vec(),
-                            id: Token::new(hash, p + 1).as_bytes().to_vec(),
-                            etag: Token::new(hash, p + 1).as_bytes().to_vec(),
+                            event: b"presence"[..].into(),
+                            id: Token::new(hash, p + 1),
+                            etag: Token::new(hash, p + 1),
                             expires_at: far,
-                            content_type: b"application/pidf+xml".to_vec(),
-                            body: pidf(&uri),
+                            content_type: b"application/pidf+xml"[..].into(),
+                            body: pidf(&uri).into(),
                             order: p + 1,
                         },
                     });

@@ -6,24 +6,34 @@
 //! in records are the core's clock: the edge should feed Unix-epoch milliseconds as
 //! [`Instant`] so persisted expiries stay meaningful across restarts.
 
+use super::tags::Token;
 use super::{Instant, Transport};
 use sip_parser::Aor;
+use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// A publication as the `presentity` table stores it.
+///
+/// Built for every PUBLISH under `--durability sync`, so it shares what it can with the
+/// core's `Publication` instead of copying: the body and content type are the same
+/// `Arc`, the event name is the package's static name, the tokens are inline. (Six
+/// allocations per PUBLISH, freed on the log's thread, were a measured part of sync's
+/// extra cost.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublicationRecord {
     pub presentity: Aor,
-    /// Event package name, e.g. `presence`.
-    pub event: Vec<u8>,
+    /// Event package name, e.g. `presence` (borrowed from the package when the core
+    /// writes it, owned when loaded from the store).
+    pub event: Cow<'static, [u8]>,
     /// The publication's id (its first ETag; the store key).
-    pub id: Vec<u8>,
+    pub id: Token,
     /// Its current ETag.
-    pub etag: Vec<u8>,
+    pub etag: Token,
     pub expires_at: Instant,
-    pub content_type: Vec<u8>,
-    pub body: Vec<u8>,
+    pub content_type: Arc<[u8]>,
+    pub body: Arc<[u8]>,
     /// Publication order within the presentity (newest = largest); keeps aggregation
     /// order stable across restarts.
     pub order: u64,
@@ -80,9 +90,9 @@ pub enum PersistOp {
     DeletePublication {
         seq: u64,
         presentity: Aor,
-        event: Vec<u8>,
+        event: Cow<'static, [u8]>,
         /// The publication's id (see `PublicationRecord::id`).
-        id: Vec<u8>,
+        id: Token,
     },
     PutSubscription {
         seq: u64,
@@ -153,7 +163,7 @@ impl std::error::Error for RestoreError {}
 use super::package::BodyError;
 use super::presentity::Publication;
 use super::subscription::{DialogStrings, Subscription, TermReason};
-use super::tags::{aor_hash, Token};
+use super::tags::aor_hash;
 use super::{Core, Peer, CSEQ_PERSIST_EVERY};
 
 impl Core {
@@ -273,12 +283,12 @@ impl Core {
         let q = &p.pubs[i];
         let rec = PublicationRecord {
             presentity: p.aor.clone(),
-            event: self.packages[p.pkg as usize].name().as_bytes().to_vec(),
-            id: q.id.as_bytes().to_vec(),
-            etag: q.etag.as_bytes().to_vec(),
+            event: Cow::Borrowed(self.packages[p.pkg as usize].name().as_bytes()),
+            id: q.id,
+            etag: q.etag,
             expires_at: q.expires_at,
-            content_type: q.content_type.to_vec(),
-            body: q.body.clone(),
+            content_type: Arc::clone(&q.content_type),
+            body: Arc::clone(&q.body),
             order: q.order,
         };
         self.push_op(|seq| PersistOp::PutPublication { seq, rec })
@@ -293,8 +303,8 @@ impl Core {
             return 0;
         };
         let presentity = p.aor.clone();
-        let event = self.packages[p.pkg as usize].name().as_bytes().to_vec();
-        let id = id.as_bytes().to_vec();
+        let event = Cow::Borrowed(self.packages[p.pkg as usize].name().as_bytes());
+        let id = *id;
         self.push_op(|seq| PersistOp::DeletePublication {
             seq,
             presentity,
@@ -402,7 +412,7 @@ impl Core {
         let Some(p) = self.pres.get_mut(slot) else {
             return;
         };
-        let Some(i) = p.find_pub(&rec.etag) else {
+        let Some(i) = p.find_pub(rec.etag.as_bytes()) else {
             // Already removed or replaced again (its delete follows in the queue).
             return;
         };
@@ -476,9 +486,7 @@ impl Core {
         if rec.expires_at <= now {
             return Err(RestoreError::Expired);
         }
-        let (Some(id), Some(etag)) = (Token::parse(&rec.id), Token::parse(&rec.etag)) else {
-            return Err(RestoreError::Invalid);
-        };
+        let (id, etag) = (rec.id, rec.etag);
         if self.pres.publications >= self.cfg.max_publications {
             return Err(RestoreError::Full);
         }
@@ -509,7 +517,7 @@ impl Core {
             expires_at: rec.expires_at,
             timer: token,
             expiry_armed: at,
-            content_type: rec.content_type.into_boxed_slice(),
+            content_type: rec.content_type,
             body: rec.body,
             index,
         };

@@ -8,6 +8,7 @@ use super::tags::Token;
 use super::transaction::IdBuild;
 use super::Instant;
 use sip_parser::Aor;
+use std::sync::Arc;
 pub use store::hash::seeded_hash;
 
 #[derive(Debug)]
@@ -22,8 +23,11 @@ pub struct Publication {
     /// Token of the live expiry timer.
     pub timer: u32,
     pub expiry_armed: Instant,
-    pub content_type: Box<[u8]>,
-    pub body: Vec<u8>,
+    /// Shared with the persist records written for it (`PublicationRecord`).
+    pub content_type: Arc<[u8]>,
+    /// Replaced whole by a modification (never edited in place: a record of the old
+    /// version may still be on its way to the log).
+    pub body: Arc<[u8]>,
     pub index: BodyIndex,
 }
 

@@ -127,7 +127,7 @@ impl Core {
                 timer: token,
                 expiry_armed: at,
                 content_type: content_type.into(),
-                body: body.to_vec(),
+                body: body.into(),
                 index,
             };
             self.add_publication(slot, pkg, publication);
@@ -190,9 +190,10 @@ impl Core {
             }
             if let Some(index) = index {
                 // Modification: new body, and it becomes the newest publication.
-                q.body.clear();
-                q.body.extend_from_slice(body);
-                q.content_type = content_type.into();
+                q.body = body.into();
+                if *q.content_type != *content_type {
+                    q.content_type = content_type.into();
+                }
                 q.index = index;
                 q.order = order;
                 let moved = p.pubs.remove(i);

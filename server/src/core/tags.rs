@@ -65,7 +65,7 @@ fn get_hex(b: &[u8]) -> Option<u64> {
 }
 
 /// A fixed-size token: To-tag or ETag.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct Token(pub [u8; TOKEN_LEN]);
 
 impl Token {

@@ -110,9 +110,10 @@ impl Core {
                     // The expiry timer stays armed where it is; when it fires it sees the
                     // later `expires_at` and re-arms (as for a PUBLISH refresh).
                     let mut q = p.pubs.remove(i);
-                    q.body.clear();
-                    q.body.extend_from_slice(body);
-                    q.content_type = PIDF_CONTENT_TYPE.into();
+                    q.body = body.into();
+                    if *q.content_type != *PIDF_CONTENT_TYPE {
+                        q.content_type = PIDF_CONTENT_TYPE.into();
+                    }
                     q.index = index;
                     q.order = order;
                     q.expires_at = expires_at;
@@ -135,7 +136,7 @@ impl Core {
                     timer: token,
                     expiry_armed: expires_at,
                     content_type: PIDF_CONTENT_TYPE.into(),
-                    body: body.to_vec(),
+                    body: body.into(),
                     index,
                 };
                 self.add_publication(slot, pkg, publication);

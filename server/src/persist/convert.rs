@@ -6,6 +6,7 @@ use store::{
     ByteStr, PresentityKey, PresentityRecordRef, SubscriptionKey, SubscriptionRecordRef, UnixMillis,
 };
 
+use crate::core::tags::Token;
 use crate::core::{
     Instant, PersistOp, PublicationRecord, SubStatus, SubscriptionRecord, Transport,
 };
@@ -39,13 +40,13 @@ pub fn publication_to_store(
         PresentityKey {
             presentity: r.presentity.as_bytes(),
             event: &r.event,
-            pub_id: &r.id,
+            pub_id: r.id.as_bytes(),
         },
         PresentityRecordRef {
             expires_at: UnixMillis(r.expires_at.as_millis()),
             received_at,
             order: r.order,
-            etag: ByteStr(&r.etag),
+            etag: ByteStr(r.etag.as_bytes()),
             content_type: ByteStr(&r.content_type),
             body: ByteStr(&r.body),
         },
@@ -99,12 +100,12 @@ pub(crate) fn publication_from_store(
 ) -> Option<PublicationRecord> {
     Some(PublicationRecord {
         presentity: Aor::parse(k.presentity).ok()?,
-        event: k.event.to_vec(),
-        id: k.pub_id.to_vec(),
-        etag: v.etag.to_vec(),
+        event: k.event.to_vec().into(),
+        id: Token::parse(k.pub_id)?,
+        etag: Token::parse(&v.etag)?,
         expires_at: Instant::from_millis(v.expires_at.get().0),
-        content_type: v.content_type.to_vec(),
-        body: v.body.to_vec(),
+        content_type: (&v.content_type[..]).into(),
+        body: (&v.body[..]).into(),
         order: v.order.to_native(),
     })
 }
@@ -229,7 +230,7 @@ pub(super) fn write_ops(
             } => sink.delete_publication(PresentityKey {
                 presentity: presentity.as_bytes(),
                 event,
-                pub_id: id,
+                pub_id: id.as_bytes(),
             }),
             PersistOp::PutSubscription { rec, .. } => {
                 let (k, v) = subscription_to_store(rec, &mut id_buf);

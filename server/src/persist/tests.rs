@@ -10,6 +10,7 @@ use sip_parser::Aor;
 use store::{Store, StoreOptions};
 
 use super::*;
+use crate::core::tags::Token;
 use crate::core::{
     Instant, PersistOp, PublicationRecord, Refused, ShardId, SubStatus, SubscriptionRecord,
     Transport,
@@ -62,10 +63,11 @@ impl PersistCore for FakeCore {
             // The publication with this seq must already be committed (readable).
             let aor = format!("sip:u{up_to_seq}@example.com");
             let r = st.read_txn().unwrap();
+            let id = pub_id();
             let k = store::PresentityKey {
                 presentity: aor.as_bytes(),
                 event: b"presence",
-                pub_id: b"id",
+                pub_id: id.as_bytes(),
             };
             let in_log = || {
                 let log = store::wal::read_log(st.path()).unwrap();
@@ -84,17 +86,22 @@ impl PersistCore for FakeCore {
     }
 }
 
+/// The id of every test publication (they differ by presentity).
+fn pub_id() -> Token {
+    Token::new(1, 1)
+}
+
 fn publication(seq: u64, expires_at: u64) -> PersistOp {
     PersistOp::PutPublication {
         seq,
         rec: PublicationRecord {
             presentity: Aor::parse(format!("sip:u{seq}@example.com").as_bytes()).unwrap(),
-            event: b"presence".to_vec(),
-            id: b"id".to_vec(),
-            etag: b"etag".to_vec(),
+            event: b"presence".to_vec().into(),
+            id: pub_id(),
+            etag: Token::new(1, 2),
             expires_at: Instant::from_millis(expires_at),
-            content_type: b"application/pidf+xml".to_vec(),
-            body: b"<presence/>".to_vec(),
+            content_type: b"application/pidf+xml"[..].into(),
+            body: b"<presence/>"[..].into(),
             order: seq,
         },
     }
@@ -269,8 +276,8 @@ fn committed_ops_load_back_as_core_records_minus_expired_and_deleted() {
         PersistOp::DeletePublication {
             seq: 4,
             presentity: Aor::parse(b"sip:u3@example.com").unwrap(),
-            event: b"presence".to_vec(),
-            id: b"id".to_vec(),
+            event: b"presence".to_vec().into(),
+            id: pub_id(),
         },
         PersistOp::PutSubscription {
             seq: 5,
@@ -446,10 +453,11 @@ fn map_full_refused_modification_deletes_the_stored_version() {
     run_local(move || async move {
         let (core, driver, _task) = spawn_sync_driver(st.clone());
         persist(&core, &driver, [publication(1, 90_000)]).await;
+        let id = pub_id();
         let key = store::PresentityKey {
             presentity: b"sip:u1@example.com",
             event: b"presence",
-            pub_id: b"id",
+            pub_id: id.as_bytes(),
         };
         let stored = || {
             let r = st.read_txn().unwrap();
@@ -461,8 +469,8 @@ fn map_full_refused_modification_deletes_the_stored_version() {
         let PersistOp::PutPublication { mut rec, .. } = publication(1, 90_000) else {
             unreachable!()
         };
-        rec.etag = b"etag2".to_vec();
-        rec.body = vec![b' '; 60_000];
+        rec.etag = Token::new(1, 3);
+        rec.body = vec![b' '; 60_000].into();
         persist(
             &core,
             &driver,

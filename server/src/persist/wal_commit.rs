@@ -128,7 +128,7 @@ pub(super) fn split_refused(
                     seq,
                     presentity: rec.presentity.clone(),
                     event: rec.event.clone(),
-                    id: rec.id.clone(),
+                    id: rec.id,
                 });
                 refused.push(Refused {
                     op,

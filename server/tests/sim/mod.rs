@@ -7,6 +7,7 @@ pub mod ua;
 
 use net::{Net, Packet};
 use server::core::rng::Rng;
+use server::core::tags::Token;
 use server::core::{
     route, shard_for, Config, Core, Instant, Peer, PersistOp, PublicationRecord, Route, ShardId,
     SubscriptionRecord, Transport,
@@ -37,7 +38,7 @@ pub struct Outcome {
 struct Store {
     delay: u64,
     pending: VecDeque<(u64, usize, PersistOp)>,
-    pubs: BTreeMap<(Vec<u8>, Vec<u8>), PublicationRecord>,
+    pubs: BTreeMap<(Vec<u8>, Token), PublicationRecord>,
     subs: BTreeMap<u64, SubscriptionRecord>,
 }
 
@@ -46,7 +47,7 @@ impl Store {
         match op {
             PersistOp::PutPublication { rec, .. } => {
                 self.pubs
-                    .insert((rec.presentity.as_bytes().to_vec(), rec.id.clone()), rec);
+                    .insert((rec.presentity.as_bytes().to_vec(), rec.id), rec);
             }
             PersistOp::DeletePublication { presentity, id, .. } => {
                 self.pubs.remove(&(presentity.as_bytes().to_vec(), id));
