@@ -325,6 +325,8 @@ impl Shard {
                     "persist_wal_pending_bytes".to_string(),
                     st.wal_pending_bytes,
                 ),
+                ("persist_driver_phase".to_string(), st.phase),
+                ("persist_driver_phase_ms".to_string(), st.phase_ms),
             ]);
         }
         if let Ok(mut g) = self.stats.core.lock() {

@@ -109,6 +109,22 @@ impl Kick {
     }
 }
 
+/// Where the driver's task waits (`persist_driver_phase` in `/stats`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    /// No op queued: waiting for the edge's kick (or the idle checkpoint moment).
+    Idle = 0,
+    /// Letting a batch gather before its commit.
+    Gather = 1,
+    /// Waiting for a checkpoint to bring the pending log under `PENDING_MAX`.
+    Backpressure = 2,
+    /// A commit (log append or LMDB transaction) runs on the blocking pool.
+    Commit = 3,
+    /// A failed commit waits before its retry.
+    Retry = 4,
+}
+
 /// Counters of one driver (read them any time through [`Driver::stats`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DriverStats {
@@ -137,6 +153,9 @@ pub struct DriverStats {
     pub max_checkpoint_us: u64,
     /// Log bytes appended since the last checkpoint started.
     pub wal_pending_bytes: u64,
+    /// The driver's [`Phase`] and how long it has been in it.
+    pub phase: u64,
+    pub phase_ms: u64,
 }
 
 /// One shard's persistence task. Create with [`Driver::new`], then spawn
@@ -146,6 +165,9 @@ pub struct Driver {
     store: Option<Arc<Store>>,
     mode: Durability,
     kick: std::rc::Rc<Kick>,
+    /// What the driver is awaiting (a [`Phase`]) and since when: a driver that stops
+    /// committing shows in `/stats` where it waits.
+    phase: Cell<(Phase, std::time::Instant)>,
     stats: Cell<DriverStats>,
     /// Rate limit of the "store full" warning: last time logged, refusals since.
     full_log: Cell<(Option<std::time::Instant>, u64)>,
@@ -200,6 +222,7 @@ impl Driver {
             store,
             mode,
             kick: Default::default(),
+            phase: Cell::new((Phase::Idle, std::time::Instant::now())),
             stats: Cell::new(DriverStats::default()),
             full_log: Cell::new((None, 0)),
             wal: RefCell::new(wal),
@@ -256,7 +279,16 @@ impl Driver {
         if let Some(w) = self.wal.borrow().as_ref() {
             s.wal_pending_bytes = w.pending.len() as u64;
         }
+        let (phase, since) = self.phase.get();
+        s.phase = phase as u64;
+        s.phase_ms = since.elapsed().as_millis() as u64;
         s
+    }
+
+    fn enter(&self, phase: Phase) {
+        if self.phase.get().0 != phase {
+            self.phase.set((phase, std::time::Instant::now()));
+        }
     }
 
     pub fn mode(&self) -> Durability {
@@ -314,6 +346,7 @@ impl Driver {
                 Durability::Sync => {
                     Self::drain(core, &mut batch, MAX_BATCH);
                     if batch.is_empty() {
+                        self.enter(Phase::Idle);
                         // Idle: once no op came for a moment, LMDB catches up with the log.
                         if !self.log_unapplied() || self.hold_checkpoints {
                             self.kick.wait().await;
@@ -324,16 +357,20 @@ impl Driver {
                     }
                     let gather = self.gather_delay(batch.len());
                     if !gather.is_zero() {
+                        self.enter(Phase::Gather);
                         glommio::timer::sleep(gather).await;
                         Self::drain(core, &mut batch, MAX_BATCH);
                     }
+                    self.enter(Phase::Backpressure);
                     self.backpressure().await;
                     self.last_commit_start.set(Some(std::time::Instant::now()));
+                    self.enter(Phase::Commit);
                     batch = self.commit_wal(core, batch, &clock, &on_committed).await;
                     self.maybe_checkpoint(false);
                     continue;
                 }
                 Durability::Periodic(period) => {
+                    self.enter(Phase::Idle);
                     glommio::timer::sleep(period).await;
                     Self::drain(core, &mut batch, usize::MAX);
                     if batch.is_empty() {
@@ -341,6 +378,7 @@ impl Driver {
                     }
                 }
             }
+            self.enter(Phase::Commit);
             batch = self.commit(core, batch, &clock, &on_committed).await;
         }
     }
@@ -428,6 +466,7 @@ impl Driver {
         e: &StoreError,
     ) {
         self.bump(|s| s.failed_commits += 1);
+        self.enter(Phase::Retry);
         tracing::error!(shard = self.shard.0, ops = batch.len(), error = %e, "{what} failed; replies held, retrying");
         glommio::timer::sleep(RETRY_BACKOFF).await;
         let max = MAX_BATCH.max(batch.len());
