@@ -16,6 +16,7 @@ pub mod shard;
 pub mod stats;
 pub mod tcp;
 pub mod udp;
+pub mod watchdog;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -270,6 +271,9 @@ pub fn run(
     assert_eq!(stores.len(), n, "one store per shard");
     let mut xcap_inits =
         crate::xcap_front::prepare(&settings, &stores).map_err(StartError::Xcap)?;
+    if let Err(e) = watchdog::install() {
+        tracing::warn!(error = %e, "no shard watchdog: its signal handler could not be installed");
+    }
     let mesh = handoff::Mesh::new(n, settings.handoff_queue);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<u16>();
     let mut handles = Vec::with_capacity(n);
@@ -362,6 +366,18 @@ pub fn run(
     );
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+        for (i, sh) in stats.shards.iter().enumerate() {
+            if let Some(silent) = sh
+                .heartbeat
+                .nudge_if_silent(watchdog::WEDGED_AFTER, &sh.edge.watchdog_nudges)
+            {
+                tracing::warn!(
+                    shard = i,
+                    silent_ms = silent.as_millis() as u64,
+                    "shard made no progress; interrupted its executor's wait"
+                );
+            }
+        }
     }
     tracing::info!("stopping: draining shards");
     for h in handles {

@@ -483,8 +483,10 @@ pub async fn run_shard(init: ShardInit) {
 
     let mut since_publish = Duration::ZERO;
     let mut since_release = Duration::ZERO;
+    shard.stats.heartbeat.start();
     while !stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(STOP_POLL).await;
+        shard.stats.heartbeat.beat();
         since_publish += STOP_POLL;
         since_release += STOP_POLL;
         if since_publish >= STATS_PUBLISH_PERIOD {

@@ -51,6 +51,7 @@ edge_counters! {
     handoff_queue_max: "largest hand-off batch drained at once",
     timer_fires: "core timer wake-ups",
     core_transmits: "messages produced by the core",
+    watchdog_nudges: "times the main thread signalled this shard's executor after it made no progress for 200 ms (see edge::watchdog)",
 }
 
 impl EdgeCounters {
@@ -82,6 +83,8 @@ impl EdgeCounters {
 #[derive(Default, Debug)]
 pub struct ShardStats {
     pub edge: EdgeCounters,
+    /// Beaten by the shard, watched by the main thread (`edge::watchdog`).
+    pub heartbeat: super::watchdog::Heartbeat,
     /// Core counters as (name, value), refreshed periodically by the shard (off the request
     /// path: only the publisher task and the admin thread touch this lock).
     pub core: Mutex<Vec<(String, u64)>>,

@@ -1,0 +1,150 @@
+//! Wakes a shard whose executor stopped making progress.
+//!
+//! Why: in closed-loop load runs (about one run in twenty of `perf/durability`'s PUBLISH
+//! scenario on this project's 2-core VM, kernel 6.18) a shard's executor went to sleep in
+//! `io_uring_enter` and stayed there: its 50 ms housekeeping timer and the datagrams
+//! queueing on its socket (dropped once the buffer filled) did not wake it, its CPU time
+//! stood still, and its watchers' requests timed out for as long as the run lasted. The
+//! same kind of wedge is reported for other io_uring runtimes that sleep on a timeout
+//! (timeouts completed but the waiter not woken). A signal interrupts the wait
+//! (`EINTR`, which glommio treats as "look again"), and the executor then finds its
+//! completions. So every shard beats a heartbeat from its housekeeping loop, and the main
+//! thread signals a shard whose heartbeat is older than [`WEDGED_AFTER`], logging it and
+//! counting it (`watchdog_nudges` in `/stats`).
+
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::stats::EdgeCounters;
+
+/// A shard whose heartbeat is older than this is nudged. The heartbeat comes every
+/// `STOP_POLL` (50 ms) from a timer task; a busy executor is preempted every
+/// `PREEMPT_TIMER` (1 ms), so only a stopped one misses four beats. Nudging one that is
+/// merely slow is harmless: its interrupted system calls are retried.
+pub const WEDGED_AFTER: Duration = Duration::from_millis(200);
+
+/// The signal that interrupts a shard's wait. Its handler does nothing.
+const NUDGE_SIGNAL: libc::c_int = libc::SIGUSR2;
+
+/// Whether [`install`] succeeded: without the handler the signal would end the process.
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// One shard's liveness, written by the shard, read by the main thread.
+#[derive(Debug, Default)]
+pub struct Heartbeat {
+    /// Kernel thread id of the shard's executor (0 until it runs).
+    tid: AtomicI32,
+    /// Milliseconds since [`epoch`] at the last beat.
+    beat_ms: AtomicU64,
+}
+
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64
+}
+
+impl Heartbeat {
+    /// Called from the shard's own thread: records it and beats.
+    pub fn start(&self) {
+        // SAFETY: gettid has no preconditions.
+        self.tid.store(unsafe { libc::gettid() }, Ordering::Relaxed);
+        self.beat();
+    }
+
+    pub fn beat(&self) {
+        self.beat_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Called by the main thread: signals the shard if its last beat is older than
+    /// `after`. Returns how long it had been silent when it was nudged.
+    pub fn nudge_if_silent(&self, after: Duration, nudges: &AtomicU64) -> Option<Duration> {
+        let tid = self.tid.load(Ordering::Relaxed);
+        if tid == 0 || !INSTALLED.load(Ordering::Relaxed) {
+            return None;
+        }
+        let silent =
+            Duration::from_millis(now_ms().saturating_sub(self.beat_ms.load(Ordering::Relaxed)));
+        if silent < after {
+            return None;
+        }
+        // SAFETY: signals a thread of this process with a signal whose handler
+        // (`install`) does nothing; a thread that exited makes it fail with ESRCH.
+        let rc = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, NUDGE_SIGNAL) };
+        if rc != 0 {
+            return None;
+        }
+        EdgeCounters::inc(nudges);
+        Some(silent)
+    }
+}
+
+extern "C" fn ignore(_: libc::c_int) {}
+
+/// Installs the do-nothing handler of [`NUDGE_SIGNAL`] (without `SA_RESTART`, so the
+/// signal interrupts a sleeping `io_uring_enter`). Call once, before the shards start.
+pub fn install() -> std::io::Result<()> {
+    // SAFETY: a zeroed sigaction with a plain handler and an empty mask is valid; the
+    // handler is async-signal-safe (it does nothing).
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = ignore as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        sa.sa_flags = 0;
+        if libc::sigaction(NUDGE_SIGNAL, &sa, std::ptr::null_mut()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    epoch();
+    INSTALLED.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// A thread asleep in a system call (here `poll` with a 20 s timeout, like an executor
+    /// parked in `io_uring_enter`) is woken by the nudge with `EINTR`, and the nudge is
+    /// counted; a thread that beat recently is left alone.
+    #[test]
+    fn a_silent_thread_is_interrupted_and_counted() {
+        install().unwrap();
+        let hb = Arc::new(Heartbeat::default());
+        let nudges = AtomicU64::new(0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sleeper = {
+            let hb = hb.clone();
+            std::thread::spawn(move || {
+                hb.start();
+                tx.send(()).unwrap();
+                let started = Instant::now();
+                // SAFETY: poll with no descriptors is a plain sleep.
+                let rc = unsafe { libc::poll(std::ptr::null_mut(), 0, 20_000) };
+                let err = std::io::Error::last_os_error().raw_os_error();
+                (rc, err, started.elapsed())
+            })
+        };
+        rx.recv().unwrap();
+        assert_eq!(hb.nudge_if_silent(Duration::from_secs(60), &nudges), None);
+        assert_eq!(nudges.load(Ordering::Relaxed), 0);
+        let mut woke = None;
+        for _ in 0..200 {
+            std::thread::sleep(Duration::from_millis(20));
+            hb.nudge_if_silent(Duration::ZERO, &nudges);
+            std::thread::sleep(Duration::from_millis(20));
+            if sleeper.is_finished() {
+                woke = Some(sleeper.join().unwrap());
+                break;
+            }
+        }
+        let (rc, err, slept) = woke.expect("the sleeping thread was not woken");
+        assert_eq!((rc, err), (-1, Some(libc::EINTR)));
+        assert!(slept < Duration::from_secs(20));
+        assert!(nudges.load(Ordering::Relaxed) >= 1);
+    }
+}
