@@ -1,6 +1,6 @@
 //! Wakes a shard whose executor stopped making progress.
 //!
-//! Why: in closed-loop load runs (about one run in twenty of `perf/durability`'s PUBLISH
+//! Why: in closed-loop load runs (about one run in ten of `perf/durability`'s PUBLISH
 //! scenario on this project's 2-core VM, kernel 6.18) a shard's executor went to sleep in
 //! `io_uring_enter` and stayed there: its 50 ms housekeeping timer and the datagrams
 //! queueing on its socket (dropped once the buffer filled) did not wake it, its CPU time
@@ -57,6 +57,12 @@ impl Heartbeat {
 
     pub fn beat(&self) {
         self.beat_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// The last beat (milliseconds since the process's watchdog epoch): tells one silence
+    /// from the next, so each is logged once however often it is nudged.
+    pub fn last_beat(&self) -> u64 {
+        self.beat_ms.load(Ordering::Relaxed)
     }
 
     /// Called by the main thread: signals the shard if its last beat is older than
