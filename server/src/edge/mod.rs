@@ -27,13 +27,6 @@ use crate::cli::{Cidr, RunArgs, UdpSteering};
 use crate::core::{Config, ShardId};
 use crate::persist::Durability;
 
-/// How long one task queue may run before glommio preempts it (its default: 100 ms).
-/// Under saturation a shard's receive loop always has a full batch waiting, and it yields
-/// (`yield_if_needed`) only when this timer says so; until then the executor neither runs
-/// the persist driver nor polls its reactor, so a finished log commit went unnoticed and
-/// its held 2xx waited, up to 100 ms.
-const PREEMPT_TIMER: Duration = Duration::from_millis(1);
-
 /// Process-wide clock giving `core::Instant` as Unix-epoch milliseconds: the wall clock read
 /// once at start, advanced by the monotonic clock (so a wall-clock step never moves timers).
 /// Unix time because instants are persisted (expiry) and must mean the same after a restart.
@@ -288,7 +281,6 @@ pub fn run(
         // own CPU (glommio's default for a fixed placement) it would steal that shard's time;
         // unbound, the kernel runs it wherever a core is free.
         .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(1))
-        .preempt_timer(PREEMPT_TIMER)
         .name(&format!("shard-{i}"));
         if !settings.spin_before_park.is_zero() {
             builder = builder.spin_before_park(settings.spin_before_park);

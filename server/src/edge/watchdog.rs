@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use super::stats::EdgeCounters;
 
 /// A shard whose heartbeat is older than this is nudged. The heartbeat comes every
-/// `STOP_POLL` (50 ms) from a timer task; a busy executor is preempted every
-/// `PREEMPT_TIMER` (1 ms), so only a stopped one misses four beats. Nudging one that is
-/// merely slow is harmless: its interrupted system calls are retried.
+/// `STOP_POLL` (50 ms) from a timer task, which a busy executor still runs at its next
+/// preemption point; a stopped one misses four beats. Nudging one that is merely slow is
+/// harmless: its interrupted system calls are retried.
 pub const WEDGED_AFTER: Duration = Duration::from_millis(200);
 
 /// The signal that interrupts a shard's wait. Its handler does nothing.
