@@ -356,27 +356,10 @@ pub fn run(
         xcap_root = %settings.xcap.root,
         "herald ready"
     );
-    // The beat each shard's current silence started from, once logged (a shard that stays
-    // silent is nudged every round but logged once).
-    let mut logged: Vec<Option<u64>> = vec![None; stats.shards.len()];
+    let mut watch = watchdog::Watch::new(stats.shards.len());
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
-        for (i, sh) in stats.shards.iter().enumerate() {
-            let beat = sh.heartbeat.last_beat();
-            if let Some(silent) = sh
-                .heartbeat
-                .nudge_if_silent(watchdog::WEDGED_AFTER, &sh.edge.watchdog_nudges)
-            {
-                if logged[i] != Some(beat) {
-                    logged[i] = Some(beat);
-                    tracing::warn!(
-                        shard = i,
-                        silent_ms = silent.as_millis() as u64,
-                        "shard made no progress; interrupted its executor's wait"
-                    );
-                }
-            }
-        }
+        watch.check(&stats.shards);
     }
     tracing::info!("stopping: draining shards");
     for h in handles {

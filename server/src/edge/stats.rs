@@ -51,7 +51,7 @@ edge_counters! {
     handoff_queue_max: "largest hand-off batch drained at once",
     timer_fires: "core timer wake-ups",
     core_transmits: "messages produced by the core",
-    watchdog_nudges: "times the main thread signalled this shard's executor after it made no progress for 200 ms (see edge::watchdog)",
+    watchdog_nudges: "times the main thread signalled this shard's executor after it made no progress for edge::watchdog::WEDGED_AFTER",
 }
 
 impl EdgeCounters {

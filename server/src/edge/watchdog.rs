@@ -15,7 +15,7 @@
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::stats::EdgeCounters;
+use super::stats::{EdgeCounters, ShardStats};
 
 /// A shard whose heartbeat is older than this is nudged. The heartbeat comes every
 /// `STOP_POLL` (50 ms) from a timer task, which a busy executor still runs at its next
@@ -61,7 +61,7 @@ impl Heartbeat {
 
     /// The last beat (milliseconds since the process's watchdog epoch): tells one silence
     /// from the next, so each is logged once however often it is nudged.
-    pub fn last_beat(&self) -> u64 {
+    fn last_beat(&self) -> u64 {
         self.beat_ms.load(Ordering::Relaxed)
     }
 
@@ -85,6 +85,41 @@ impl Heartbeat {
         }
         EdgeCounters::inc(nudges);
         Some(silent)
+    }
+}
+
+/// The main thread's side: nudges every silent shard, logging each silence once (a shard
+/// that stays silent is nudged every round).
+pub struct Watch {
+    /// Per shard, the beat its logged silence started from.
+    logged: Vec<Option<u64>>,
+}
+
+impl Watch {
+    pub fn new(shards: usize) -> Watch {
+        Watch {
+            logged: vec![None; shards],
+        }
+    }
+
+    pub fn check(&mut self, shards: &[std::sync::Arc<ShardStats>]) {
+        for (i, (sh, logged)) in shards.iter().zip(&mut self.logged).enumerate() {
+            let beat = sh.heartbeat.last_beat();
+            let Some(silent) = sh
+                .heartbeat
+                .nudge_if_silent(WEDGED_AFTER, &sh.edge.watchdog_nudges)
+            else {
+                continue;
+            };
+            if *logged != Some(beat) {
+                *logged = Some(beat);
+                tracing::warn!(
+                    shard = i,
+                    silent_ms = silent.as_millis() as u64,
+                    "shard made no progress; interrupted its executor's wait"
+                );
+            }
+        }
     }
 }
 
