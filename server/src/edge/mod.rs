@@ -27,6 +27,9 @@ use crate::cli::{Cidr, RunArgs, UdpSteering};
 use crate::core::{Config, ShardId};
 use crate::persist::Durability;
 
+/// How long start-up waits for every shard to load its partition and report ready.
+const READY_WITHIN: Duration = Duration::from_secs(120);
+
 /// Process-wide clock giving `core::Instant` as Unix-epoch milliseconds: the wall clock read
 /// once at start, advanced by the monotonic clock (so a wall-clock step never moves timers).
 /// Unix time because instants are persisted (expiry) and must mean the same after a restart.
@@ -314,11 +317,19 @@ pub fn run(
         handles.push(h);
     }
     drop(ready_tx);
+    // Watched from their start: a shard can wedge while it connects the mesh.
+    let mut watch = watchdog::Watch::new(stats.shards.len());
     let mut ready = 0;
+    // Loading a big partition takes a while: allow for it.
+    let ready_by = std::time::Instant::now() + READY_WITHIN;
     while ready < n {
-        // Loading a big partition takes a while: allow for it.
-        match ready_rx.recv_timeout(Duration::from_secs(120)) {
+        match ready_rx.recv_timeout(watchdog::BEAT_EVERY) {
             Ok(_) => ready += 1,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                if std::time::Instant::now() < ready_by =>
+            {
+                watch.check(&stats.shards)
+            }
             Err(_) => {
                 stop.store(true, Ordering::Relaxed);
                 return Err(StartError::Executor {
@@ -356,12 +367,16 @@ pub fn run(
         xcap_root = %settings.xcap.root,
         "herald ready"
     );
-    let mut watch = watchdog::Watch::new(stats.shards.len());
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(watchdog::BEAT_EVERY);
         watch.check(&stats.shards);
     }
     tracing::info!("stopping: draining shards");
+    // The drain (final commits, sync mode's last batch) is watched too.
+    while !stats.shards.iter().all(|s| s.heartbeat.is_finished()) {
+        std::thread::sleep(watchdog::BEAT_EVERY);
+        watch.check(&stats.shards);
+    }
     for h in handles {
         let _ = h.join();
     }

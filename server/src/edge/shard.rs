@@ -356,6 +356,12 @@ pub async fn run_shard(init: ShardInit) {
         xcap,
     } = init;
 
+    // Watched from the first await on: a wedge can strike while the mesh connects.
+    let watched = stats.clone();
+    let _finished = watched.heartbeat.finish_on_drop();
+    watched.heartbeat.start();
+    glommio::spawn_local(super::watchdog::beat_forever(stats.clone())).detach();
+
     // Connect the mesh: every connect waits for its peer, so run them all concurrently.
     let sender_tasks: Vec<_> = ends
         .senders
@@ -395,6 +401,8 @@ pub async fn run_shard(init: ShardInit) {
     );
     if let Some(st) = &store {
         // Before serving: the sockets are bound, so requests wait in the kernel meanwhile.
+        // Loading runs on this thread without yielding: no beats, and not a wedge.
+        stats.heartbeat.pause();
         let now = clock.now();
         match persist::load_shard(st, id, now) {
             Ok(loaded) => {
@@ -405,6 +413,7 @@ pub async fn run_shard(init: ShardInit) {
                     subscriptions = rep.subscriptions,
                     "shard state restored"
                 );
+                stats.heartbeat.beat();
             }
             Err(e) => {
                 tracing::error!(shard = id.0, error = %e, "cannot load the shard's state; exiting");
@@ -483,10 +492,8 @@ pub async fn run_shard(init: ShardInit) {
 
     let mut since_publish = Duration::ZERO;
     let mut since_release = Duration::ZERO;
-    shard.stats.heartbeat.start();
     while !stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(STOP_POLL).await;
-        shard.stats.heartbeat.beat();
         since_publish += STOP_POLL;
         since_release += STOP_POLL;
         if since_publish >= STATS_PUBLISH_PERIOD {
@@ -506,6 +513,7 @@ pub async fn run_shard(init: ShardInit) {
             let clock = shard.clock;
             d.finish(&shard.core, move || clock.now()).await;
         } else {
+            shard.stats.heartbeat.pause();
             final_commit(&shard, d, st);
         }
     }

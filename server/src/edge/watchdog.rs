@@ -8,9 +8,11 @@
 //! same kind of wedge is reported for other io_uring runtimes that sleep on a timeout
 //! (timeouts completed but the waiter not woken). A signal interrupts the wait
 //! (`EINTR`, which glommio treats as "look again"), and the executor then finds its
-//! completions. So every shard beats a heartbeat from its housekeeping loop, and the main
-//! thread signals a shard whose heartbeat is older than [`WEDGED_AFTER`], logging it and
-//! counting it (`watchdog_nudges` in `/stats`).
+//! completions. So every shard beats a heartbeat from a timer task spawned first thing
+//! (start-up, serving and the drain at stop are all watched: with a 1 ms preempt timer the
+//! wedge struck while shards connected their mesh), and the main thread signals a shard
+//! whose heartbeat is older than [`WEDGED_AFTER`], logging it and counting it
+//! (`watchdog_nudges` in `/stats`).
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -18,10 +20,17 @@ use std::time::{Duration, Instant};
 use super::stats::{EdgeCounters, ShardStats};
 
 /// A shard whose heartbeat is older than this is nudged. The heartbeat comes every
-/// `STOP_POLL` (50 ms) from a timer task, which a busy executor still runs at its next
+/// [`BEAT_EVERY`] from a timer task, which a busy executor still runs at its next
 /// preemption point; a stopped one misses four beats. Nudging one that is merely slow is
 /// harmless: its interrupted system calls are retried.
 pub const WEDGED_AFTER: Duration = Duration::from_millis(200);
+
+/// How often a shard's heartbeat task beats.
+pub const BEAT_EVERY: Duration = Duration::from_millis(50);
+
+/// `beat_ms` while the shard runs deliberate synchronous work (loading its partition,
+/// the final commit): not a wedge, and a signal would not shorten it.
+const PAUSED: u64 = u64::MAX;
 
 /// The signal that interrupts a shard's wait. Its handler does nothing.
 const NUDGE_SIGNAL: libc::c_int = libc::SIGUSR2;
@@ -34,6 +43,9 @@ static INSTALLED: AtomicBool = AtomicBool::new(false);
 pub struct Heartbeat {
     /// Kernel thread id of the shard's executor (0 until it runs).
     tid: AtomicI32,
+    /// Set when the shard's executor has returned (or unwound): the main thread stops
+    /// watching it and joins it.
+    finished: AtomicBool,
     /// Milliseconds since [`epoch`] at the last beat.
     beat_ms: AtomicU64,
 }
@@ -59,6 +71,22 @@ impl Heartbeat {
         self.beat_ms.store(now_ms(), Ordering::Relaxed);
     }
 
+    /// Called from the shard's thread before synchronous work that keeps its executor
+    /// busy for long (no timer task runs meanwhile); the next [`Heartbeat::beat`] ends it.
+    pub fn pause(&self) {
+        self.beat_ms.store(PAUSED, Ordering::Relaxed);
+    }
+
+    /// A guard that marks the shard finished when dropped, also when its thread unwinds,
+    /// so the main thread never waits on a shard that will not beat again.
+    pub fn finish_on_drop(&self) -> FinishGuard<'_> {
+        FinishGuard(self)
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
     /// The last beat (milliseconds since the process's watchdog epoch): tells one silence
     /// from the next, so each is logged once however often it is nudged.
     fn last_beat(&self) -> u64 {
@@ -69,11 +97,14 @@ impl Heartbeat {
     /// `after`. Returns how long it had been silent when it was nudged.
     pub fn nudge_if_silent(&self, after: Duration, nudges: &AtomicU64) -> Option<Duration> {
         let tid = self.tid.load(Ordering::Relaxed);
-        if tid == 0 || !INSTALLED.load(Ordering::Relaxed) {
+        if tid == 0 || self.is_finished() || !INSTALLED.load(Ordering::Relaxed) {
             return None;
         }
-        let silent =
-            Duration::from_millis(now_ms().saturating_sub(self.beat_ms.load(Ordering::Relaxed)));
+        let last = self.beat_ms.load(Ordering::Relaxed);
+        if last == PAUSED {
+            return None;
+        }
+        let silent = Duration::from_millis(now_ms().saturating_sub(last));
         if silent < after {
             return None;
         }
@@ -85,6 +116,25 @@ impl Heartbeat {
         }
         EdgeCounters::inc(nudges);
         Some(silent)
+    }
+}
+
+/// Marks its shard finished when dropped: [`Heartbeat::finish_on_drop`].
+pub struct FinishGuard<'a>(&'a Heartbeat);
+
+impl Drop for FinishGuard<'_> {
+    fn drop(&mut self) {
+        self.0.finished.store(true, Ordering::Release);
+    }
+}
+
+/// Beats `hb` every [`BEAT_EVERY`] for as long as the executor runs. Spawned first
+/// thing on each shard, so the watchdog covers start-up (mesh connects, the
+/// persistence driver) and the drain at stop as well as serving.
+pub async fn beat_forever(hb: std::sync::Arc<ShardStats>) {
+    loop {
+        glommio::timer::sleep(BEAT_EVERY).await;
+        hb.heartbeat.beat();
     }
 }
 
@@ -148,6 +198,26 @@ pub fn install() -> std::io::Result<()> {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    /// Deliberate synchronous work (`pause`) and a finished shard are never nudged; the
+    /// next beat after a pause makes the shard watched again.
+    #[test]
+    fn paused_and_finished_shards_are_left_alone() {
+        install().unwrap();
+        let hb = Heartbeat::default();
+        let nudges = AtomicU64::new(0);
+        hb.start();
+        hb.pause();
+        assert_eq!(hb.nudge_if_silent(Duration::ZERO, &nudges), None);
+        hb.beat();
+        // This thread is awake: the nudge is delivered to a no-op handler and counted.
+        assert!(hb.nudge_if_silent(Duration::ZERO, &nudges).is_some());
+        assert_eq!(nudges.load(Ordering::Relaxed), 1);
+        drop(hb.finish_on_drop());
+        assert!(hb.is_finished());
+        assert_eq!(hb.nudge_if_silent(Duration::ZERO, &nudges), None);
+        assert_eq!(nudges.load(Ordering::Relaxed), 1);
+    }
 
     /// A thread asleep in a system call (here `poll` with a 20 s timeout, like an executor
     /// parked in `io_uring_enter`) is woken by the nudge with `EINTR`, and the nudge is
