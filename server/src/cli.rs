@@ -63,9 +63,28 @@ pub enum UserCommand {
         /// `user@domain`.
         user: String,
         /// Password (default: read one line from stdin).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "ha1")]
         password: Option<String>,
+        /// The user's existing MD5 HA1 (32 hex digits: MD5(user:realm:password), the `ha1`
+        /// column of an OpenSIPS/Kamailio `subscriber` table) instead of a password. Only MD5
+        /// digest then works for this user: SHA-256 needs the password.
+        #[arg(long)]
+        ha1: Option<String>,
         /// Digest realm (default: the user's domain).
+        #[arg(long)]
+        realm: Option<String>,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Add or replace many users at once (one commit per shard), e.g. migrated from an
+    /// OpenSIPS/Kamailio `subscriber` table. One user per line: `user@domain`, then a tab,
+    /// comma or spaces, then either the password or `ha1=<32 hex digits>` (MD5 HA1).
+    /// Empty lines and lines starting with `#` are skipped.
+    Import {
+        /// File to read (default: stdin).
+        file: Option<std::path::PathBuf>,
+        /// Digest realm of every user (default: each user's domain). An imported HA1 must
+        /// have been computed with this realm.
         #[arg(long)]
         realm: Option<String>,
         #[command(flatten)]

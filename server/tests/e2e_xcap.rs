@@ -235,6 +235,68 @@ fn herald_user_add(dir: &Path, user: &str) {
     );
 }
 
+fn herald_user_import(dir: &Path, list: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["--shards", "2", "user", "import"])
+        .arg(list)
+        .arg("--data-dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run herald user import")
+}
+
+/// `herald user import` of a migrated `subscriber` table: one user with a password (both
+/// digests work), one with only its MD5 HA1 (MD5 digest works, SHA-256 cannot), one commit
+/// per shard, users owned by both shards.
+#[test]
+fn imported_users_authenticate_with_password_or_md5_ha1() {
+    let dir = fresh_data_dir();
+    let alice = user_of(&aor_on_shard("alice", 0, 2));
+    let bob = user_of(&aor_on_shard("bob", 1, 2));
+    let bob_name = bob.split('@').next().unwrap();
+    let ha1 = auth::ha1_md5(bob_name, "example.com", PASSWORD);
+    let list = dir.join("users.txt");
+    std::fs::write(
+        &list,
+        format!("# user@domain, password or ha1=\n{alice}\t{PASSWORD}\n\n{bob},ha1={ha1}\n"),
+    )
+    .unwrap();
+    let out = herald_user_import(&dir, &list);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("2 user(s) imported (1 from an MD5 HA1"),
+        "{said}"
+    );
+    // A malformed line names itself and imports nothing.
+    std::fs::write(&list, "carol@example.com\tpw\nnot-a-user pw\n").unwrap();
+    let out = herald_user_import(&dir, &list);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"));
+
+    let (_server, addr) = start_xcap(&dir, &[]);
+    for (user, alg, want) in [
+        (&alice, Algorithm::Md5, 404),
+        (&alice, Algorithm::Sha256, 404),
+        (&bob, Algorithm::Md5, 404),
+        (&bob, Algorithm::Sha256, 401),
+    ] {
+        let mut a = Agent::new(addr, user, alg);
+        let r = a.req("GET", &rl_path(user), &[], b"");
+        assert_eq!(r.status, want, "{user} {alg:?}");
+    }
+    let mut a = Agent::new(addr, &user_of("sip:carol@example.com"), Algorithm::Md5);
+    assert_eq!(
+        a.req("GET", &rl_path("carol@example.com"), &[], b"").status,
+        401
+    );
+}
+
 /// Starts herald with XCAP on a fresh port; returns the server and the XCAP address.
 fn start_xcap(dir: &Path, extra: &[&str]) -> (Server, SocketAddr) {
     start_xcap_scheme(dir, "http", extra)

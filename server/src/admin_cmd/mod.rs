@@ -47,9 +47,10 @@ fn pick(dir: &Option<PathBuf>, default: &Path) -> PathBuf {
 pub fn run_user(cmd: &server::cli::UserCommand, run: &server::cli::RunArgs) -> ExitCode {
     use server::cli::UserCommand;
     let dir = match cmd {
-        UserCommand::Add { dir, .. } | UserCommand::Del { dir, .. } | UserCommand::List { dir } => {
-            pick(&dir.data_dir, &run.data_dir)
-        }
+        UserCommand::Add { dir, .. }
+        | UserCommand::Import { dir, .. }
+        | UserCommand::Del { dir, .. }
+        | UserCommand::List { dir } => pick(&dir.data_dir, &run.data_dir),
     };
     match user::run(cmd, &dir, run.shard_count(), &opts(run.map_size_max)) {
         Ok(()) => ExitCode::SUCCESS,
