@@ -213,7 +213,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0)]
     pub expires_offset: u32,
 
-    /// Seconds between expiry sweeps.
+    /// Accepted for OpenSIPS/Kamailio configs (clean_period) and ignored: herald expires each
+    /// subscription and publication on its own timer, to the second, so there is no sweep.
     #[arg(long, default_value_t = 100)]
     pub clean_period: u32,
 
@@ -315,7 +316,9 @@ pub struct RunArgs {
     #[arg(long, default_value = "./data")]
     pub data_dir: PathBuf,
 
-    /// `sync` (2xx only after commit), `periodic=<ms>` (write-behind) or `none` (memory only).
+    /// `sync` (2xx only after commit), `periodic=<ms>` or `periodic=<seconds>s` (write-behind,
+    /// like OpenSIPS db_update_period: a crash loses at most that much; up to 3600 s) or
+    /// `none` (memory only).
     #[arg(long, default_value = "sync")]
     pub durability: Durability,
 

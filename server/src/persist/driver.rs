@@ -20,6 +20,12 @@ use crate::core::{Instant, PersistOp, Refused, ShardId};
 /// one (bounds the batch's memory and the commit's latency).
 pub const MAX_BATCH: usize = 8192;
 
+/// `--durability periodic`: a shard commits before its period is up once this many ops
+/// wait. Without it, a long period at a high rate filled the core's queue
+/// (`max_pending_persist`) and state changes were refused with 500 (measured: 37% of
+/// PUBLISHes at 60k/s with `periodic=5000`). An earlier commit only loses less on a crash.
+pub const PERIODIC_EARLY_OPS: usize = 2 * MAX_BATCH;
+
 /// Wait before retrying a failed commit (map full, I/O error).
 const RETRY_BACKOFF: Duration = Duration::from_millis(500);
 
@@ -371,7 +377,16 @@ impl Driver {
                 }
                 Durability::Periodic(period) => {
                     self.enter(Phase::Idle);
-                    glommio::timer::sleep(period).await;
+                    let due = std::time::Instant::now() + period;
+                    // Take ops out of the core as they come (every flush kicks), so its
+                    // queue never fills; commit at the period or at PERIODIC_EARLY_OPS.
+                    while batch.len() < PERIODIC_EARLY_OPS {
+                        let left = due.saturating_duration_since(std::time::Instant::now());
+                        if left.is_zero() || !self.kicked_within(left).await {
+                            break;
+                        }
+                        Self::drain(core, &mut batch, usize::MAX);
+                    }
                     Self::drain(core, &mut batch, usize::MAX);
                     if batch.is_empty() {
                         continue;

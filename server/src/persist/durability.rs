@@ -1,4 +1,4 @@
-//! `--durability sync | periodic=<ms> | none`.
+//! `--durability sync | periodic=<ms>|periodic=<s>s | none`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -39,16 +39,20 @@ impl fmt::Display for ParseDurabilityError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "invalid durability {:?}: expected `sync`, `periodic=<ms>` (1..=60000) or `none`",
-            self.0
+            "invalid durability {:?}: expected `sync`, `periodic=<ms>` or `periodic=<seconds>s` \
+             (1 ms ..= {} s) or `none`",
+            self.0,
+            MAX_PERIOD_MS / 1000
         )
     }
 }
 
 impl std::error::Error for ParseDurabilityError {}
 
-/// Longest write-behind period accepted.
-pub const MAX_PERIOD_MS: u64 = 60_000;
+/// Longest write-behind period accepted: an hour (OpenSIPS's `db_update_period` default is
+/// 100 s). The period bounds staleness only: a shard commits earlier once enough ops wait
+/// (`driver::PERIODIC_EARLY_OPS`), so memory stays bounded whatever the period.
+pub const MAX_PERIOD_MS: u64 = 3_600_000;
 
 impl FromStr for Durability {
     type Err = ParseDurabilityError;
@@ -58,11 +62,15 @@ impl FromStr for Durability {
             "sync" => Ok(Durability::Sync),
             "none" => Ok(Durability::None),
             _ => {
-                let ms: u64 = s
-                    .strip_prefix("periodic=")
-                    .ok_or_else(err)?
-                    .parse()
-                    .map_err(|_| err())?;
+                let v = s.strip_prefix("periodic=").ok_or_else(err)?;
+                let ms: u64 = match v.strip_suffix('s') {
+                    Some(secs) => secs
+                        .parse::<u64>()
+                        .map_err(|_| err())?
+                        .checked_mul(1000)
+                        .ok_or_else(err)?,
+                    None => v.parse().map_err(|_| err())?,
+                };
                 if ms == 0 || ms > MAX_PERIOD_MS {
                     return Err(err());
                 }
@@ -95,6 +103,14 @@ mod tests {
             "periodic=5".parse::<Durability>(),
             Ok(Durability::Periodic(Duration::from_millis(5)))
         );
+        assert_eq!(
+            "periodic=100s".parse::<Durability>(),
+            Ok(Durability::Periodic(Duration::from_secs(100)))
+        );
+        assert_eq!(
+            "periodic=3600000".parse::<Durability>(),
+            Ok(Durability::Periodic(Duration::from_secs(3600)))
+        );
         for bad in [
             "",
             "Sync",
@@ -102,7 +118,12 @@ mod tests {
             "periodic=",
             "periodic=0",
             "periodic=x",
-            "periodic=60001",
+            "periodic=3600001",
+            "periodic=3601s",
+            "periodic=0s",
+            "periodic=s",
+            "periodic=-1s",
+            "periodic=99999999999999999999s",
         ] {
             assert!(bad.parse::<Durability>().is_err(), "{bad}");
         }

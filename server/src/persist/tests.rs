@@ -264,6 +264,45 @@ fn periodic_mode_writes_behind() {
     assert_eq!(st.counts(&r).unwrap().presentity, 5);
 }
 
+/// A long period (an hour) does not hold ops in memory for that long: the driver takes
+/// them out of the core as the edge kicks and commits once `PERIODIC_EARLY_OPS` wait, so
+/// the core's queue never reaches `max_pending_persist` (which would refuse requests).
+#[test]
+fn periodic_mode_commits_early_when_many_ops_wait() {
+    let dir = TempDir::new();
+    let st = Arc::new(Store::open(dir.path(), &opts()).unwrap());
+    let st2 = st.clone();
+    let n = driver::PERIODIC_EARLY_OPS as u64 + 100;
+    run_local(move || async move {
+        let core = Rc::new(RefCell::new(FakeCore::default()));
+        let driver =
+            Rc::new(Driver::new(ShardId(0), Some(st2), "periodic=3600s".parse().unwrap()).unwrap());
+        let kick = driver.kick();
+        let (c, d) = (core.clone(), driver.clone());
+        let _task =
+            glommio::spawn_local(async move { d.run(&c, || Instant::from_millis(1), || {}).await });
+        // The edge queues ops in bursts and kicks after each, as its flush does.
+        for burst in (1..=n).collect::<Vec<_>>().chunks(1000) {
+            core.borrow_mut()
+                .queue
+                .extend(burst.iter().map(|&s| publication(s, 50_000)));
+            kick.notify();
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+            assert!(
+                core.borrow().queue.len() <= 1000,
+                "the driver drains as it goes"
+            );
+        }
+        let early = driver::PERIODIC_EARLY_OPS as u64;
+        eventually(|| core.borrow().persisted.last().is_some_and(|&s| s >= early)).await;
+        let last = *core.borrow().persisted.last().expect("an early commit");
+        // Within seconds of an hour-long period: the commit came early.
+        assert!(last >= early && last <= n, "committed up to {last}");
+    });
+    let r = st.read_txn().unwrap();
+    assert!(st.counts(&r).unwrap().presentity >= driver::PERIODIC_EARLY_OPS as u64);
+}
+
 #[test]
 fn committed_ops_load_back_as_core_records_minus_expired_and_deleted() {
     let dir = TempDir::new();
