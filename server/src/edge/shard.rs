@@ -203,6 +203,8 @@ impl Shard {
     /// Drains everything the core wants to send (plus what the edge queued in `out`) and
     /// sends it; re-arms the timer task if the core's earliest deadline moved earlier.
     pub async fn flush(self: &Rc<Self>, out: &mut Outbox) {
+        // A busy executor may run its heartbeat task only at its next preemption: beat here.
+        self.stats.heartbeat.beat();
         if let Some(k) = &self.persist_kick {
             k.notify();
         }

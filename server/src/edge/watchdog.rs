@@ -8,25 +8,29 @@
 //! same kind of wedge is reported for other io_uring runtimes that sleep on a timeout
 //! (timeouts completed but the waiter not woken). A signal interrupts the wait
 //! (`EINTR`, which glommio treats as "look again"), and the executor then finds its
-//! completions. So every shard beats a heartbeat from a timer task spawned first thing
+//! completions. So every shard beats a heartbeat (from each batch it sends, and from a
+//! timer task spawned first thing
 //! (start-up, serving and the drain at stop are all watched: with a 1 ms preempt timer the
-//! wedge struck while shards connected their mesh), and the main thread signals a shard
+//! wedge struck while shards connected their mesh)), and the main thread signals a shard
 //! whose heartbeat is older than [`WEDGED_AFTER`], logging it and counting it
 //! (`watchdog_nudges` in `/stats`).
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::stats::{EdgeCounters, ShardStats};
 
-/// A shard whose heartbeat is older than this is nudged. The heartbeat comes every
-/// [`BEAT_EVERY`] from a timer task, which a busy executor still runs at its next
-/// preemption point; a stopped one misses four beats. Nudging one that is merely slow is
-/// harmless: its interrupted system calls are retried.
-pub const WEDGED_AFTER: Duration = Duration::from_millis(200);
+/// A shard whose heartbeat is older than this is nudged. An idle shard beats every
+/// [`BEAT_EVERY`] from a timer task; a busy one also beats on every batch it sends (a
+/// saturated receive loop may hold its executor until glommio's 100 ms preemption, but it
+/// beats meanwhile); a stopped one misses four timer beats. The bound is what a wedge
+/// costs: 200 ms before (a 216 ms stall cost a 4 s rate step of `perf/compare` 7% of its
+/// rate), now under a retransmission interval (T1 = 500 ms) with room to spare. Nudging a
+/// shard that is merely slow is harmless: its interrupted system calls are retried.
+pub const WEDGED_AFTER: Duration = Duration::from_millis(80);
 
-/// How often a shard's heartbeat task beats.
-pub const BEAT_EVERY: Duration = Duration::from_millis(50);
+/// How often a shard's heartbeat task beats, and the main thread checks.
+pub const BEAT_EVERY: Duration = Duration::from_millis(20);
 
 /// `beat_ms` while the shard runs deliberate synchronous work (loading its partition,
 /// the final commit): not a wedge, and a signal would not shorten it.
@@ -46,17 +50,22 @@ pub struct Heartbeat {
     /// Set when the shard's executor has returned (or unwound): the main thread stops
     /// watching it and joins it.
     finished: AtomicBool,
-    /// Milliseconds since [`epoch`] at the last beat.
+    /// [`now_ms`] at the last beat.
     beat_ms: AtomicU64,
 }
 
-fn epoch() -> Instant {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
+/// Milliseconds of `CLOCK_MONOTONIC_COARSE`: the receive path beats on every batch, and
+/// this clock costs a few nanoseconds (no TSC read); its tick (1–4 ms) is far below
+/// [`WEDGED_AFTER`].
 fn now_ms() -> u64 {
-    epoch().elapsed().as_millis() as u64
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given; this clock id always exists
+    // on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
 impl Heartbeat {
@@ -87,7 +96,7 @@ impl Heartbeat {
         self.finished.load(Ordering::Acquire)
     }
 
-    /// The last beat (milliseconds since the process's watchdog epoch): tells one silence
+    /// The last beat ([`now_ms`]): tells one silence
     /// from the next, so each is logged once however often it is nudged.
     fn last_beat(&self) -> u64 {
         self.beat_ms.load(Ordering::Relaxed)
@@ -105,7 +114,9 @@ impl Heartbeat {
             return None;
         }
         let silent = Duration::from_millis(now_ms().saturating_sub(last));
-        if silent < after {
+        if silent < after || !asleep(tid) {
+            // A silent shard that is running (or waiting for a core) is slow or starved,
+            // not wedged: a signal would not help it.
             return None;
         }
         // SAFETY: signals a thread of this process with a signal whose handler
@@ -117,6 +128,19 @@ impl Heartbeat {
         EdgeCounters::inc(nudges);
         Some(silent)
     }
+}
+
+/// Whether thread `tid` of this process sleeps interruptibly (state `S` in
+/// `/proc/self/task/<tid>/stat`), as a wedged executor does in `io_uring_enter`. Read only
+/// for a shard already silent past [`WEDGED_AFTER`], so its cost does not matter.
+fn asleep(tid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
+        .ok()
+        .and_then(|st| {
+            let after_comm = &st[st.rfind(')')? + 1..];
+            after_comm.split_whitespace().next().map(|s| s == "S")
+        })
+        .unwrap_or(false)
 }
 
 /// Marks its shard finished when dropped: [`Heartbeat::finish_on_drop`].
@@ -189,7 +213,6 @@ pub fn install() -> std::io::Result<()> {
             return Err(std::io::Error::last_os_error());
         }
     }
-    epoch();
     INSTALLED.store(true, Ordering::Relaxed);
     Ok(())
 }
@@ -199,8 +222,8 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    /// Deliberate synchronous work (`pause`) and a finished shard are never nudged; the
-    /// next beat after a pause makes the shard watched again.
+    /// Deliberate synchronous work (`pause`), a running thread and a finished shard are
+    /// never nudged.
     #[test]
     fn paused_and_finished_shards_are_left_alone() {
         install().unwrap();
@@ -210,13 +233,12 @@ mod tests {
         hb.pause();
         assert_eq!(hb.nudge_if_silent(Duration::ZERO, &nudges), None);
         hb.beat();
-        // This thread is awake: the nudge is delivered to a no-op handler and counted.
-        assert!(hb.nudge_if_silent(Duration::ZERO, &nudges).is_some());
-        assert_eq!(nudges.load(Ordering::Relaxed), 1);
+        // This thread is running, not asleep: slow or starved, not wedged.
+        assert_eq!(hb.nudge_if_silent(Duration::ZERO, &nudges), None);
         drop(hb.finish_on_drop());
         assert!(hb.is_finished());
         assert_eq!(hb.nudge_if_silent(Duration::ZERO, &nudges), None);
-        assert_eq!(nudges.load(Ordering::Relaxed), 1);
+        assert_eq!(nudges.load(Ordering::Relaxed), 0);
     }
 
     /// A thread asleep in a system call (here `poll` with a 20 s timeout, like an executor
@@ -233,7 +255,7 @@ mod tests {
             std::thread::spawn(move || {
                 hb.start();
                 tx.send(()).unwrap();
-                let started = Instant::now();
+                let started = std::time::Instant::now();
                 // SAFETY: poll with no descriptors is a plain sleep.
                 let rc = unsafe { libc::poll(std::ptr::null_mut(), 0, 20_000) };
                 let err = std::io::Error::last_os_error().raw_os_error();
