@@ -313,6 +313,11 @@ impl Core {
         })
     }
 
+    /// State changes queued for `poll_persist`.
+    pub fn persist_queued(&self) -> usize {
+        self.persist_q.len()
+    }
+
     /// Next state change to write, in sequence order.
     pub fn poll_persist(&mut self) -> Option<PersistOp> {
         let op = self.persist_q.pop_front();

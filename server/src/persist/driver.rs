@@ -70,6 +70,8 @@ const FULL_LOG_EVERY: Duration = Duration::from_secs(10);
 /// What the driver needs from the core (implemented by `core::Core`; tests use fakes).
 pub trait PersistCore {
     fn poll_persist(&mut self) -> Option<PersistOp>;
+    /// Ops queued and not yet taken by `poll_persist`.
+    fn persist_queued(&self) -> usize;
     fn handle_persisted(&mut self, now: Instant, up_to_seq: u64);
     fn handle_persist_failed(&mut self, now: Instant, refused: &[Refused]);
 }
@@ -77,6 +79,9 @@ pub trait PersistCore {
 impl PersistCore for crate::core::Core {
     fn poll_persist(&mut self) -> Option<PersistOp> {
         crate::core::Core::poll_persist(self)
+    }
+    fn persist_queued(&self) -> usize {
+        crate::core::Core::persist_queued(self)
     }
     fn handle_persisted(&mut self, now: Instant, up_to_seq: u64) {
         crate::core::Core::handle_persisted(self, now, up_to_seq)
@@ -378,14 +383,14 @@ impl Driver {
                 Durability::Periodic(period) => {
                     self.enter(Phase::Idle);
                     let due = std::time::Instant::now() + period;
-                    // Take ops out of the core as they come (every flush kicks), so its
-                    // queue never fills; commit at the period or at PERIODIC_EARLY_OPS.
-                    while batch.len() < PERIODIC_EARLY_OPS {
+                    // Commit at the period, or sooner once PERIODIC_EARLY_OPS wait (every
+                    // flush kicks), so the core's queue never fills. The ops stay in the
+                    // core until then: a clean stop's final commit takes them from there.
+                    while core.borrow().persist_queued() < PERIODIC_EARLY_OPS {
                         let left = due.saturating_duration_since(std::time::Instant::now());
                         if left.is_zero() || !self.kicked_within(left).await {
                             break;
                         }
-                        Self::drain(core, &mut batch, usize::MAX);
                     }
                     Self::drain(core, &mut batch, usize::MAX);
                     if batch.is_empty() {
