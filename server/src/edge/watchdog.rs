@@ -8,12 +8,11 @@
 //! same kind of wedge is reported for other io_uring runtimes that sleep on a timeout
 //! (timeouts completed but the waiter not woken). A signal interrupts the wait
 //! (`EINTR`, which glommio treats as "look again"), and the executor then finds its
-//! completions. So every shard beats a heartbeat (from each batch it sends, and from a
-//! timer task spawned first thing
-//! (start-up, serving and the drain at stop are all watched: with a 1 ms preempt timer the
-//! wedge struck while shards connected their mesh)), and the main thread signals a shard
-//! whose heartbeat is older than [`WEDGED_AFTER`], logging it and counting it
-//! (`watchdog_nudges` in `/stats`).
+//! completions. So every shard beats a heartbeat on each batch it sends and from a timer
+//! task spawned first thing, and the main thread signals a shard whose heartbeat is older
+//! than [`WEDGED_AFTER`] and whose thread sleeps, logging it and counting it
+//! (`watchdog_nudges` in `/stats`). Start-up and the drain at stop are watched too: with a
+//! 1 ms preempt timer the wedge struck while shards connected their mesh.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::time::Duration;
