@@ -138,14 +138,38 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// `WWW-Authenticate` values for a 401: one Digest challenge per algorithm (SHA-256 first,
-/// RFC 7616 §3.7), then Basic when allowed.
-pub fn challenges(cfg: &AuthConfig, realm: &str, now: u64, stale: bool) -> Vec<String> {
+/// The Digest algorithms to challenge a request for `user` (its XUI's user and domain)
+/// with: both, SHA-256 first (RFC 7616 §3.7), unless the user exists with only an MD5 HA1
+/// (an account imported from its hash): a client offered SHA-256 picks it (curl does) and
+/// could then never authenticate.
+pub fn challenge_algorithms(
+    store: &dyn DocumentStore,
+    user: Option<(&str, &str)>,
+) -> &'static [Algorithm] {
+    let md5_only = user
+        .and_then(|(u, d)| lookup(store, u, d))
+        .is_some_and(|c| c.ha1_sha256.is_none() && c.ha1_md5.is_some());
+    if md5_only {
+        &[Algorithm::Md5]
+    } else {
+        &[Algorithm::Sha256, Algorithm::Md5]
+    }
+}
+
+/// `WWW-Authenticate` values for a 401: one Digest challenge per algorithm (see
+/// [`challenge_algorithms`]), then Basic when allowed.
+pub fn challenges(
+    cfg: &AuthConfig,
+    realm: &str,
+    now: u64,
+    stale: bool,
+    algorithms: &[Algorithm],
+) -> Vec<String> {
     let nonce = make_nonce(cfg, realm, now);
     let opaque = &nonce_tag(&cfg.secret, "0", realm)[..16];
     let stale = if stale { ", stale=true" } else { "" };
     let realm_q = quote(realm);
-    let mut out: Vec<String> = [Algorithm::Sha256, Algorithm::Md5]
+    let mut out: Vec<String> = algorithms
         .iter()
         .map(|a| {
             format!(
@@ -733,6 +757,38 @@ mod tests {
         assert_eq!(a.param("nonce"), Some("n"));
     }
 
+    /// A user imported from its MD5 HA1 is challenged with MD5 only (a client offered
+    /// SHA-256 would pick it and fail); everyone else, known or not, with both.
+    #[test]
+    fn an_md5_only_user_is_challenged_with_md5_only() {
+        let mut store = MemStore::new();
+        store.add_user("alice", "example.com", "pw");
+        store.add_credentials(
+            "bob",
+            "example.com",
+            crate::store::Credentials {
+                ha1_md5: Some(ha1_md5("bob", "example.com", "pw")),
+                ha1_sha256: None,
+            },
+        );
+        let both = [Algorithm::Sha256, Algorithm::Md5];
+        assert_eq!(
+            challenge_algorithms(&store, Some(("bob", "example.com"))),
+            &[Algorithm::Md5]
+        );
+        assert_eq!(
+            challenge_algorithms(&store, Some(("alice", "example.com"))),
+            &both
+        );
+        assert_eq!(
+            challenge_algorithms(&store, Some(("nobody", "example.com"))),
+            &both
+        );
+        assert_eq!(challenge_algorithms(&store, None), &both);
+        let ch = challenges(&cfg(), "example.com", 7, false, &[Algorithm::Md5]);
+        assert!(ch.iter().all(|c| !c.contains("SHA-256")), "{ch:?}");
+    }
+
     #[test]
     fn basic_and_challenges() {
         let mut store = MemStore::new();
@@ -743,7 +799,8 @@ mod tests {
             base64::engine::general_purpose::STANDARD.encode("bob:pw")
         );
         assert!(authenticate(&c, "GET", Some(&h), "example.com", 0, &store).is_ok());
-        let ch = challenges(&c, "example.com", 7, false);
+        let both = challenge_algorithms(&store, Some(("bob", "example.com")));
+        let ch = challenges(&c, "example.com", 7, false, both);
         assert_eq!(ch.len(), 3);
         assert!(ch[0].contains("algorithm=SHA-256"));
         assert!(ch[1].contains("algorithm=MD5"));

@@ -165,7 +165,14 @@ impl Xcap {
                 Ok(user) => Principal::User(user),
                 Err(fail) => {
                     let mut r = Response::empty(401);
-                    for c in auth::challenges(&self.config.auth, &realm, now, fail.stale) {
+                    let user = parsed.as_ref().ok().and_then(|u| u.user());
+                    let algorithms = auth::challenge_algorithms(
+                        &*store,
+                        user.map(|u| (u.user.as_str(), u.domain.as_str())),
+                    );
+                    for c in
+                        auth::challenges(&self.config.auth, &realm, now, fail.stale, algorithms)
+                    {
                         r.headers.push(("WWW-Authenticate", c));
                     }
                     return Outcome {

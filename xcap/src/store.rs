@@ -86,6 +86,12 @@ impl MemStore {
             .insert((user.to_string(), domain.to_ascii_lowercase()), creds);
     }
 
+    /// Adds a subscriber with the given credentials (e.g. only an imported MD5 HA1).
+    pub fn add_credentials(&mut self, user: &str, domain: &str, creds: Credentials) {
+        self.users
+            .insert((user.to_string(), domain.to_ascii_lowercase()), creds);
+    }
+
     pub fn len(&self) -> usize {
         self.docs.len()
     }
