@@ -330,6 +330,14 @@ impl Shard {
                 ("persist_driver_phase".to_string(), st.phase),
                 ("persist_driver_phase_ms".to_string(), st.phase_ms),
             ]);
+            let bounds = persist::COMMIT_BUCKETS_US;
+            for (i, n) in st.commit_us_hist.iter().enumerate() {
+                let name = match bounds.get(i) {
+                    Some(b) => format!("persist_commits_le_{}ms", b / 1000),
+                    None => format!("persist_commits_over_{}ms", bounds[bounds.len() - 1] / 1000),
+                };
+                snapshot.push((name, *n));
+            }
         }
         if let Ok(mut g) = self.stats.core.lock() {
             *g = snapshot;

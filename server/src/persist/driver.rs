@@ -26,6 +26,18 @@ pub const MAX_BATCH: usize = 8192;
 /// PUBLISHes at 60k/s with `periodic=5000`). An earlier commit only loses less on a crash.
 pub const PERIODIC_EARLY_OPS: usize = 2 * MAX_BATCH;
 
+/// Upper bounds (µs) of the commit-duration buckets in `/stats`
+/// (`persist_commits_le_<ms>ms`, then `persist_commits_over_<ms>ms`).
+pub const COMMIT_BUCKETS_US: [u64; 5] = [1_000, 4_000, 16_000, 64_000, 256_000];
+
+/// The bucket of a commit that took `us`.
+pub fn commit_bucket(us: u64) -> usize {
+    COMMIT_BUCKETS_US
+        .iter()
+        .position(|&b| us <= b)
+        .unwrap_or(COMMIT_BUCKETS_US.len())
+}
+
 /// Wait before retrying a failed commit (map full, I/O error).
 const RETRY_BACKOFF: Duration = Duration::from_millis(500);
 
@@ -152,6 +164,10 @@ pub struct DriverStats {
     pub persisted_seq: u64,
     pub last_commit_us: u64,
     pub max_commit_us: u64,
+    /// Commits by duration (start to done, what a held 2xx waits beyond its gathering):
+    /// up to each of [`COMMIT_BUCKETS_US`], then longer. Shows a disk's flush tail that a
+    /// maximum alone cannot tell from one outlier.
+    pub commit_us_hist: [u64; COMMIT_BUCKETS_US.len() + 1],
     /// Ops in the last committed batch.
     pub last_batch_ops: u64,
     /// Sync mode: checkpoints of the write-ahead log into LMDB, and failed ones.
@@ -516,6 +532,7 @@ impl Driver {
             s.persisted_seq = last;
             s.last_commit_us = us;
             s.max_commit_us = s.max_commit_us.max(us);
+            s.commit_us_hist[commit_bucket(us)] += 1;
             s.last_batch_ops = n;
         });
         on_committed();
@@ -875,6 +892,18 @@ mod gather_tests {
             us(gather_wait(&after(5, 10, 60_000), 3, false)),
             GATHER_MAX_US
         );
+    }
+
+    /// Each bound belongs to its own bucket; past the last, the overflow bucket.
+    #[test]
+    fn commit_durations_fall_in_their_buckets() {
+        assert_eq!(commit_bucket(0), 0);
+        assert_eq!(commit_bucket(1_000), 0);
+        assert_eq!(commit_bucket(1_001), 1);
+        assert_eq!(commit_bucket(64_000), 3);
+        assert_eq!(commit_bucket(256_000), 4);
+        assert_eq!(commit_bucket(445_380), COMMIT_BUCKETS_US.len());
+        assert_eq!(commit_bucket(u64::MAX), COMMIT_BUCKETS_US.len());
     }
 
     #[test]

@@ -19,7 +19,9 @@ mod load;
 mod wal_commit;
 
 pub use convert::{dialog_id, publication_to_store, subscription_to_store};
-pub use driver::{commit_batch, Driver, DriverStats, Kick, PersistCore, MAX_BATCH};
+pub use driver::{
+    commit_batch, Driver, DriverStats, Kick, PersistCore, COMMIT_BUCKETS_US, MAX_BATCH,
+};
 pub use durability::{Durability, ParseDurabilityError};
 pub use load::{load_shard, open_data_dir, owner_fn, restore_into, Loaded, RestoreReport};
 pub use store::{Store, StoreError, StoreOptions};
