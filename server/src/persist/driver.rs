@@ -398,13 +398,24 @@ impl Driver {
                 }
                 Durability::Periodic(period) => {
                     self.enter(Phase::Idle);
-                    let due = std::time::Instant::now() + period;
                     // Commit at the period, or sooner once PERIODIC_EARLY_OPS wait (every
                     // flush kicks), so the core's queue never fills. The ops stay in the
                     // core until then: a clean stop's final commit takes them from there.
+                    // One timer for the whole period, not one per kick.
+                    let mut due = std::pin::pin!(glommio::timer::sleep(period));
                     while core.borrow().persist_queued() < PERIODIC_EARLY_OPS {
-                        let left = due.saturating_duration_since(std::time::Instant::now());
-                        if left.is_zero() || !self.kicked_within(left).await {
+                        let kicked = futures_lite::future::or(
+                            async {
+                                self.kick.wait().await;
+                                true
+                            },
+                            async {
+                                (&mut due).await;
+                                false
+                            },
+                        )
+                        .await;
+                        if !kicked {
                             break;
                         }
                     }
