@@ -17,6 +17,7 @@ use std::ops::Range;
 
 pub const PIDF_NS: &[u8] = b"urn:ietf:params:xml:ns:pidf";
 pub const PIDF_CONTENT_TYPE: &str = "application/pidf+xml";
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 /// Deepest element nesting accepted in a published document.
 pub const MAX_XML_DEPTH: usize = 32;
 /// Most elements accepted in one published document.
@@ -110,7 +111,18 @@ fn check_ref_name(name: &[u8]) -> Result<(), PidfError> {
 
 /// Checks `body` is a well-formed PIDF document and indexes it for aggregation.
 pub fn validate(body: &[u8]) -> Result<PidfIndex, PidfError> {
-    let mut reader = Reader::from_reader(body);
+    // quick-xml skips a UTF-8 byte order mark without counting it in `buffer_position`,
+    // which would put every child's range 3 bytes early: skip it here and count it.
+    let base = if body.starts_with(UTF8_BOM) {
+        UTF8_BOM.len() as u32
+    } else {
+        0
+    };
+    // A second one would be skipped too; as text before the root it is not well-formed.
+    if body[base as usize..].starts_with(UTF8_BOM) {
+        return Err(PidfError::NotWellFormed);
+    }
+    let mut reader = Reader::from_reader(&body[base as usize..]);
     reader.config_mut().check_end_names = true;
     reader.config_mut().check_comments = true;
     let mut idx = PidfIndex::default();
@@ -121,7 +133,7 @@ pub fn validate(body: &[u8]) -> Result<PidfIndex, PidfError> {
     let mut child_start = 0u32;
     let mut child_kind = ChildKind::Other;
     loop {
-        let before = reader.buffer_position() as u32;
+        let before = base + reader.buffer_position() as u32;
         let ev = reader.read_event().map_err(|_| PidfError::NotWellFormed)?;
         match ev {
             Event::Start(ref e) | Event::Empty(ref e) => {
@@ -178,7 +190,7 @@ pub fn validate(body: &[u8]) -> Result<PidfIndex, PidfError> {
                         _ => ChildKind::Other,
                     };
                     if empty {
-                        let end = reader.buffer_position() as u32;
+                        let end = base + reader.buffer_position() as u32;
                         idx.children.push((child_kind, child_start..end));
                         continue;
                     }
@@ -193,7 +205,7 @@ pub fn validate(body: &[u8]) -> Result<PidfIndex, PidfError> {
             Event::End(_) => {
                 depth = depth.checked_sub(1).ok_or(PidfError::NotWellFormed)?;
                 if depth == 1 {
-                    let end = reader.buffer_position() as u32;
+                    let end = base + reader.buffer_position() as u32;
                     idx.children.push((child_kind, child_start..end));
                 } else if depth == 0 {
                     root_done = true;
@@ -246,8 +258,29 @@ fn check_attributes(e: &quick_xml::events::BytesStart<'_>) -> Result<(), PidfErr
             None => spilled.push(key),
         }
         check_refs(&a.value)?;
+        if let Some(prefix) = key.strip_prefix(b"xmlns:") {
+            check_prefix_binding(prefix, &a.value)?;
+        }
     }
     Ok(())
+}
+
+const XML_NS: &[u8] = b"http://www.w3.org/XML/1998/namespace";
+
+/// Namespaces in XML 1.0 §3: `xmlns` is never declared, `xml` only to its own namespace,
+/// and a prefix is never bound to the empty name. A document breaking these has no
+/// meaning to give its watchers, and aggregating it would carry the breakage over.
+fn check_prefix_binding(prefix: &[u8], value: &[u8]) -> Result<(), PidfError> {
+    let ok = match prefix {
+        b"xmlns" | b"" => false,
+        b"xml" => value == XML_NS,
+        _ => !value.is_empty() && value != XML_NS,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(PidfError::NotWellFormed)
+    }
 }
 
 fn slice<'a>(body: &'a [u8], r: &Range<u32>) -> &'a [u8] {
@@ -255,31 +288,37 @@ fn slice<'a>(body: &'a [u8], r: &Range<u32>) -> &'a [u8] {
 }
 
 /// Merges documents (newest first) into `out` (cleared first). One document is copied
-/// as published; several get one root with the union of namespace declarations (first
-/// declaration of a prefix wins) and the newest entity.
+/// as published. Several get one `<presence>` root in the PIDF namespace, carrying the
+/// newest entity and every prefix any document declares (the first declaration of a prefix
+/// wins), then all their top-level children.
+///
+/// Why children may get declarations of their own: each device's client picks its own
+/// prefixes, and two of them can bind one prefix to different namespaces (`c` for CIPID in
+/// one, for caps in another), or a document may put PIDF under a prefix and something else
+/// in the default namespace. Copied under a root that binds those names differently, the
+/// children would change meaning. So a document whose bindings differ from the root's gets
+/// its own bindings declared again on each of its top-level children, which XML namespace
+/// scoping lets override the root's, and the children mean what they meant.
 pub fn aggregate(docs: &[(&[u8], &PidfIndex)], out: &mut Vec<u8>) {
     out.clear();
     match docs {
         [] => {}
         [(body, _)] => out.extend_from_slice(body),
         _ => {
-            out.extend_from_slice(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<presence");
-            let mut seen: Vec<&[u8]> = Vec::new();
+            out.extend_from_slice(
+                b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\"",
+            );
+            // (prefix, raw value) bound on the root; "" is the default namespace.
+            let mut root: Vec<(&[u8], &[u8])> = vec![(b"", PIDF_NS)];
             for (body, idx) in docs {
                 for (k, v) in &idx.ns_decls {
-                    let key = slice(body, k);
-                    if seen.contains(&key) {
+                    let prefix = ns_prefix(slice(body, k));
+                    if root.iter().any(|(p, _)| *p == prefix) {
                         continue;
                     }
-                    seen.push(key);
                     let value = slice(body, v);
-                    let q = if value.contains(&b'"') { b'\'' } else { b'"' };
-                    out.push(b' ');
-                    out.extend_from_slice(key);
-                    out.push(b'=');
-                    out.push(q);
-                    out.extend_from_slice(value);
-                    out.push(q);
+                    root.push((prefix, value));
+                    push_ns_attr(out, prefix, value);
                 }
             }
             let (body0, idx0) = docs[0];
@@ -290,17 +329,168 @@ pub fn aggregate(docs: &[(&[u8], &PidfIndex)], out: &mut Vec<u8>) {
             out.extend_from_slice(entity);
             out.push(q);
             out.extend_from_slice(b">\n");
+            let rebind: Vec<Vec<(&[u8], &[u8])>> = docs
+                .iter()
+                .map(|(body, idx)| bindings_to_restate(body, idx, &root))
+                .collect();
             for kind in [ChildKind::Tuple, ChildKind::Note, ChildKind::Other] {
-                for (body, idx) in docs {
+                for ((body, idx), rebind) in docs.iter().zip(&rebind) {
                     for (k, r) in &idx.children {
                         if *k == kind {
-                            out.extend_from_slice(slice(body, r));
+                            copy_child(slice(body, r), rebind, out);
                             out.push(b'\n');
                         }
                     }
                 }
             }
             out.extend_from_slice(b"</presence>\n");
+        }
+    }
+}
+
+/// `xmlns` → `""`, `xmlns:p` → `p`.
+fn ns_prefix(key: &[u8]) -> &[u8] {
+    key.strip_prefix(b"xmlns:").unwrap_or(b"")
+}
+
+fn push_ns_attr(out: &mut Vec<u8>, prefix: &[u8], value: &[u8]) {
+    out.extend_from_slice(b" xmlns");
+    if !prefix.is_empty() {
+        out.push(b':');
+        out.extend_from_slice(prefix);
+    }
+    let q = if value.contains(&b'"') { b'\'' } else { b'"' };
+    out.push(b'=');
+    out.push(q);
+    out.extend_from_slice(value);
+    out.push(q);
+}
+
+/// The bindings of one document that the aggregate's root does not give its children:
+/// a prefix bound elsewhere first, or a default namespace other than PIDF (a document
+/// without one has its unprefixed names in no namespace: `xmlns=""`).
+fn bindings_to_restate<'a>(
+    body: &'a [u8],
+    idx: &PidfIndex,
+    root: &[(&[u8], &[u8])],
+) -> Vec<(&'a [u8], &'a [u8])> {
+    let mut own: Vec<(&[u8], &[u8])> = idx
+        .ns_decls
+        .iter()
+        .map(|(k, v)| (ns_prefix(slice(body, k)), slice(body, v)))
+        .collect();
+    if !own.iter().any(|(p, _)| p.is_empty()) {
+        own.push((b"", b""));
+    }
+    own.retain(|(p, v)| !root.iter().any(|(rp, rv)| rp == p && rv == v));
+    own
+}
+
+/// Copies one top-level child, declaring `rebind` on its start tag (except prefixes the
+/// child declares itself, whose own declaration already wins).
+fn copy_child(child: &[u8], rebind: &[(&[u8], &[u8])], out: &mut Vec<u8>) {
+    if rebind.is_empty() {
+        out.extend_from_slice(child);
+        return;
+    }
+    let (name_end, declared) = child_start_tag(child);
+    out.extend_from_slice(&child[..name_end]);
+    for (prefix, value) in rebind {
+        if !declared.contains(prefix) {
+            push_ns_attr(out, prefix, value);
+        }
+    }
+    out.extend_from_slice(&child[name_end..]);
+}
+
+/// Where the child's element name ends (after `<name`, where attributes may go) and the
+/// prefixes its start tag declares itself (`""` for `xmlns`). The name is the one quick-xml
+/// read in validation, which may hold any byte but whitespace, `/` included.
+fn child_start_tag(child: &[u8]) -> (usize, Vec<&[u8]>) {
+    let mut reader = Reader::from_reader(child);
+    let mut found = Vec::new();
+    let mut name_end = child.len();
+    if let Ok(Event::Start(e) | Event::Empty(e)) = reader.read_event() {
+        name_end = offset_in(child, e.name().into_inner()).end as usize;
+        for a in e.attributes().with_checks(false).flatten() {
+            let key = a.key.into_inner();
+            if key == b"xmlns" || key.starts_with(b"xmlns:") {
+                let at = offset_in(child, key).start as usize;
+                found.push(ns_prefix(&child[at..at + key.len()]));
+            }
+        }
+    }
+    (name_end, found)
+}
+
+/// Test aid (unit, property and fuzz tests): what a document means, whatever prefixes it
+/// uses: the resolved (namespace, local name) of every element below the root, in document
+/// order. `None` when a name's prefix is not bound (the validator does not resolve
+/// namespaces, so such documents pass it and their meaning is undefined).
+pub fn element_names(doc: &[u8]) -> Option<Vec<(String, String)>> {
+    use quick_xml::name::ResolveResult;
+    let mut r = quick_xml::NsReader::from_reader(doc);
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    loop {
+        let (ns, ev) = r.read_resolved_event().ok()?;
+        let ns = match ns {
+            ResolveResult::Bound(n) => String::from_utf8_lossy(n.into_inner()).into_owned(),
+            ResolveResult::Unbound => String::new(),
+            ResolveResult::Unknown(_) => return None,
+        };
+        match ev {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                if depth > 0 {
+                    out.push((
+                        ns,
+                        String::from_utf8_lossy(e.local_name().as_ref()).into_owned(),
+                    ));
+                }
+                if matches!(ev, Event::Start(_)) {
+                    depth += 1;
+                }
+            }
+            Event::End(_) => depth = depth.checked_sub(1)?,
+            Event::Eof => return Some(out),
+            _ => {}
+        }
+    }
+}
+
+/// Test aid: what [`aggregate`] of `docs` must mean ([`element_names`]): one document
+/// itself; of several, each document's top-level children, tuples first, then notes, then the rest, newest document first, each
+/// read in its own document's scope.
+pub fn expected_element_names(docs: &[(&[u8], &PidfIndex)]) -> Option<Vec<(String, String)>> {
+    if let [(doc, _)] = docs {
+        return element_names(doc);
+    }
+    let mut want = Vec::new();
+    for kind in [ChildKind::Tuple, ChildKind::Note, ChildKind::Other] {
+        for (doc, idx) in docs {
+            for (k, r) in &idx.children {
+                if *k == kind {
+                    // The child alone under its document's own root start tag.
+                    let mut one = doc[..idx.children[0].1.start as usize].to_vec();
+                    one.extend_from_slice(slice(doc, r));
+                    one.extend_from_slice(b"</");
+                    one.extend_from_slice(&root_name(doc)?);
+                    one.push(b'>');
+                    want.extend(element_names(&one)?);
+                }
+            }
+        }
+    }
+    Some(want)
+}
+
+fn root_name(doc: &[u8]) -> Option<Vec<u8>> {
+    let mut r = Reader::from_reader(doc);
+    loop {
+        match r.read_event().ok()? {
+            Event::Start(e) => return Some(e.name().as_ref().to_vec()),
+            Event::Eof => return None,
+            _ => {}
         }
     }
 }
@@ -333,6 +523,7 @@ pub fn offline_body(entity: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const A: &[u8] = br#"<?xml version="1.0" encoding="UTF-8"?>
 <presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model" entity="sip:alice@example.com">
@@ -368,6 +559,10 @@ mod tests {
             (b"<presence xmlns='urn:ietf:params:xml:ns:pidf' entity='x'>&a;</presence>", PidfError::UnknownEntity),
             (b"<presence xmlns='urn:ietf:params:xml:ns:pidf' entity='x'/><x/>", PidfError::TrailingContent),
             (b"<presence xmlns='urn:ietf:params:xml:ns:pidf' entity='x'/>junk", PidfError::TrailingContent),
+            (b"<presence xmlns='urn:ietf:params:xml:ns:pidf' xmlns:xmlns='u' entity='x'/>", PidfError::NotWellFormed),
+            (b"<presence xmlns='urn:ietf:params:xml:ns:pidf' xmlns:p='' entity='x'/>", PidfError::NotWellFormed),
+            (b"<presence xmlns='urn:ietf:params:xml:ns:pidf' xmlns:xml='u' entity='x'/>", PidfError::NotWellFormed),
+            (b"<presence xmlns='urn:ietf:params:xml:ns:pidf' entity='x'><t xmlns:xmlns='u'/></presence>", PidfError::NotWellFormed),
         ];
         for (doc, want) in bad {
             assert_eq!(
@@ -431,6 +626,129 @@ mod tests {
         assert_eq!(s.matches("xmlns=").count(), 1, "{s}");
         aggregate(&[(A, &ia)], &mut out);
         assert_eq!(out, A);
+    }
+
+    #[test]
+    fn children_keep_their_namespaces_when_documents_bind_prefixes_differently() {
+        // Two devices, `c` bound to CIPID in one and to caps in the other; the second puts
+        // PIDF under a prefix and RPID in the default namespace.
+        let a: &[u8] = br#"<presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:c="urn:ietf:params:xml:ns:pidf:cipid" entity="sip:a@x"><tuple id="a"><status><basic>open</basic></status><c:card>http://a</c:card></tuple></presence>"#;
+        let b: &[u8] = br#"<p:presence xmlns:p="urn:ietf:params:xml:ns:pidf" xmlns:c="urn:ietf:params:xml:ns:pidf:caps" xmlns="urn:ietf:params:xml:ns:pidf:rpid" entity="sip:a@x"><p:tuple id="b"><p:status><p:basic>closed</p:basic></p:status><c:servcaps/></p:tuple><person id="p"><activities><busy/></activities></person><p:note>b</p:note></p:presence>"#;
+        let c: &[u8] = br#"<p:presence xmlns:p="urn:ietf:params:xml:ns:pidf" entity="sip:a@x"><p:tuple id="c" xmlns:c="urn:own"><p:status><p:basic>open</p:basic></p:status><c:x/></p:tuple><plain/></p:presence>"#;
+        let (ia, ib, ic) = (
+            validate(a).unwrap(),
+            validate(b).unwrap(),
+            validate(c).unwrap(),
+        );
+        let mut out = Vec::new();
+        aggregate(&[(a, &ia), (b, &ib), (c, &ic)], &mut out);
+        let s = String::from_utf8(out.clone()).unwrap();
+        validate(&out).unwrap_or_else(|e| panic!("{e}: {s}"));
+        let want = expected_element_names(&[(a, &ia), (b, &ib), (c, &ic)]).unwrap();
+        assert_eq!(element_names(&out), Some(want), "{s}");
+        assert!(s.contains(r#"<p:tuple xmlns:c="urn:ietf:params:xml:ns:pidf:caps" xmlns="urn:ietf:params:xml:ns:pidf:rpid" id="b">"#), "{s}");
+        assert!(
+            s.contains(r#"<p:tuple xmlns="" id="c" xmlns:c="urn:own">"#),
+            "{s}"
+        );
+        assert!(
+            s.contains(r#"<tuple id="a">"#),
+            "the first document is bound as the root: {s}"
+        );
+    }
+
+    /// One generated PIDF document: how it binds PIDF (default or a prefix), which other
+    /// prefixes it binds to which namespaces (drawn from a small pool, so documents clash),
+    /// and its top-level children, each named with one of those prefixes.
+    fn generated_doc() -> impl Strategy<Value = String> {
+        const PREFIXES: [&str; 4] = ["c", "r", "dm", "p"];
+        const URIS: [&str; 4] = [
+            "urn:ietf:params:xml:ns:pidf:rpid",
+            "urn:ietf:params:xml:ns:pidf:cipid",
+            "urn:ietf:params:xml:ns:pidf:caps",
+            "urn:ietf:params:xml:ns:pidf:data-model",
+        ];
+        let pidf_prefix = prop::sample::select(vec!["", "p", "c"]);
+        let default_ns = prop::option::of(0..URIS.len());
+        let others = prop::collection::vec((0..PREFIXES.len(), 0..URIS.len()), 0..4);
+        let children = prop::collection::vec((0..6usize, 0..3usize, any::<bool>()), 0..5);
+        (pidf_prefix, default_ns, others, children).prop_map(
+            move |(pp, default_ns, others, children)| {
+                let q = |p: &str, n: &str| {
+                    if p.is_empty() {
+                        n.to_string()
+                    } else {
+                        format!("{p}:{n}")
+                    }
+                };
+                let mut bound: Vec<&str> = vec![pp];
+                let mut root = format!(
+                    "<{} xmlns{}{}=\"{PIDF_NS_STR}\"",
+                    q(pp, "presence"),
+                    if pp.is_empty() { "" } else { ":" },
+                    pp
+                );
+                if let (false, Some(u)) = (pp.is_empty(), default_ns) {
+                    root.push_str(&format!(" xmlns=\"{}\"", URIS[u]));
+                    bound.push("");
+                }
+                for (p, u) in others {
+                    if !bound.contains(&PREFIXES[p]) {
+                        bound.push(PREFIXES[p]);
+                        root.push_str(&format!(" xmlns:{}=\"{}\"", PREFIXES[p], URIS[u]));
+                    }
+                }
+                root.push_str(" entity=\"sip:a@x\">");
+                for (i, (name, prefix, nested)) in children.into_iter().enumerate() {
+                    let p = bound[prefix % bound.len()];
+                    let n = q(p, ["tuple", "note", "person", "device", "card", "x"][name]);
+                    let inner = if nested {
+                        format!("<{}/>", q(bound[0], "status"))
+                    } else {
+                        String::new()
+                    };
+                    root.push_str(&format!("<{n} id=\"i{i}\">{inner}</{n}>"));
+                }
+                root.push_str(&format!("</{}>", q(pp, "presence")));
+                root
+            },
+        )
+    }
+
+    const PIDF_NS_STR: &str = "urn:ietf:params:xml:ns:pidf";
+
+    proptest! {
+        /// Whatever prefixes the publications use, their aggregate is valid PIDF and every
+        /// element in it means what it meant in its own publication.
+        #[test]
+        fn aggregate_keeps_every_element_meaning(docs in prop::collection::vec(generated_doc(), 1..4)) {
+            let idx: Vec<PidfIndex> = docs.iter().map(|d| validate(d.as_bytes()).unwrap()).collect();
+            let pairs: Vec<(&[u8], &PidfIndex)> = docs.iter().map(|d| d.as_bytes()).zip(&idx).collect();
+            let mut out = Vec::new();
+            aggregate(&pairs, &mut out);
+            let text = String::from_utf8_lossy(&out).into_owned();
+            let agg = validate(&out);
+            prop_assert!(agg.is_ok(), "{:?}: {}", agg, text);
+            prop_assert_eq!(agg.unwrap().children.len(), idx.iter().map(|i| i.children.len()).sum::<usize>());
+            prop_assert_eq!(element_names(&out), expected_element_names(&pairs), "{}", text);
+        }
+    }
+
+    #[test]
+    fn a_byte_order_mark_does_not_shift_the_index() {
+        let mut with_bom = UTF8_BOM.to_vec();
+        with_bom.extend_from_slice(A);
+        let i = validate(&with_bom).unwrap();
+        assert_eq!(slice(&with_bom, &i.entity), b"sip:alice@example.com");
+        assert!(slice(&with_bom, &i.children[0].1).starts_with(b"<tuple id=\"t1\">"));
+        assert!(slice(&with_bom, &i.children[0].1).ends_with(b"</tuple>"));
+        let ib = validate(B).unwrap();
+        let mut out = Vec::new();
+        aggregate(&[(B, &ib), (&with_bom, &i)], &mut out);
+        assert_eq!(validate(&out).unwrap().children.len(), 5);
+        let mut two = UTF8_BOM.to_vec();
+        two.extend_from_slice(&with_bom);
+        assert_eq!(validate(&two), Err(PidfError::NotWellFormed));
     }
 
     #[test]
