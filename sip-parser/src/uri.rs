@@ -29,6 +29,21 @@ pub struct Uri<'b> {
 }
 
 impl<'b> Uri<'b> {
+    /// Whether `s` can be the Request-URI of a request we send inside a dialog (the remote
+    /// target taken from a Contact): a `sip:` or `sips:` URI with something after the
+    /// scheme and none of the bytes a start line cannot carry (whitespace, controls, `<`,
+    /// `>`, `"`). Why not [`Uri::parse`]: this is all a NOTIFY's start line needs, and
+    /// every SUBSCRIBE pays it (a full parse of a short Contact costs ~380 instructions,
+    /// this ~40).
+    pub fn is_sendable(s: &[u8]) -> bool {
+        let rest = match s {
+            [a, b, c, b':', rest @ ..] if [*a, *b, *c].eq_ignore_ascii_case(b"sip") => rest,
+            [a, b, c, d, b':', rest @ ..] if [*a, *b, *c, *d].eq_ignore_ascii_case(b"sips") => rest,
+            _ => return false,
+        };
+        !rest.is_empty() && !lex::has_non_request_uri_byte(rest)
+    }
+
     pub fn parse(s: &'b [u8]) -> Result<Uri<'b>, UriError> {
         if s.is_empty() {
             return Err(UriError::Empty);
@@ -356,6 +371,32 @@ fn tel_equivalent(a: &Uri<'_>, b: &Uri<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sendable_request_uris() {
+        for ok in [
+            &b"sip:w@10.0.0.1:5060"[..],
+            b"SIPS:a@b;transport=tls",
+            b"sip:[::1]:5070",
+            b"sip:x",
+        ] {
+            assert!(Uri::is_sendable(ok), "{}", String::from_utf8_lossy(ok));
+        }
+        for bad in [
+            &b"sip:w@10.0.0.1:5060>"[..],
+            b"\xcb\x8c\x96\x8f:w@10.0.0.1",
+            b"tel:+15551234",
+            b"sip:",
+            b"sips:",
+            b"sip:a b@c",
+            b"sip:a@b\r\nX: y",
+            b"sip:\"a\"@b",
+            b"si:a@b",
+            b"",
+        ] {
+            assert!(!Uri::is_sendable(bad), "{}", String::from_utf8_lossy(bad));
+        }
+    }
 
     fn eqv(a: &str, b: &str) -> bool {
         Uri::parse(a.as_bytes())

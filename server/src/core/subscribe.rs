@@ -109,9 +109,7 @@ impl Core {
         let contact = msg
             .contact()?
             .ok_or(FieldError::Missing(HeaderKind::Contact))?;
-        if contact.is_star() {
-            return Err(Reject::field(FieldError::Malformed(HeaderKind::Contact)));
-        }
+        let contact_uri = routable_contact(&contact)?;
         let from = dlg.from;
         let from_tag = from.tag().ok_or(Reject::text(400, "Missing From tag"))?;
         let hash = aor_hash(aor);
@@ -164,7 +162,7 @@ impl Core {
             from_tag,
             from_hdr: msg.header(HeaderKind::From).unwrap_or(b""),
             to_hdr: msg.header(HeaderKind::To).unwrap_or(b""),
-            contact: contact.addr.uri,
+            contact: contact_uri,
             routes: &routes,
             event_id,
         };
@@ -254,10 +252,7 @@ impl Core {
         let expires =
             self.granted_expires(msg, self.packages[pkg as usize].default_expires(), max)?;
         let contact = match msg.contact()? {
-            Some(c) if c.is_star() => {
-                return Err(Reject::field(FieldError::Malformed(HeaderKind::Contact)))
-            }
-            Some(c) => Some(c.addr.uri),
+            Some(c) => Some(routable_contact(&c)?),
             None => None,
         };
         let sub = self.subs.get_mut(&id).ok_or(GONE)?;
@@ -299,4 +294,14 @@ impl Core {
         self.mark_changed(id);
         Ok(())
     }
+}
+
+/// The SUBSCRIBE's Contact URI, which every NOTIFY of the dialog will carry as its
+/// Request-URI: it must be a SIP or SIPS URI a start line can carry (RFC 6665 §4.1.2.1 via
+/// RFC 3261 §8.1.1.8), or the dialog would send NOTIFYs no one can parse. 400 otherwise.
+fn routable_contact<'b>(contact: &sip_parser::Contact<'b>) -> Result<&'b [u8], Reject> {
+    if contact.is_star() || !Uri::is_sendable(contact.addr.uri) {
+        return Err(Reject::field(FieldError::Malformed(HeaderKind::Contact)));
+    }
+    Ok(contact.addr.uri)
 }

@@ -201,6 +201,51 @@ fn subscribe_refusals() {
     assert_eq!(code(&h.drain()[0].1), 403);
 }
 
+/// Every NOTIFY of a dialog carries its Contact as Request-URI: a Contact that is not a SIP
+/// URI is refused (found by the `core_messages` fuzz target: a NOTIFY that did not parse).
+#[test]
+fn subscribe_needs_a_sip_contact() {
+    let mut h = H::new(Config::default());
+    let good = "Contact: <sip:alice@10.0.0.2:5070>";
+    for bad in [
+        "Contact: \u{2cc}:w@10.0.0.1:5060>",
+        "Contact: sip:w@10.0.0.1:5060>",
+        "Contact: <tel:+15551234>",
+        "Contact: <sip:>",
+        "Contact: *",
+    ] {
+        let s = h
+            .subscribe("Event: presence\r\n", None, 1)
+            .replace(good, bad);
+        h.send(udp(5070), &s);
+        let r = h.drain().remove(0).1;
+        assert_eq!(code(&r), 400, "{bad}: {r}");
+        assert!(r.contains("Contact"), "{r}");
+    }
+    // A refresh with a bad Contact is refused and the dialog keeps its own.
+    let (ok, notify) = sub_ok(&mut h, "Event: presence\r\n");
+    let tag = to_tag(&ok);
+    let a = h.answer(&notify, 200);
+    h.send(udp(5070), &a);
+    h.drain();
+    let s = h
+        .subscribe("Event: presence\r\n", Some(&tag), 2)
+        .replace(good, "Contact: sip:x@10.0.0.9>");
+    h.send(udp(5070), &s);
+    assert_eq!(code(&h.drain()[0].1), 400);
+    let s = h.subscribe("Event: presence\r\n", Some(&tag), 3);
+    h.send(udp(5070), &s);
+    let out = h.drain();
+    assert_eq!(code(&out[0].1), 200);
+    assert!(
+        out[1]
+            .1
+            .starts_with("NOTIFY sip:alice@10.0.0.2:5070 SIP/2.0"),
+        "{}",
+        out[1].1
+    );
+}
+
 #[test]
 fn retransmitted_subscribe_is_absorbed() {
     let mut h = H::new(Config::default());
