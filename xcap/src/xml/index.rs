@@ -325,8 +325,12 @@ fn check_decl_encoding(decl: &[u8]) -> Result<(), XmlError> {
     let s = std::str::from_utf8(decl).map_err(|_| XmlError::NotUtf8)?;
     if let Some(i) = s.find("encoding") {
         let rest = s[i + 8..].trim_start().trim_start_matches('=').trim_start();
-        let q = rest.chars().next().unwrap_or('"');
-        let enc = rest[1..].split(q).next().unwrap_or("");
+        // The value is quoted with `"` or `'`; anything else (another character, nothing)
+        // names no encoding we read.
+        let enc = match rest.as_bytes().first() {
+            Some(&q @ (b'"' | b'\'')) => rest[1..].split(char::from(q)).next().unwrap_or(""),
+            _ => "",
+        };
         if !enc.eq_ignore_ascii_case("utf-8") && !enc.eq_ignore_ascii_case("utf8") {
             return Err(XmlError::NotUtf8);
         }
@@ -561,6 +565,27 @@ fn resolve_namespaces(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `service` fuzz target: an encoding value not quoted with `"` or `'`
+    /// (a multi-byte character, or nothing at all) panicked the shard serving the PUT.
+    #[test]
+    fn declarations_naming_no_encoding_are_refused_not_panicked_on() {
+        let l = XmlLimits::default();
+        for decl in [
+            "<?xml version=\"1.0\" encoding=\u{66a}TF-8\"?><a/>",
+            "<?xml version=\"1.0\" encoding?><a/>",
+            "<?xml version=\"1.0\" encoding=?><a/>",
+            "<?xml version=\"1.0\" encoding=UTF-8?><a/>",
+            "<?xml version=\"1.0\" encoding='latin1'?><a/>",
+        ] {
+            assert_eq!(
+                XmlIndex::document(decl.as_bytes(), &l).err(),
+                Some(XmlError::NotUtf8),
+                "{decl}"
+            );
+        }
+        assert!(XmlIndex::document(b"<?xml version='1.0' encoding='utf-8'?><a/>", &l).is_ok());
+    }
 
     const DOC: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <!-- hello -->
