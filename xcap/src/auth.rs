@@ -255,29 +255,29 @@ pub fn parse_authorization(value: &str) -> Option<Authorization> {
         let val;
         if i < b.len() && b[i] == b'"' {
             i += 1;
-            let v0 = i;
-            let mut out = String::new();
-            let mut seg = v0;
+            // Bytes, not chars: a backslash may escape the first byte of a multi-byte
+            // character. Dropping only the (ASCII) backslashes keeps the value UTF-8.
+            let mut out = Vec::new();
+            let mut seg = i;
             loop {
                 if i >= b.len() {
                     return None;
                 }
                 match b[i] {
                     b'\\' if i + 1 < b.len() => {
-                        out.push_str(&rest[seg..i]);
-                        out.push(b[i + 1] as char);
+                        out.extend_from_slice(&b[seg..i]);
+                        seg = i + 1;
                         i += 2;
-                        seg = i;
                     }
-                    b'"' if closes_value(&rest[i + 1..]) => {
-                        out.push_str(&rest[seg..i]);
+                    b'"' if closes_value(&b[i + 1..]) => {
+                        out.extend_from_slice(&b[seg..i]);
                         i += 1;
                         break;
                     }
                     _ => i += 1,
                 }
             }
-            val = out;
+            val = String::from_utf8(out).ok()?;
         } else {
             let v0 = i;
             while i < b.len() && b[i] != b',' {
@@ -293,20 +293,20 @@ pub fn parse_authorization(value: &str) -> Option<Authorization> {
     Some(Authorization::Digest(params))
 }
 
-fn closes_value(after: &str) -> bool {
-    let t = after.trim_start();
+fn closes_value(after: &[u8]) -> bool {
+    let t = after.trim_ascii_start();
     if t.is_empty() {
         return true;
     }
-    let Some(next) = t.strip_prefix(',') else {
+    let Some(next) = t.strip_prefix(b",") else {
         return false;
     };
-    let next = next.trim_start();
+    let next = next.trim_ascii_start();
     let name_len = next
-        .bytes()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+        .iter()
+        .take_while(|c| c.is_ascii_alphanumeric() || **c == b'-' || **c == b'_')
         .count();
-    name_len > 0 && next[name_len..].trim_start().starts_with('=')
+    name_len > 0 && next[name_len..].trim_ascii_start().starts_with(b"=")
 }
 
 /// Why authentication failed; the caller answers 401 with `challenges(.., stale)`.
@@ -627,6 +627,27 @@ mod tests {
             nonce_ttl: 60,
             allow_basic: true,
         }
+    }
+
+    /// Found by the `service` fuzz target: a backslash before a multi-byte character sliced
+    /// the header inside that character, a panic (an abort in release builds) that any
+    /// client could send before authenticating.
+    #[test]
+    fn escapes_in_quoted_values() {
+        let p = |h: &str| match parse_authorization(h) {
+            Some(Authorization::Digest(p)) => p,
+            other => panic!("{h}: {other:?}"),
+        };
+        let got = p("Digest username=\"a\\\u{feff}b\\\"c\", realm=\"r\\\\\"");
+        assert_eq!(
+            got[0],
+            ("username".to_string(), "a\u{feff}b\"c".to_string())
+        );
+        assert_eq!(got[1], ("realm".to_string(), "r\\".to_string()));
+        let got = p("Digest uri=\"/x/~~/l[@n=\"f\"]\", nc=1");
+        assert_eq!(got[0].1, "/x/~~/l[@n=\"f\"]");
+        assert_eq!(got[1].1, "1");
+        assert!(parse_authorization("Digest username=\"\u{e9}\\\u{e9}").is_none());
     }
 
     #[test]
