@@ -4,5 +4,6 @@
 pub mod cli;
 pub mod core;
 pub mod edge;
+pub mod fuzz_checks;
 pub mod persist;
 pub mod xcap_front;

@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod error;
 pub mod etag;
+pub mod fuzz_checks;
 mod handler;
 pub mod http;
 pub mod schema;

@@ -25,8 +25,9 @@
 //! either way the owner. Anything else is handed off by the shard that receives it.
 
 pub mod asm;
-#[cfg(test)]
-mod interp;
+/// The program's interpreter, for the tests and the `steer` fuzz target.
+#[doc(hidden)]
+pub mod interp;
 
 use super::tags::{BRANCH_COOKIE, PREFIX};
 use asm::*;
