@@ -17,6 +17,9 @@
 //!   without a user, and AoRs longer than [`AOR_SCAN`] bytes fall back.
 //! - responses whose first `z9hG` starts one of our branches (`tags::Branch`) within the
 //!   first [`BRANCH_SCAN`] bytes: the presentity hash in it.
+//!   The program trusts that first `z9hG` to be the top Via's branch: a response carrying
+//!   one before it (in a hostile reason phrase, say) is steered by that one, and the shard
+//!   it reaches hands it off as it does any message the program does not decide.
 //!
 //! In-dialog SUBSCRIBEs carry their owner in the To-tag, which can be anywhere in the
 //! message, so the program does not look for it: it hashes their Request-URI like any
@@ -42,7 +45,7 @@ pub const BRANCH_SCAN: u32 = 128;
 /// Shortest datagram worth looking at.
 const MIN_LEN: u32 = 16;
 /// Where the scan for a branch starts: after `SIP/2.0 NNN X\r\n`.
-const BRANCH_FROM: u32 = 12;
+pub const BRANCH_FROM: u32 = 12;
 
 // Scratch cells.
 const M_LEN: u32 = 0;
