@@ -4,9 +4,13 @@
 
 use crate::http::{decode, reason_phrase, Decoded, Limits};
 use crate::store::MemStore;
-use crate::uri::UserId;
+use crate::uri::{Scope, UserId, XcapUri};
 use crate::usage::{Watcher, WatchersSource};
 use crate::{Config, Request, Xcap};
+
+const BOB_DOC: &str = "/xcap-root/resource-lists/users/sip:bob@example.com/index";
+const BOB_LISTS: &[u8] = br#"<?xml version="1.0" encoding="UTF-8"?>
+<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists"><list name="secret"><entry uri="sip:carol@example.com"/></list></resource-lists>"#;
 
 struct W;
 impl WatchersSource for W {
@@ -21,16 +25,35 @@ impl WatchersSource for W {
 /// Pipelined HTTP requests through the whole XCAP service on the in-memory store: the
 /// framer, the XCAP URI, digest and Basic `Authorization` headers, node selectors,
 /// preconditions and every application usage's document checks. The first input byte's low
-/// bit makes the peer trusted (no authentication, so documents reach the usages). Nothing
-/// may panic, and every response must carry a status the HTTP writer knows.
+/// bit makes the peer trusted (no authentication, so documents reach the usages); its
+/// second bit serves an `https` root, where Basic authentication is allowed, so an input
+/// can carry alice's credentials (`alice:secret`, the only account). Nothing may panic,
+/// every response must carry a status the HTTP writer knows, and an untrusted request may
+/// succeed only on alice's own documents or by reading a global one: bob's document, put
+/// there before the input runs, must stay out of reach.
 pub fn service(data: &[u8]) {
     let Some((&flags, data)) = data.split_first() else {
         return;
     };
-    let cfg = Config::new("http://127.0.0.1:8080/xcap-root", "example.com", b"s").unwrap();
+    let root = if flags & 2 == 2 {
+        "https://127.0.0.1:8443/xcap-root"
+    } else {
+        "http://127.0.0.1:8080/xcap-root"
+    };
+    let cfg = Config::new(root, "example.com", b"s").unwrap();
+    let xcap_root = cfg.root.clone();
     let mut xcap = Xcap::new(cfg);
     let mut store = MemStore::new();
     store.add_user("alice", "example.com", "secret");
+    let bobs = Request {
+        method: "PUT",
+        target: BOB_DOC,
+        headers: &[("Content-Type", b"application/resource-lists+xml")],
+        body: BOB_LISTS,
+        trusted: true,
+    };
+    let put = xcap.handle(&bobs, 1_700_000_000, &mut store, &W);
+    assert_eq!(put.response.status, 201, "{:?}", put.response);
     let limits = Limits {
         max_body: 16 * 1024,
         ..Limits::default()
@@ -54,10 +77,26 @@ pub fn service(data: &[u8]) {
             trusted: flags & 1 == 1,
         };
         let out = xcap.handle(&req, 1_700_000_000, &mut store, &W);
-        assert!(
-            reason_phrase(out.response.status) != "Unknown",
-            "status {}",
-            out.response.status
-        );
+        let status = out.response.status;
+        assert!(reason_phrase(status) != "Unknown", "status {status}");
+        if !req.trusted && (200..300).contains(&status) {
+            let mut uri = XcapUri::parse(req.target, &xcap_root)
+                .unwrap_or_else(|e| panic!("{status} for an unparsable URI {}: {e:?}", req.target));
+            uri.resolve_user("example.com");
+            match &uri.scope {
+                Scope::User(owner) => assert!(
+                    owner.user == "alice" && owner.domain == "example.com",
+                    "{status} to an untrusted {} of {owner:?}'s {}",
+                    req.method,
+                    req.target
+                ),
+                Scope::Global => assert!(
+                    matches!(req.method, "GET" | "HEAD"),
+                    "{status} to an untrusted {} of the global {}",
+                    req.method,
+                    req.target
+                ),
+            }
+        }
     }
 }
