@@ -48,8 +48,8 @@ pub fn pidf_bodies(data: &[u8]) {
 /// A whole exchange through the sans-IO core: the input is split at `\0\0\0` into up to 32
 /// datagrams or TCP messages (the first byte of each picks the peer and the time step).
 /// Every NOTIFY the core sends is answered (200, 481 or not at all, by its CSeq), every
-/// state change is made durable (as `--durability sync` does), timers fire, and the core's
-/// invariants are checked after every step.
+/// state change is made durable (as `--durability sync` does), timers fire, the core's
+/// invariants are checked after every step, and every NOTIFY it sends must parse.
 pub fn core_exchange(data: &[u8]) {
     let cfg = Config {
         persist: true,
@@ -91,10 +91,11 @@ pub fn core_exchange(data: &[u8]) {
 }
 
 /// The kernel steering program (`SO_ATTACH_REUSEPORT_CBPF`) against `route`, on any bytes:
-/// the first byte picks 2–9 shards, the rest is the datagram. Wherever `route` names an
-/// owner and the program names a shard, they must be the same shard, or a request would
-/// be handed off on every arrival or, worse, a response to our NOTIFY would miss its
-/// transaction; the program's answer is always a shard or the fallback.
+/// the first byte picks 2–9 shards, the rest is the datagram. The program's answer is
+/// always a shard or the fallback, and wherever `route` names an owner and the program
+/// names a shard they must be the same one: otherwise every such message would cost the
+/// hand-off the program exists to avoid (the shard it reaches routes it again, so it is
+/// never lost).
 pub fn steer_agrees(data: &[u8]) {
     static PROGRAMS: OnceLock<Vec<Vec<crate::core::steer::asm::Insn>>> = OnceLock::new();
     let Some((&sel, msg)) = data.split_first() else {
