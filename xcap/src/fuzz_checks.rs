@@ -2,6 +2,7 @@
 //! and `tests/fuzz_regressions.rs` (which replays every seed in CI, without libFuzzer) run
 //! the same code. It panics on a bug and returns quietly on input that is merely refused.
 
+use crate::auth::{self, Algorithm};
 use crate::http::{decode, reason_phrase, Decoded, Limits};
 use crate::store::MemStore;
 use crate::uri::{Scope, UserId, XcapUri};
@@ -27,7 +28,10 @@ impl WatchersSource for W {
 /// preconditions and every application usage's document checks. The first input byte's low
 /// bit makes the peer trusted (no authentication, so documents reach the usages); its
 /// second bit serves an `https` root, where Basic authentication is allowed, so an input
-/// can carry alice's credentials (`alice:secret`, the only account). Nothing may panic,
+/// can carry alice's credentials (`alice:secret`, the only account). A fuzzer cannot forge
+/// a digest, so an `Authorization: Digest auto-md5` (or `auto-sha256`) header is replaced
+/// by alice's correct answer to the last challenge (nonce counts rising), which lets
+/// inputs reach the digest-authenticated paths and nonce replay checks. Nothing may panic,
 /// every response must carry a status the HTTP writer knows, and an untrusted request may
 /// succeed only on alice's own documents or by reading a global one: bob's document, put
 /// there before the input runs, must stay out of reach.
@@ -59,6 +63,7 @@ pub fn service(data: &[u8]) {
         ..Limits::default()
     };
     let mut pos = 0;
+    let (mut nonce, mut nc) = (None::<String>, 0u32);
     for _ in 0..16 {
         let Ok(Decoded::Complete {
             head,
@@ -69,14 +74,30 @@ pub fn service(data: &[u8]) {
             break;
         };
         pos += consumed;
+        let digest = auto_digest(&head.headers, head.method, head.target, &nonce, &mut nc);
+        let mut headers = head.headers.clone();
+        if let Some(d) = &digest {
+            for h in headers.iter_mut() {
+                if h.0.eq_ignore_ascii_case("authorization") {
+                    h.1 = d.as_bytes();
+                }
+            }
+        }
         let req = Request {
             method: head.method,
             target: head.target,
-            headers: &head.headers,
+            headers: &headers,
             body: &body,
             trusted: flags & 1 == 1,
         };
         let out = xcap.handle(&req, 1_700_000_000, &mut store, &W);
+        if let Some(n) = out
+            .response
+            .header("WWW-Authenticate")
+            .and_then(auth::challenge_nonce)
+        {
+            nonce = Some(n);
+        }
         let status = out.response.status;
         assert!(reason_phrase(status) != "Unknown", "status {status}");
         if !req.trusted && (200..300).contains(&status) {
@@ -99,4 +120,35 @@ pub fn service(data: &[u8]) {
             }
         }
     }
+}
+
+/// Alice's digest answer to the last challenge, for an `Authorization: Digest auto-md5` or
+/// `auto-sha256` header; `None` for any other header, or before any challenge.
+fn auto_digest(
+    headers: &[(&str, &[u8])],
+    method: &str,
+    target: &str,
+    nonce: &Option<String>,
+    nc: &mut u32,
+) -> Option<String> {
+    let (_, value) = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))?;
+    let algorithm = match value.trim_ascii() {
+        b"Digest auto-md5" => Algorithm::Md5,
+        b"Digest auto-sha256" => Algorithm::Sha256,
+        _ => return None,
+    };
+    *nc += 1;
+    Some(auth::client_digest(
+        algorithm,
+        "alice",
+        "example.com",
+        "secret",
+        method,
+        target,
+        nonce.as_deref()?,
+        "fuzz",
+        *nc,
+    ))
 }
