@@ -91,11 +91,10 @@ pub fn core_exchange(data: &[u8]) {
 }
 
 /// The kernel steering program (`SO_ATTACH_REUSEPORT_CBPF`) against `route`, on any bytes:
-/// the first byte picks 2–9 shards, the rest is the datagram. The program's answer is
-/// always a shard or the fallback, and wherever `route` names an owner and the program
-/// names a shard they must be the same one: otherwise every such message would cost the
-/// hand-off the program exists to avoid (the shard it reaches routes it again, so it is
-/// never lost).
+/// the first byte picks 2–9 shards, the rest is the datagram. `route` answers any bytes
+/// with a shard in range, the program with a shard or the fallback, and wherever both name
+/// a shard it must be the same one: otherwise every such message would cost the hand-off
+/// the program exists to avoid (the shard it reaches routes it again, so it is never lost).
 pub fn steer_agrees(data: &[u8]) {
     static PROGRAMS: OnceLock<Vec<Vec<crate::core::steer::asm::Insn>>> = OnceLock::new();
     let Some((&sel, msg)) = data.split_first() else {
@@ -104,6 +103,11 @@ pub fn steer_agrees(data: &[u8]) {
     let shards = 2 + u16::from(sel % 8);
     let programs =
         PROGRAMS.get_or_init(|| (2..10).map(|n| program(n).expect("2+ shards")).collect());
+    // `route` runs on every datagram a shard receives: on any bytes it must answer.
+    let routed = route(msg, shards, &Limits::default());
+    if let Route::Shard(owner) = routed {
+        assert!(owner.0 < shards, "owner {owner:?} of {shards}");
+    }
     let got = interp::run(&programs[usize::from(shards - 2)], msg);
     assert!(got == FALLBACK || got < u32::from(shards), "answer {got}");
     if got == FALLBACK {
@@ -113,7 +117,7 @@ pub fn steer_agrees(data: &[u8]) {
         // Documented limit (steer module docs): the first `z9hG` is trusted.
         return;
     }
-    if let Route::Shard(owner) = route(msg, shards, &Limits::default()) {
+    if let Route::Shard(owner) = routed {
         assert_eq!(got, u32::from(owner.0), "{}", String::from_utf8_lossy(msg));
     }
 }
