@@ -3,9 +3,11 @@
 //! libFuzzer) run the same code. Each function panics on a bug and returns quietly on
 //! input that is merely refused.
 
-use crate::core::pidf::{aggregate, element_names, expected_element_names, validate, PidfIndex};
+use crate::core::pidf::{aggregate, validate, ChildKind, PidfIndex};
 use crate::core::steer::{interp, program, BRANCH_FROM, FALLBACK};
 use crate::core::{route, Config, ConnId, Core, Instant, Peer, Route, ShardId, Transport};
+use quick_xml::events::Event;
+use quick_xml::Reader;
 use sip_parser::{parse, Framing, Header, Limits, ResponseWriter, Status};
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -204,4 +206,76 @@ fn answer(notify: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     ResponseWriter::new(&mut out, &m, code, reason, None).finish();
     Some(out)
+}
+
+/// What a PIDF document means (for the pidf fuzz target and `core::pidf`'s tests), whatever prefixes it
+/// uses: the resolved (namespace, local name) of every element below the root, in document
+/// order. `None` when a name's prefix is not bound (the validator does not resolve
+/// namespaces, so such documents pass it and their meaning is undefined).
+pub fn element_names(doc: &[u8]) -> Option<Vec<(String, String)>> {
+    use quick_xml::name::ResolveResult;
+    let mut r = quick_xml::NsReader::from_reader(doc);
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    loop {
+        let (ns, ev) = r.read_resolved_event().ok()?;
+        let ns = match ns {
+            ResolveResult::Bound(n) => String::from_utf8_lossy(n.into_inner()).into_owned(),
+            ResolveResult::Unbound => String::new(),
+            ResolveResult::Unknown(_) => return None,
+        };
+        match ev {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                if depth > 0 {
+                    out.push((
+                        ns,
+                        String::from_utf8_lossy(e.local_name().as_ref()).into_owned(),
+                    ));
+                }
+                if matches!(ev, Event::Start(_)) {
+                    depth += 1;
+                }
+            }
+            Event::End(_) => depth = depth.checked_sub(1)?,
+            Event::Eof => return Some(out),
+            _ => {}
+        }
+    }
+}
+
+/// What [`aggregate`] of `docs` must mean ([`element_names`]): one document itself; of
+/// several, each document's top-level children, tuples first, then notes, then the rest,
+/// newest document first, each read in its own document's scope.
+pub fn expected_element_names(docs: &[(&[u8], &PidfIndex)]) -> Option<Vec<(String, String)>> {
+    if let [(doc, _)] = docs {
+        return element_names(doc);
+    }
+    let mut want = Vec::new();
+    for kind in [ChildKind::Tuple, ChildKind::Note, ChildKind::Other] {
+        for (doc, idx) in docs {
+            for (k, r) in &idx.children {
+                if *k == kind {
+                    // The child alone under its document's own root start tag.
+                    let mut one = doc[..idx.children[0].1.start as usize].to_vec();
+                    one.extend_from_slice(&doc[r.start as usize..r.end as usize]);
+                    one.extend_from_slice(b"</");
+                    one.extend_from_slice(&root_name(doc)?);
+                    one.push(b'>');
+                    want.extend(element_names(&one)?);
+                }
+            }
+        }
+    }
+    Some(want)
+}
+
+fn root_name(doc: &[u8]) -> Option<Vec<u8>> {
+    let mut r = Reader::from_reader(doc);
+    loop {
+        match r.read_event().ok()? {
+            Event::Start(e) => return Some(e.name().as_ref().to_vec()),
+            Event::Eof => return None,
+            _ => {}
+        }
+    }
 }

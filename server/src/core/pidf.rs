@@ -344,17 +344,15 @@ pub fn aggregate(docs: &[(&[u8], &PidfIndex)], out: &mut Vec<u8>) {
                         0..64 => differs & (1 << i) != 0,
                         _ => binds_differently(body, idx, &root),
                     };
+                    // Computed once per document and kind, and only for one that differs.
+                    let rebind = if restate {
+                        bindings_to_restate(body, idx, &root)
+                    } else {
+                        Vec::new()
+                    };
                     for (k, r) in &idx.children {
                         if *k == kind {
-                            if restate {
-                                copy_child(
-                                    slice(body, r),
-                                    &bindings_to_restate(body, idx, &root),
-                                    out,
-                                );
-                            } else {
-                                out.extend_from_slice(slice(body, r));
-                            }
+                            copy_child(slice(body, r), &rebind, out);
                             out.push(b'\n');
                         }
                     }
@@ -481,78 +479,6 @@ fn child_start_tag(child: &[u8]) -> (usize, Vec<&[u8]>) {
     (name_end, found)
 }
 
-/// Test aid (unit, property and fuzz tests): what a document means, whatever prefixes it
-/// uses: the resolved (namespace, local name) of every element below the root, in document
-/// order. `None` when a name's prefix is not bound (the validator does not resolve
-/// namespaces, so such documents pass it and their meaning is undefined).
-pub fn element_names(doc: &[u8]) -> Option<Vec<(String, String)>> {
-    use quick_xml::name::ResolveResult;
-    let mut r = quick_xml::NsReader::from_reader(doc);
-    let mut out = Vec::new();
-    let mut depth = 0usize;
-    loop {
-        let (ns, ev) = r.read_resolved_event().ok()?;
-        let ns = match ns {
-            ResolveResult::Bound(n) => String::from_utf8_lossy(n.into_inner()).into_owned(),
-            ResolveResult::Unbound => String::new(),
-            ResolveResult::Unknown(_) => return None,
-        };
-        match ev {
-            Event::Start(ref e) | Event::Empty(ref e) => {
-                if depth > 0 {
-                    out.push((
-                        ns,
-                        String::from_utf8_lossy(e.local_name().as_ref()).into_owned(),
-                    ));
-                }
-                if matches!(ev, Event::Start(_)) {
-                    depth += 1;
-                }
-            }
-            Event::End(_) => depth = depth.checked_sub(1)?,
-            Event::Eof => return Some(out),
-            _ => {}
-        }
-    }
-}
-
-/// Test aid: what [`aggregate`] of `docs` must mean ([`element_names`]): one document
-/// itself; of several, each document's top-level children, tuples first, then notes, then the rest, newest document first, each
-/// read in its own document's scope.
-pub fn expected_element_names(docs: &[(&[u8], &PidfIndex)]) -> Option<Vec<(String, String)>> {
-    if let [(doc, _)] = docs {
-        return element_names(doc);
-    }
-    let mut want = Vec::new();
-    for kind in [ChildKind::Tuple, ChildKind::Note, ChildKind::Other] {
-        for (doc, idx) in docs {
-            for (k, r) in &idx.children {
-                if *k == kind {
-                    // The child alone under its document's own root start tag.
-                    let mut one = doc[..idx.children[0].1.start as usize].to_vec();
-                    one.extend_from_slice(slice(doc, r));
-                    one.extend_from_slice(b"</");
-                    one.extend_from_slice(&root_name(doc)?);
-                    one.push(b'>');
-                    want.extend(element_names(&one)?);
-                }
-            }
-        }
-    }
-    Some(want)
-}
-
-fn root_name(doc: &[u8]) -> Option<Vec<u8>> {
-    let mut r = Reader::from_reader(doc);
-    loop {
-        match r.read_event().ok()? {
-            Event::Start(e) => return Some(e.name().as_ref().to_vec()),
-            Event::Eof => return None,
-            _ => {}
-        }
-    }
-}
-
 /// XML-escapes `s` into `out` (for attribute values and text).
 pub fn escape_into(s: &[u8], out: &mut Vec<u8>) {
     for &c in s {
@@ -581,6 +507,7 @@ pub fn offline_body(entity: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fuzz_checks::{element_names, expected_element_names};
     use proptest::prelude::*;
 
     const A: &[u8] = br#"<?xml version="1.0" encoding="UTF-8"?>
