@@ -118,6 +118,11 @@ pub enum StoreCommand {
     Cleanup {
         #[command(flatten)]
         dir: DataDirArg,
+        /// Instead, delete the publication and subscription records that cannot be read
+        /// (malformed key, or a value that fails validation): the server skips them when it
+        /// loads, `herald store check` names them. Stopped server only.
+        #[arg(long)]
+        unreadable: bool,
     },
     /// Verify that every record decodes and the indexes agree; exit 1 if not.
     Check {

@@ -454,3 +454,64 @@ fn second_server_on_the_same_data_dir_refuses_to_start() {
     let r = c.request(&options(&c, "sip:ping@example.com"));
     assert_eq!(r.code, Some(200), "the first server still serves");
 }
+
+/// A damaged record in the store (garbage under a publication's key, a key without its
+/// parts) costs that record, not the server: herald starts and serves everything else,
+/// logs what it skipped, and the store commands name the record and delete it on request.
+#[test]
+fn a_damaged_record_costs_that_record_not_the_server() {
+    use store::{ExpiringTable, PresentityKey, RecordKey, Store, StoreOptions};
+    let dir = fresh_data_dir();
+    let mut s = Server::start_in(&dir, &[]);
+    let aors: Vec<String> = (0..4).map(|i| format!("sip:dmg{i}@example.com")).collect();
+    let mut c = Client::udp(s.sip);
+    for (i, p) in aors.iter().enumerate() {
+        publish_ok(&mut c, p, &format!("d{i}"));
+    }
+    assert!(s.stop().is_some_and(|x| x.success()), "clean stop");
+    {
+        let st = Store::open(&store::layout::shard_dir(&dir, 0), &StoreOptions::default()).unwrap();
+        let bad = PresentityKey {
+            presentity: b"sip:dmg-bad@example.com",
+            event: b"presence",
+            pub_id: b"x",
+        };
+        st.write(|s, w| {
+            s.debug_put_raw(
+                w,
+                ExpiringTable::Presentity,
+                &bad.to_vec()?,
+                b"not a record",
+            )?;
+            s.debug_put_raw(w, ExpiringTable::ActiveWatchers, b"no-separators", b"x")
+        })
+        .unwrap();
+    }
+
+    let mut s2 = Server::start_in(&dir, &[]);
+    expect_notes(&s2, &aors, "d");
+    let log = s2.log_text();
+    assert!(log.contains("cannot be read"), "{log}");
+    let (okc, out) = s2.store_cmd(&["check"]);
+    assert!(
+        !okc && out.contains("dmg-bad") && out.contains("no-separators"),
+        "{out}"
+    );
+    let (okl, out) = s2.store_cmd(&["list", "presentities"]);
+    assert!(
+        okl && out.contains("sip:dmg3@example.com") && out.contains("1 record(s) cannot be read"),
+        "{out}"
+    );
+    let (oku, out) = s2.store_cmd(&["cleanup", "--unreadable"]);
+    assert!(!oku && out.contains("stop it first"), "{out}");
+    assert!(s2.stop().is_some_and(|x| x.success()), "clean stop");
+
+    let (oku, out) = herald_store(&dir, &["cleanup", "--unreadable"]);
+    assert!(
+        oku && out.contains("deleted 2 unreadable record(s)"),
+        "{out}"
+    );
+    let (okc, out) = herald_store(&dir, &["check"]);
+    assert!(okc && out.contains("check OK"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

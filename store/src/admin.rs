@@ -72,14 +72,27 @@ pub fn open_data_dir_exclusive(
     Ok(Some((lock, open_data_dir(data_dir, opts)?)))
 }
 
+/// A scan item, or `None` (counted in `unreadable`) for a record that cannot be read; other
+/// errors end the scan.
+fn readable<T>(item: Result<T>, unreadable: &mut u64) -> Result<Option<T>> {
+    match item {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.is_unreadable_record() => {
+            *unreadable += 1;
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Publications and subscriptions past their expiry at `now` in a read-only view (what a
 /// `cleanup` would delete), counted through the live view like the listings.
 pub fn count_expired(stores: &[(u16, Arc<Store>)], now: UnixMillis) -> Result<CleanupReport> {
     let mut rep = CleanupReport::default();
-    for row in list_presentities(stores, None, None)? {
+    for row in list_presentities_counting(stores, None, None, &mut rep.unreadable)? {
         rep.presentities += u64::from(row.expires_at <= now);
     }
-    for row in list_subscriptions(stores, None, None)? {
+    for row in list_subscriptions_counting(stores, None, None, &mut rep.unreadable)? {
         rep.subscriptions += u64::from(row.expires_at <= now);
     }
     Ok(rep)
@@ -170,12 +183,25 @@ pub fn list_presentities(
     event: Option<&str>,
     presentity_regex: Option<&str>,
 ) -> Result<Vec<PresentityRow>> {
+    list_presentities_counting(stores, event, presentity_regex, &mut 0)
+}
+
+/// [`list_presentities`], adding to `unreadable` the records it skipped because they
+/// cannot be read (`herald store check` names them).
+pub fn list_presentities_counting(
+    stores: &[(u16, Arc<Store>)],
+    event: Option<&str>,
+    presentity_regex: Option<&str>,
+    unreadable: &mut u64,
+) -> Result<Vec<PresentityRow>> {
     let re = compile(presentity_regex)?;
     let mut rows = Vec::new();
     for (shard, s) in stores {
         let view = s.live_view()?;
         for item in view.iter_presentities()? {
-            let (k, v) = item?;
+            let Some((k, v)) = readable(item, unreadable)? else {
+                continue;
+            };
             if event.is_some_and(|e| e.as_bytes() != k.event)
                 || re.as_ref().is_some_and(|re| !re.is_match(k.presentity))
             {
@@ -203,12 +229,24 @@ pub fn list_subscriptions(
     event: Option<&str>,
     presentity_regex: Option<&str>,
 ) -> Result<Vec<SubscriptionRow>> {
+    list_subscriptions_counting(stores, event, presentity_regex, &mut 0)
+}
+
+/// [`list_subscriptions`], adding to `unreadable` the records it skipped.
+pub fn list_subscriptions_counting(
+    stores: &[(u16, Arc<Store>)],
+    event: Option<&str>,
+    presentity_regex: Option<&str>,
+    unreadable: &mut u64,
+) -> Result<Vec<SubscriptionRow>> {
     let re = compile(presentity_regex)?;
     let mut rows = Vec::new();
     for (shard, s) in stores {
         let view = s.live_view()?;
         for item in view.iter_subscriptions()? {
-            let (k, v) = item?;
+            let Some((k, v)) = readable(item, unreadable)? else {
+                continue;
+            };
             if event.is_some_and(|e| e.as_bytes() != v.event.as_slice())
                 || re.as_ref().is_some_and(|re| !re.is_match(k.presentity))
             {
@@ -305,6 +343,8 @@ pub fn render_subscriptions(rows: &[SubscriptionRow], now: UnixMillis) -> String
 pub struct CleanupReport {
     pub presentities: u64,
     pub subscriptions: u64,
+    /// Records whose value could not be read, so whose expiry is unknown: left in place.
+    pub unreadable: u64,
 }
 
 impl std::fmt::Display for CleanupReport {
@@ -313,8 +353,70 @@ impl std::fmt::Display for CleanupReport {
             f,
             "deleted {} expired publication(s), {} expired subscription(s)",
             self.presentities, self.subscriptions
-        )
+        )?;
+        if self.unreadable > 0 {
+            write!(f, "; {}", unreadable_note(self.unreadable))?;
+        }
+        Ok(())
     }
+}
+
+/// What to tell an operator about `n` records that cannot be read.
+pub fn unreadable_note(n: u64) -> String {
+    format!(
+        "{n} record(s) cannot be read and were left as they are: `herald store check` names \
+         them, `herald store cleanup --unreadable` on a stopped server deletes them"
+    )
+}
+
+/// What `cleanup --unreadable` deleted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnreadableReport {
+    /// `(shard, record)` of every deleted record.
+    pub deleted: Vec<(u16, crate::tables::Unreadable)>,
+}
+
+impl std::fmt::Display for UnreadableReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (shard, u) in &self.deleted {
+            writeln!(
+                f,
+                "shard {shard}: deleted unreadable {} record {} ({})",
+                u.table.name(),
+                text(&u.key),
+                u.detail
+            )?;
+        }
+        write!(f, "deleted {} unreadable record(s)", self.deleted.len())
+    }
+}
+
+/// Deletes every publication and subscription record whose key or value cannot be read
+/// (`herald store cleanup --unreadable`; a server skips them when it loads, and they hold
+/// nothing it could use). Found in a read transaction, deleted in one write transaction
+/// per shard, each only if it still cannot be read.
+pub fn delete_unreadable(stores: &[(u16, Arc<Store>)]) -> Result<UnreadableReport> {
+    let mut rep = UnreadableReport::default();
+    for (shard, s) in stores {
+        let found = {
+            let r = s.read_txn()?;
+            s.find_unreadable(&r)?
+        };
+        if found.is_empty() {
+            continue;
+        }
+        let deleted = s.write(|s, w| {
+            let mut deleted = Vec::new();
+            for u in &found {
+                if s.delete_if_unreadable(w, u)? {
+                    deleted.push(u.clone());
+                }
+            }
+            Ok(deleted)
+        })?;
+        rep.deleted.extend(deleted.into_iter().map(|u| (*shard, u)));
+    }
+    Ok(rep)
 }
 
 /// Deletes everything that expired at or before `now`, in transactions of at most
@@ -334,11 +436,12 @@ pub fn cleanup(stores: &[(u16, Arc<Store>)], now: UnixMillis) -> Result<CleanupR
 /// Deleting also needs free pages (copy-on-write): on a full map a big batch can fail, so
 /// the batch halves until it fits — this is how a full store gets its space back.
 pub fn cleanup_store(s: &Store, now: UnixMillis, rep: &mut CleanupReport) -> Result<()> {
-    let expired = {
+    let scan = {
         let r = s.read_txn()?;
         s.find_expired(&r, now)?
     };
-    delete_expired(s, &expired, rep)
+    rep.unreadable += scan.unreadable;
+    delete_expired(s, &scan.expired, rep)
 }
 
 /// The write half of [`cleanup_store`], for a caller that found `expired` in its own scan

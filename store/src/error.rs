@@ -118,6 +118,13 @@ impl StoreError {
     pub fn is_map_full(&self) -> bool {
         matches!(self, StoreError::MapFull { .. })
     }
+
+    /// True when one record could not be read (its value failed validation or its key is
+    /// malformed): the rest of the table is fine, so scans count it and go on instead of
+    /// failing whole (one damaged record must not keep a shard from loading).
+    pub fn is_unreadable_record(&self) -> bool {
+        matches!(self, StoreError::Corrupt { .. })
+    }
 }
 
 /// True for LMDB's MDB_MAP_FULL, however heed wrapped it.

@@ -61,5 +61,8 @@ pub use keys::{
 };
 pub use live::LiveView;
 pub use records::*;
-pub use tables::{CleanupCounts, Decode, Encode, Entry, Expired, ExpiringValue, TableCounts};
+pub use tables::{
+    decode_record, encode_record, CleanupCounts, Decode, Encode, Entry, Expired, ExpiredScan,
+    ExpiringValue, TableCounts, Unreadable,
+};
 pub use xcap_docs::{XcapExpect, XcapVisitor, XcapWrite, XcapWriteOutcome};

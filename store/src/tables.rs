@@ -77,6 +77,21 @@ pub(crate) fn encode_into<V: Encode>(v: &V, mut buf: AlignedVec) -> AlignedVec {
         .expect("rkyv serialisation into memory")
 }
 
+/// The bytes `v` is stored as (what a put writes), for tools and for fuzzing the load path.
+pub fn encode_record<V: Encode>(v: &V) -> Vec<u8> {
+    encode(v).to_vec()
+}
+
+/// Validates stored `bytes` as a record of `table` (what every read does): the archived
+/// view, or [`StoreError::Corrupt`] naming `key`. For tools and for fuzzing the load path.
+pub fn decode_record<'t, A: Decode>(
+    table: &'static str,
+    key: &[u8],
+    bytes: &'t [u8],
+) -> Result<&'t A> {
+    decode(table, key, bytes)
+}
+
 /// Validates `bytes` (bytecheck) and returns the archived view, borrowed from the map.
 pub(crate) fn decode<'t, A: Decode>(
     table: &'static str,
@@ -130,6 +145,24 @@ pub struct TableCounts {
 pub struct CleanupCounts {
     pub presentities: u64,
     pub subscriptions: u64,
+}
+
+/// What [`Store::find_expired`] found: the expired records, and how many records it could
+/// not read (those it leaves alone: see [`Store::find_unreadable`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExpiredScan {
+    pub expired: Vec<Expired>,
+    pub unreadable: u64,
+}
+
+/// A publication or subscription record that cannot be read back: its key is malformed or
+/// its value fails validation. Found by [`Store::find_unreadable`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unreadable {
+    pub table: ExpiringTable,
+    pub key: Vec<u8>,
+    /// Why it cannot be read.
+    pub detail: String,
 }
 
 /// A record [`Store::find_expired`] found expired: delete it with
@@ -441,10 +474,12 @@ impl Store {
 
     // ---- expiry ----
 
-    /// Every publication and subscription dialog that expired at or before `now`, found by
-    /// a scan of both tables in a read transaction (it never holds up the writer).
-    pub fn find_expired(&self, txn: &RoTxn, now: UnixMillis) -> Result<Vec<Expired>> {
-        let mut out = Vec::new();
+    /// Calls `f` with every raw record of the two expiring tables, in one read transaction.
+    fn each_expiring(
+        &self,
+        txn: &RoTxn,
+        mut f: impl FnMut(ExpiringTable, &[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
         for table in [ExpiringTable::Presentity, ExpiringTable::ActiveWatchers] {
             for r in self
                 .expiring_db(table)
@@ -452,17 +487,92 @@ impl Store {
                 .map_err(|e| self.lmdb(e))?
             {
                 let (k, v) = r.map_err(|e| self.lmdb(e))?;
-                let at = self.expiry_of(table, k, v)?;
-                if at <= now {
-                    out.push(Expired {
-                        table,
-                        key: k.to_vec(),
-                        expires_at: at,
-                    });
-                }
+                f(table, k, v)?;
             }
         }
+        Ok(())
+    }
+
+    /// Every publication and subscription dialog that expired at or before `now`, found by
+    /// a scan of both tables in a read transaction (it never holds up the writer). A record
+    /// whose value cannot be read is counted, not returned: its expiry is unknown.
+    pub fn find_expired(&self, txn: &RoTxn, now: UnixMillis) -> Result<ExpiredScan> {
+        let mut out = ExpiredScan::default();
+        self.each_expiring(txn, |table, k, v| {
+            match self.expiry_of(table, k, v) {
+                Ok(at) if at <= now => out.expired.push(Expired {
+                    table,
+                    key: k.to_vec(),
+                    expires_at: at,
+                }),
+                Ok(_) => {}
+                Err(e) if e.is_unreadable_record() => out.unreadable += 1,
+                Err(e) => return Err(e),
+            }
+            Ok(())
+        })?;
         Ok(out)
+    }
+
+    /// Every publication and subscription record whose key or value cannot be read: what
+    /// `herald store cleanup --unreadable` deletes (a scan in a read transaction).
+    pub fn find_unreadable(&self, txn: &RoTxn) -> Result<Vec<Unreadable>> {
+        let mut out = Vec::new();
+        self.each_expiring(txn, |table, k, v| {
+            if let Some(detail) = self.why_unreadable(table, k, v)? {
+                out.push(Unreadable {
+                    table,
+                    key: k.to_vec(),
+                    detail,
+                });
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Why the record `k`, `v` of `table` cannot be read, or `None` if it can.
+    fn why_unreadable(&self, table: ExpiringTable, k: &[u8], v: &[u8]) -> Result<Option<String>> {
+        let key_ok = match table {
+            ExpiringTable::Presentity => PresentityKey::decode(k).is_some(),
+            ExpiringTable::ActiveWatchers => SubscriptionKey::decode(k).is_some(),
+        };
+        if !key_ok {
+            return Ok(Some("malformed key".to_string()));
+        }
+        match self.expiry_of(table, k, v) {
+            Ok(_) => Ok(None),
+            Err(StoreError::Corrupt { detail, .. }) => Ok(Some(detail)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes the record `u` names if it still cannot be read (the server may have
+    /// written a good record under the key since the scan). True if deleted.
+    pub fn delete_if_unreadable(&self, txn: &mut RwTxn, u: &Unreadable) -> Result<bool> {
+        let db = self.expiring_db(u.table);
+        let Some(v) = db.get(txn, &u.key).map_err(|e| self.lmdb(e))? else {
+            return Ok(false);
+        };
+        if self.why_unreadable(u.table, &u.key, v)?.is_none() {
+            return Ok(false);
+        }
+        db.delete(txn, &u.key).map_err(|e| self.lmdb(e))
+    }
+
+    /// Writes raw bytes under a raw key of a record table, bypassing encoding (tests of the
+    /// damaged-record paths only).
+    #[doc(hidden)]
+    pub fn debug_put_raw(
+        &self,
+        txn: &mut RwTxn,
+        table: ExpiringTable,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<()> {
+        self.expiring_db(table)
+            .put(txn, key, value)
+            .map_err(|e| self.lmdb(e))
     }
 
     /// Deletes the record `e` names if it still carries the expiry it was found with (the
@@ -471,7 +581,12 @@ impl Store {
         let db = self.expiring_db(e.table);
         let current = match db.get(txn, &e.key).map_err(|err| self.lmdb(err))? {
             None => return Ok(false),
-            Some(v) => self.expiry_of(e.table, &e.key, v)?,
+            Some(v) => match self.expiry_of(e.table, &e.key, v) {
+                Ok(at) => at,
+                // Not the record that was found expired.
+                Err(err) if err.is_unreadable_record() => return Ok(false),
+                Err(err) => return Err(err),
+            },
         };
         if current != e.expires_at {
             return Ok(false);

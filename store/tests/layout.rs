@@ -313,3 +313,101 @@ fn schema_mismatch_is_a_clear_error() {
     );
     assert!(err.to_string().contains("schema version"));
 }
+
+/// One damaged record (a value that fails validation, a key without its parts) costs that
+/// record only: listings, cleanup and redistribution skip and count it, `check` names it,
+/// and `delete_unreadable` removes it and nothing else.
+#[test]
+fn unreadable_records_are_skipped_counted_and_deleted_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stores, _) = open_shards(dir.path(), 1, &opts(), &|_: &[u8]| 0).unwrap();
+    let st = stores[0].clone();
+    st.write(|s, w| {
+        s.put_presentity(w, key("sip:live@x"), &pres(1_000, b"<live/>"))?;
+        s.put_presentity(w, key("sip:old@x"), &pres(5, b"<old/>"))?;
+        s.put_subscription(
+            w,
+            SubscriptionKey {
+                presentity: b"sip:live@x",
+                dialog_id: b"d1",
+            },
+            &sub(1_000, 3),
+        )?;
+        // A valid key over garbage, and garbage under a key without separators.
+        s.debug_put_raw(
+            w,
+            ExpiringTable::Presentity,
+            &key("sip:bad@x").to_vec()?,
+            b"not an archived record",
+        )?;
+        s.debug_put_raw(w, ExpiringTable::ActiveWatchers, b"no-separators", b"x")
+    })
+    .unwrap();
+    let stores = vec![(0u16, st.clone())];
+
+    let mut unreadable = 0;
+    let rows = admin::list_presentities_counting(&stores, None, None, &mut unreadable).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(unreadable, 1);
+    let subs = admin::list_subscriptions_counting(&stores, None, None, &mut unreadable).unwrap();
+    assert_eq!((subs.len(), unreadable), (1, 2));
+
+    let rep = admin::check(&stores, None).unwrap();
+    assert!(!rep.ok());
+    assert_eq!(rep.problem_count, 2, "{rep}");
+    assert!(rep.to_string().contains("sip:bad@x"), "{rep}");
+
+    // Cleanup deletes what expired, leaves what it cannot read, and says so.
+    let c = admin::cleanup(&stores, UnixMillis(10)).unwrap();
+    assert_eq!((c.presentities, c.subscriptions, c.unreadable), (1, 0, 2));
+    assert!(c.to_string().contains("--unreadable"), "{c}");
+
+    let d = admin::delete_unreadable(&stores).unwrap();
+    assert_eq!(d.deleted.len(), 2, "{d}");
+    assert!(d.to_string().contains("no-separators"), "{d}");
+    let rep = admin::check(&stores, None).unwrap();
+    assert!(rep.ok(), "{rep}");
+    assert_eq!((rep.presentities, rep.subscriptions), (1, 1));
+    assert_eq!(admin::delete_unreadable(&stores).unwrap().deleted.len(), 0);
+
+    // A good record written over a damaged one's key is not deleted with it.
+    let bad = Unreadable {
+        table: ExpiringTable::Presentity,
+        key: key("sip:live@x").to_vec().unwrap(),
+        detail: String::new(),
+    };
+    assert!(!st.write(|s, w| s.delete_if_unreadable(w, &bad)).unwrap());
+}
+
+/// A record whose key names no owner stays where it is when the shard count changes; the
+/// move of everything else completes.
+#[test]
+fn redistribution_leaves_a_malformed_key_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = |aor: &[u8]| (fnv(aor) % 2) as u16;
+    {
+        let (stores, _) = open_shards(dir.path(), 1, &opts(), &|_: &[u8]| 0).unwrap();
+        stores[0]
+            .write(|s, w| {
+                for i in 0..20 {
+                    let aor = format!("sip:u{i}@x");
+                    s.put_presentity(w, key(&aor), &pres(1_000, b"<p/>"))?;
+                }
+                s.debug_put_raw(w, ExpiringTable::Presentity, b"broken", b"x")
+            })
+            .unwrap();
+    }
+    let (stores, rep) = open_shards(dir.path(), 2, &opts(), &owner).unwrap();
+    assert!(rep.moved > 0);
+    let pairs: Vec<(u16, Arc<Store>)> = stores
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (i as u16, s.clone()))
+        .collect();
+    let mut unreadable = 0;
+    let rows = admin::list_presentities_counting(&pairs, None, None, &mut unreadable).unwrap();
+    assert_eq!((rows.len(), unreadable), (20, 1));
+    for r in rows {
+        assert_eq!(r.shard, owner(r.presentity.as_bytes()));
+    }
+}

@@ -185,7 +185,7 @@ fn apply_store(st: &Store, w: &mut RwTxn, ops: &[Op]) -> store::Result<()> {
                 st.delete_subscription(w, skey(aor, dialog))?;
             }
             Op::Cleanup { now } => {
-                for e in st.find_expired(w, UnixMillis(now))? {
+                for e in st.find_expired(w, UnixMillis(now))?.expired {
                     st.delete_if_expired(w, &e)?;
                 }
             }

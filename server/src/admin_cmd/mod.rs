@@ -72,6 +72,13 @@ pub fn run(cmd: &StoreCommand, default_dir: &Path, map_size_max: usize) -> ExitC
     }
 }
 
+/// A listing skipped `n` records that cannot be read: say so (on stderr, after the rows).
+fn note_unreadable(n: u64) {
+    if n > 0 {
+        eprintln!("herald store: {}", admin::unreadable_note(n));
+    }
+}
+
 fn run_inner(
     cmd: &StoreCommand,
     default_dir: &Path,
@@ -85,30 +92,47 @@ fn run_inner(
                     &pick(&dir.data_dir, default_dir),
                     &opts(map_size_max),
                 )?;
-                let rows = admin::list_presentities(
+                let mut unreadable = 0;
+                let rows = admin::list_presentities_counting(
                     &d.stores,
                     filter.event.as_deref(),
                     filter.presentity.as_deref(),
+                    &mut unreadable,
                 )?;
                 print!("{}", admin::render_presentities(&rows, now));
+                note_unreadable(unreadable);
             }
             ListWhat::Subscriptions { dir, filter } => {
                 let d = admin::open_data_dir_read_only(
                     &pick(&dir.data_dir, default_dir),
                     &opts(map_size_max),
                 )?;
-                let rows = admin::list_subscriptions(
+                let mut unreadable = 0;
+                let rows = admin::list_subscriptions_counting(
                     &d.stores,
                     filter.event.as_deref(),
                     filter.presentity.as_deref(),
+                    &mut unreadable,
                 )?;
                 print!("{}", admin::render_subscriptions(&rows, now));
+                note_unreadable(unreadable);
             }
         },
-        StoreCommand::Cleanup { dir } => {
+        StoreCommand::Cleanup { dir, unreadable } => {
             let data_dir = pick(&dir.data_dir, default_dir);
             match admin::open_data_dir_exclusive(&data_dir, &opts(map_size_max))? {
+                Some((_lock, stores)) if *unreadable => {
+                    println!("{}", admin::delete_unreadable(&stores)?)
+                }
                 Some((_lock, stores)) => println!("{}", admin::cleanup(&stores, now)?),
+                None if *unreadable => {
+                    eprintln!(
+                        "herald store: a running herald holds {}: stop it first to delete \
+                         unreadable records (it skipped them when it loaded; nothing written)",
+                        data_dir.display()
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
                 None => {
                     // A running server deletes what expires itself (its expiry timers
                     // emit the deletes, which its log and checkpoint carry to LMDB), so
@@ -123,6 +147,7 @@ fn run_inner(
                         rep.presentities,
                         rep.subscriptions
                     );
+                    note_unreadable(rep.unreadable);
                 }
             }
         }

@@ -54,6 +54,9 @@ pub fn owner_fn(shards: u16) -> impl Fn(&[u8]) -> u16 + Sync + Copy {
     }
 }
 
+/// Unreadable records logged one by one at load (the count is always logged).
+const MAX_LOGGED_UNREADABLE: u64 = 8;
+
 /// A shard's partition, ready for the core's restore functions.
 #[derive(Debug, Default)]
 pub struct Loaded {
@@ -64,6 +67,11 @@ pub struct Loaded {
     /// Records that could not be turned into core records (bad AoR / dialog id): left in
     /// the store, reported by `herald store check`.
     pub invalid: u64,
+    /// Records that could not be read at all (malformed key, value failing validation):
+    /// skipped and left in the store, so that one damaged record costs that record, not the
+    /// shard (`herald store check` names them, `herald store cleanup --unreadable` deletes
+    /// them).
+    pub unreadable: u64,
     pub elapsed: Duration,
 }
 
@@ -73,6 +81,7 @@ pub fn load_shard(store: &Store, shard: ShardId, now: Instant) -> Result<Loaded,
     let started = std::time::Instant::now();
     let now_ms = UnixMillis(now.as_millis());
     let mut out = Loaded::default();
+    let mut out_unreadable = 0u64;
     let mut expired = Vec::new();
     let r = store.read_txn()?;
     let counts = store.counts(&r)?;
@@ -85,8 +94,24 @@ pub fn load_shard(store: &Store, shard: ShardId, now: Instant) -> Result<Loaded,
             expires_at,
         })
     };
+    let mut skip = |e: StoreError| -> Result<(), StoreError> {
+        if !e.is_unreadable_record() {
+            return Err(e);
+        }
+        out_unreadable += 1;
+        if out_unreadable <= MAX_LOGGED_UNREADABLE {
+            tracing::warn!(shard = shard.0, error = %e, "skipped a stored record that cannot be read");
+        }
+        Ok(())
+    };
     for item in store.iter_presentities(&r)? {
-        let (k, v) = item?;
+        let (k, v) = match item {
+            Ok(kv) => kv,
+            Err(e) => {
+                skip(e)?;
+                continue;
+            }
+        };
         if v.expires_at.get() <= now_ms {
             found(ExpiringTable::Presentity, k.to_vec()?, v.expires_at.get());
             continue;
@@ -97,7 +122,13 @@ pub fn load_shard(store: &Store, shard: ShardId, now: Instant) -> Result<Loaded,
         }
     }
     for item in store.iter_subscriptions(&r)? {
-        let (k, v) = item?;
+        let (k, v) = match item {
+            Ok(kv) => kv,
+            Err(e) => {
+                skip(e)?;
+                continue;
+            }
+        };
         if v.expires_at.get() <= now_ms {
             found(
                 ExpiringTable::ActiveWatchers,
@@ -112,6 +143,15 @@ pub fn load_shard(store: &Store, shard: ShardId, now: Instant) -> Result<Loaded,
         }
     }
     drop(r);
+    out.unreadable = out_unreadable;
+    if out.unreadable > 0 {
+        tracing::warn!(
+            shard = shard.0,
+            records = out.unreadable,
+            "{}",
+            store::admin::unreadable_note(out.unreadable)
+        );
+    }
     delete_expired(store, &expired, &mut out.expired)?;
     out.elapsed = started.elapsed();
     tracing::info!(
@@ -120,6 +160,7 @@ pub fn load_shard(store: &Store, shard: ShardId, now: Instant) -> Result<Loaded,
         subscriptions = out.subscriptions.len(),
         expired = out.expired.presentities + out.expired.subscriptions,
         invalid = out.invalid,
+        unreadable = out.unreadable,
         ms = out.elapsed.as_millis() as u64,
         "shard state loaded"
     );

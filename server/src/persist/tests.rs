@@ -351,6 +351,29 @@ fn committed_ops_load_back_as_core_records_minus_expired_and_deleted() {
     assert_eq!(loaded.subscriptions, vec![live]);
 }
 
+/// Records that cannot be read are skipped and counted; the rest of the partition loads.
+#[test]
+fn load_skips_unreadable_records() {
+    use store::{ExpiringTable, PresentityKey, RecordKey};
+    let dir = TempDir::new();
+    let st = Store::open(dir.path(), &opts()).unwrap();
+    let ops: Vec<PersistOp> = (1..=3).map(|s| publication(s, 90_000)).collect();
+    driver::commit_batch(&st, &ops, store::UnixMillis(1)).unwrap();
+    let bad = PresentityKey {
+        presentity: b"sip:bad@example.com",
+        event: b"presence",
+        pub_id: b"x",
+    };
+    st.write(|s, w| {
+        s.debug_put_raw(w, ExpiringTable::Presentity, &bad.to_vec()?, &[0xff; 7])?;
+        s.debug_put_raw(w, ExpiringTable::ActiveWatchers, b"no-parts", b"")
+    })
+    .unwrap();
+    let loaded = load_shard(&st, ShardId(0), Instant::from_millis(2)).unwrap();
+    assert_eq!(loaded.publications.len(), 3);
+    assert_eq!(loaded.unreadable, 2);
+}
+
 #[test]
 fn open_data_dir_uses_the_core_shard_function() {
     let dir = TempDir::new();
