@@ -58,8 +58,250 @@ pub fn core_exchange(data: &[u8]) {
         durability_gate: true,
         ..Config::default()
     };
-    let mut now = Instant(1_000_000);
+    let now = Instant(1_000_000);
+    let core = Core::new(cfg, ShardId(0), 1, 7, now);
+    exchange(core, now, data);
+}
+
+/// Start-up from a damaged or hostile store, then traffic: the input's records part (up to
+/// the first `MSGS`) is read as up to 16 publication and subscription records, each built from
+/// fuzzer-chosen fields (or taken as raw stored bytes), stored and read back the way the
+/// store does it (`encode_record` / `decode_record`: a record the store wrote must read back),
+/// converted as the shard load converts them and handed to `restore_publication` /
+/// `restore_subscription`, which may refuse them but must not break the core. The rest is
+/// an exchange as in [`core_exchange`] on that core: the restored dialogs' NOTIFYs (sent at
+/// start-up when the first byte says so) and every later one must parse, and the core's
+/// invariants hold throughout.
+pub fn restore_then_exchange(data: &[u8]) {
+    use crate::persist::convert::{dialog_id, publication_from_store, subscription_from_store};
+    use store::{
+        decode_record, encode_record, ArchivedPresentityRecord, ArchivedSubscriptionRecord,
+        PresentityKey, RecordKey, SubscriptionKey,
+    };
+    let Some((&flags, data)) = data.split_first() else {
+        return;
+    };
+    let (records, messages) = match data.windows(4).position(|w| w == b"MSGS") {
+        Some(i) => (&data[..i], &data[i + 4..]),
+        None => (data, &[][..]),
+    };
+    let cfg = Config {
+        persist: true,
+        durability_gate: true,
+        notify_on_restore: flags & 1 != 0,
+        ..Config::default()
+    };
+    let now = Instant(1_000_000);
     let mut core = Core::new(cfg, ShardId(0), 1, 7, now);
+    let mut r = Fields(records);
+    for n in 0..16u64 {
+        if r.0.is_empty() {
+            break;
+        }
+        let kind = r.u8();
+        let aor_text = r.aor();
+        let Ok(aor) = sip_parser::Aor::parse(&aor_text) else {
+            continue;
+        };
+        let hash = crate::core::tags::aor_hash(aor.as_bytes());
+        match kind % 4 {
+            0 | 2 => {
+                let event = r.or(b"presence");
+                let id = r.token(hash, 2 * n + 1);
+                let etag = r.token(hash, 2 * n + 2);
+                let content_type = r.or(b"application/pidf+xml");
+                let body = match r.field() {
+                    [] => default_pidf(&aor_text),
+                    b => b.to_vec(),
+                };
+                let key = PresentityKey {
+                    presentity: &aor_text,
+                    event: &event,
+                    pub_id: &id,
+                };
+                let stored = if kind % 4 == 0 {
+                    encode_record(&store::PresentityRecord {
+                        expires_at: store::UnixMillis(r.expiry(now)),
+                        received_at: store::UnixMillis(r.u64()),
+                        order: r.u64(),
+                        etag,
+                        content_type,
+                        body,
+                    })
+                } else {
+                    body
+                };
+                let Ok(key_bytes) = key.to_vec() else {
+                    continue;
+                };
+                let Some(key) = PresentityKey::decode(&key_bytes) else {
+                    continue;
+                };
+                match decode_record::<ArchivedPresentityRecord>("presentity", &key_bytes, &stored) {
+                    Ok(v) => {
+                        if let Some(rec) = publication_from_store(key, v) {
+                            let _ = core.restore_publication(now, rec);
+                        }
+                    }
+                    Err(e) => assert!(kind % 4 == 2, "a written record must read back: {e}"),
+                }
+            }
+            _ => {
+                let id = r.u64();
+                let key_id = if r.u8() & 1 == 0 {
+                    dialog_id(id).to_vec()
+                } else {
+                    r.field().to_vec()
+                };
+                let key = SubscriptionKey {
+                    presentity: &aor_text,
+                    dialog_id: &key_id,
+                };
+                let stored = if kind % 4 == 1 {
+                    let opt = |r: &mut Fields<'_>| (r.u8() & 1 != 0).then(|| r.field().to_vec());
+                    encode_record(&store::SubscriptionRecord {
+                        event: r.or(b"presence"),
+                        event_id: opt(&mut r),
+                        call_id: r.or(b"c@fuzz"),
+                        from_tag: r.or(b"ft"),
+                        to_tag: r.token(hash, id),
+                        from_uri: r.or(b"<sip:w@example.com>"),
+                        to_uri: r.or(&aor_text),
+                        local_cseq: r.u64() as u32,
+                        remote_cseq: r.u64() as u32,
+                        route_set: r.field().to_vec(),
+                        contact: r.or(b"sip:w@10.0.0.1:5060"),
+                        transport: if r.u8() & 1 == 0 {
+                            store::TransportKind::Udp
+                        } else {
+                            store::TransportKind::Tcp
+                        },
+                        peer: SocketAddr::from(([10, 0, 0, 1 + (r.u8() & 3)], 5060)),
+                        status: match r.u8() % 4 {
+                            0 => store::SubStatus::Active,
+                            1 => store::SubStatus::Pending,
+                            2 => store::SubStatus::Terminated,
+                            _ => store::SubStatus::Rejected,
+                        },
+                        reason: opt(&mut r),
+                        expires_at: store::UnixMillis(r.expiry(now)),
+                        version: r.u64(),
+                    })
+                } else {
+                    r.long_field().to_vec()
+                };
+                let Ok(key_bytes) = key.to_vec() else {
+                    continue;
+                };
+                let Some(key) = SubscriptionKey::decode(&key_bytes) else {
+                    continue;
+                };
+                match decode_record::<ArchivedSubscriptionRecord>(
+                    "active_watchers",
+                    &key_bytes,
+                    &stored,
+                ) {
+                    Ok(v) => {
+                        if let Some(rec) = subscription_from_store(key, v) {
+                            let _ = core.restore_subscription(now, rec);
+                        }
+                    }
+                    Err(e) => assert!(kind % 4 == 3, "a written record must read back: {e}"),
+                }
+            }
+        }
+        core.check_invariants().unwrap();
+    }
+    exchange(core, now, messages);
+}
+
+/// A PIDF document for `entity` (the default body of a fuzzed publication record).
+fn default_pidf(entity: &[u8]) -> Vec<u8> {
+    let mut b = b"<?xml version=\"1.0\"?><presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\""
+        .to_vec();
+    b.extend(
+        entity
+            .iter()
+            .filter(|&&c| c != b'"' && c != b'<' && c != b'&'),
+    );
+    b.extend_from_slice(
+        b"\"><tuple id=\"t\"><status><basic>open</basic></status></tuple></presence>",
+    );
+    b
+}
+
+/// Reads record fields off fuzz input; past its end every read is empty or zero.
+struct Fields<'a>(&'a [u8]);
+
+impl Fields<'_> {
+    fn u8(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((&b, rest)) => {
+                self.0 = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+    fn u64(&mut self) -> u64 {
+        let n = self.0.len().min(8);
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        let mut w = [0u8; 8];
+        w[..n].copy_from_slice(head);
+        u64::from_le_bytes(w)
+    }
+    /// A byte string of up to 255 bytes (its length first).
+    fn field(&mut self) -> &[u8] {
+        let n = usize::from(self.u8()).min(self.0.len());
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        head
+    }
+    /// A byte string of up to 64 KiB (a 2-byte length first): raw stored values.
+    fn long_field(&mut self) -> &[u8] {
+        let n = (usize::from(self.u8()) | usize::from(self.u8()) << 8).min(self.0.len());
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        head
+    }
+    /// A field, or `default` when it is empty.
+    fn or(&mut self, default: &[u8]) -> Vec<u8> {
+        match self.field() {
+            [] => default.to_vec(),
+            f => f.to_vec(),
+        }
+    }
+    /// A presentity: one of four ordinary AoRs for a field of under three bytes (so that
+    /// records and messages meet), else the field as it is.
+    fn aor(&mut self) -> Vec<u8> {
+        match self.field() {
+            f if f.len() < 3 => {
+                format!("sip:p{}@example.com", f.first().map_or(0, |b| b % 4)).into_bytes()
+            }
+            f => f.to_vec(),
+        }
+    }
+    /// A token field, or (when empty) our valid token for `(hash, id)`.
+    fn token(&mut self, hash: u32, id: u64) -> Vec<u8> {
+        match self.field() {
+            [] => crate::core::tags::Token::new(hash, id).as_bytes().to_vec(),
+            f => f.to_vec(),
+        }
+    }
+    /// An expiry in Unix ms: past, minutes ahead, far ahead, or any value.
+    fn expiry(&mut self, now: Instant) -> u64 {
+        match self.u8() {
+            0 => now.as_millis().saturating_sub(1),
+            255 => u64::MAX,
+            254 => self.u64(),
+            s => now.as_millis() + u64::from(s) * 10_000,
+        }
+    }
+}
+
+/// The message loop of [`core_exchange`] on `core` from `now`.
+fn exchange(mut core: Core, mut now: Instant, data: &[u8]) {
     let mut out = Vec::new();
     let mut answers = Vec::new();
     let mut rest = data;

@@ -5,7 +5,11 @@
 //! bytes (`seeds/pidf/bom`, and `double_bom`); an element name holding `/` got namespace
 //! declarations written into it (`name_with_slash`); `xmlns:xmlns` declared
 //! (`xmlns_prefix_declared`); a SUBSCRIBE Contact that no NOTIFY start line can carry
-//! (`seeds/core_messages/contact_not_a_uri`).
+//! (`seeds/core_messages/contact_not_a_uri`); a stored dialog whose Contact an older version
+//! kept, restored and NOTIFYed with a broken start line (`seeds/restore/
+//! contact_from_an_old_version`); a stored publication order of `u64::MAX` overflowing the
+//! order counter (`expiry_extremes_and_raw`); two stored publications sharing an order
+//! (`publications_sharing_an_order`).
 
 use std::path::Path;
 
@@ -37,4 +41,9 @@ fn core_message_seeds() {
 #[test]
 fn steer_seeds() {
     replay("steer", server::fuzz_checks::steer_agrees);
+}
+
+#[test]
+fn restore_seeds() {
+    replay("restore", server::fuzz_checks::restore_then_exchange);
 }

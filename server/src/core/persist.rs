@@ -492,6 +492,11 @@ impl Core {
             return Err(RestoreError::Expired);
         }
         let (id, etag) = (rec.id, rec.etag);
+        // Orders count this shard's publications up from 1: one this high is damage, and
+        // resuming from it would soon wrap the counter (newest would sort oldest).
+        if rec.order >= MAX_RESTORED_ORDER {
+            return Err(RestoreError::Invalid);
+        }
         if self.pres.publications >= self.cfg.max_publications {
             return Err(RestoreError::Full);
         }
@@ -510,15 +515,27 @@ impl Core {
         {
             return Err(RestoreError::Invalid);
         }
+        // Orders are unique within a presentity (aggregation is newest first). Two stored
+        // publications sharing one is damage: the later one keeps its state with a fresh
+        // order (so it sorts newest) rather than being dropped.
+        let order = if self
+            .pres
+            .get(slot)
+            .is_some_and(|p| p.pubs.iter().any(|q| q.order == rec.order))
+        {
+            self.next_order
+        } else {
+            rec.order
+        };
         let token = self.fresh_token();
-        self.next_order = self.next_order.max(rec.order + 1);
+        self.next_order = self.next_order.max(order + 1);
         let at = rec
             .expires_at
             .add_millis(self.cfg.expires_offset as u64 * 1000);
         let publication = Publication {
             id,
             etag,
-            order: rec.order,
+            order,
             expires_at: rec.expires_at,
             timer: token,
             expiry_armed: at,
@@ -542,7 +559,7 @@ impl Core {
         if rec.expires_at <= now || rec.status == SubStatus::Terminated {
             return Err(RestoreError::Expired);
         }
-        if rec.id == 0 || self.subs.contains_key(&rec.id) {
+        if rec.id == 0 || self.subs.contains_key(&rec.id) || !sendable_dialog(&rec) {
             return Err(RestoreError::Invalid);
         }
         if self.subs.len() >= self.cfg.max_subscriptions {
@@ -596,6 +613,27 @@ impl Core {
         self.refresh_gauges();
         Ok(())
     }
+}
+
+/// Publication orders at or above this are refused on restore (2^62: at a million
+/// publications a second, 146,000 years of them).
+const MAX_RESTORED_ORDER: u64 = 1 << 62;
+
+/// Whether every NOTIFY of a stored dialog would be a well-formed request. The SUBSCRIBE
+/// path only ever stores such dialogs, but a record may come from an older version (which
+/// kept any Contact: `Uri::is_sendable` came later) or be damaged: its contact must be a
+/// URI a start line can carry, and no string may hold a line break or NUL (it would end its
+/// header line and inject the rest), nor the Call-ID and tags whitespace.
+fn sendable_dialog(rec: &SubscriptionRecord) -> bool {
+    let in_line = |s: &[u8]| !s.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0));
+    let word = |s: &[u8]| !s.is_empty() && s.iter().all(|&b| b > b' ' && b != 0x7f);
+    sip_parser::Uri::is_sendable(&rec.contact)
+        && word(&rec.call_id)
+        && word(&rec.from_tag)
+        && rec.event_id.as_deref().is_none_or(word)
+        && in_line(&rec.from_uri)
+        && in_line(&rec.to_uri)
+        && in_line(&rec.route_set)
 }
 
 impl Core {

@@ -12,7 +12,7 @@
 //! `--shards` changed) and [`load_shard`] reads a shard's partition back (dropping what
 //! expired while the server was down) as core records for the core's restore functions.
 
-mod convert;
+pub(crate) mod convert;
 mod driver;
 mod durability;
 mod load;
