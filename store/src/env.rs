@@ -80,7 +80,7 @@ pub struct Store {
     /// Schema version this environment was upgraded from when it was opened.
     upgraded_from: Option<u32>,
     /// Write-ahead log ops replayed into LMDB when this environment was opened.
-    replayed: u64,
+    replayed: crate::wal::Replayed,
     /// Held shared by every transaction, exclusively by a map resize: LMDB forbids resizing
     /// while any transaction of this process is open.
     gate: RwLock<()>,
@@ -334,7 +334,7 @@ impl Store {
             meta,
             v1_expiry,
             upgraded_from: None,
-            replayed: 0,
+            replayed: crate::wal::Replayed::default(),
         }
     }
 
@@ -380,7 +380,14 @@ impl Store {
 
     /// Write-ahead log ops (`wal`) a crash had left and `open` replayed into LMDB.
     pub fn replayed_wal_ops(&self) -> u64 {
-        self.replayed
+        self.replayed.ops
+    }
+
+    /// Log segments in which that replay skipped damaged frames (disk damage in the middle
+    /// of the log; the intact frames after it were replayed). Each is kept beside the log
+    /// as `wal/damaged-<segment>.log`.
+    pub fn damaged_wal_segments(&self) -> u64 {
+        self.replayed.damaged_segments
     }
 
     pub fn path(&self) -> &Path {

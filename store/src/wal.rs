@@ -419,31 +419,44 @@ impl Store {
     }
 
     /// Replays the log segments of this environment, if no writer holds the log (a running
-    /// server), into LMDB, then deletes them. Called by [`Store::open`]. Returns the ops
-    /// replayed.
-    pub(crate) fn replay_wal(&self) -> Result<u64> {
+    /// server), into LMDB, then deletes them (keeping those with damaged frames). Called by
+    /// [`Store::open`].
+    pub(crate) fn replay_wal(&self) -> Result<Replayed> {
         let dir = wal_dir(&self.path);
         if !dir.exists() {
-            return Ok(0);
+            return Ok(Replayed::default());
         }
         let Some(_lock) = try_lock(&dir)? else {
-            return Ok(0); // a live writer: its checkpoints keep LMDB current
+            // A live writer: its checkpoints keep LMDB current.
+            return Ok(Replayed::default());
         };
         let segs = segments(&dir)?;
         if segs.is_empty() {
-            return Ok(0);
+            return Ok(Replayed::default());
         }
         let mut payloads = Vec::new();
+        let mut damaged = Vec::new();
         for (n, path) in &segs {
-            read_segment(path, *n, &mut payloads)?;
+            if read_segment(path, *n, &mut payloads)? > 0 {
+                damaged.push(*n);
+            }
         }
         let last = segs.last().map_or(0, |(n, _)| *n);
         let report = self.checkpoint(&payloads, SealedThrough(last))?;
-        for (_, path) in &segs {
-            remove(path)?;
+        for (n, path) in &segs {
+            if damaged.contains(n) {
+                // Kept for whoever investigates the disk (nothing reads `damaged-*`).
+                let keep = dir.join(format!("{DAMAGED_PREFIX}{n:016x}.log"));
+                std::fs::rename(path, &keep).map_err(io_err(path))?;
+            } else {
+                remove(path)?;
+            }
         }
         sync_dir(&dir)?;
-        Ok(report.ops)
+        Ok(Replayed {
+            ops: report.ops,
+            damaged_segments: damaged.len() as u64,
+        })
     }
 }
 
@@ -531,7 +544,9 @@ pub(crate) fn read_log_after(env_path: &Path, after: u64, out: &mut Vec<u8>) -> 
         }
         match read_segment(&path, n, out) {
             Err(e) if is_not_found(&e) => return Ok(LogRead::Vanished(e)),
-            other => other?,
+            other => {
+                other?;
+            }
         }
     }
     Ok(LogRead::Complete)
@@ -550,30 +565,82 @@ fn frame_crc(seg_no: u64, payload: &[u8]) -> u32 {
     h.finalize()
 }
 
-/// Appends the payloads of the whole frames of segment `seg_no` at `path` to `out`; stops
-/// at the first torn, damaged or stale frame (a batch whose flush never completed, so never
-/// acknowledged, or what a recycled file held before).
-fn read_segment(path: &Path, seg_no: u64, out: &mut Vec<u8>) -> Result<()> {
+/// Appends the payloads of the intact frames of segment `seg_no` at `path` to `out`, and
+/// returns how many damaged stretches it skipped.
+///
+/// The readable log ends at the first frame that fails its test (magic, length, checksum)
+/// when no intact frame of this segment follows it: a torn last frame (a batch whose flush
+/// never completed, so never acknowledged), a frame being written beside a live reader, or
+/// what a recycled file held before (its frames carry another segment number, so they
+/// never pass). A failing frame *followed* by an intact one is damage in the middle of the
+/// log (the disk, not a crash: appends are sequential and flushed before the reply): the
+/// batches after it were acknowledged, so the reader resynchronises on the next intact
+/// frame rather than dropping them.
+fn read_segment(path: &Path, seg_no: u64, out: &mut Vec<u8>) -> Result<u64> {
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(io_err(path))?;
-    let mut rest = &bytes[..];
-    while rest.len() >= FRAME_HEADER {
-        let word = |i: usize| u32::from_le_bytes(rest[i..i + 4].try_into().expect("4 bytes"));
-        let (magic, len, crc) = (word(0), word(4) as usize, word(8));
-        if magic != MAGIC || len > MAX_FRAME || rest.len() < FRAME_HEADER + len {
-            break;
-        }
-        let payload = &rest[FRAME_HEADER..FRAME_HEADER + len];
-        if frame_crc(seg_no, payload) != crc {
-            break;
-        }
-        out.extend_from_slice(payload);
-        rest = &rest[FRAME_HEADER + len..];
-    }
-    Ok(())
+    Ok(read_frames(&bytes, seg_no, out))
 }
+
+/// [`read_segment`] on the segment's bytes.
+pub(crate) fn read_frames(bytes: &[u8], seg_no: u64, out: &mut Vec<u8>) -> u64 {
+    let mut pos = 0;
+    let mut skipped = 0;
+    loop {
+        if let Some(payload) = frame_at(bytes, pos, seg_no) {
+            out.extend_from_slice(payload);
+            pos += FRAME_HEADER + payload.len();
+            continue;
+        }
+        match next_intact_frame(bytes, pos + 1, seg_no) {
+            Some(next) => {
+                skipped += 1;
+                pos = next;
+            }
+            None => return skipped,
+        }
+    }
+}
+
+/// The payload of the intact frame of segment `seg_no` starting at `pos`, if there is one.
+fn frame_at(bytes: &[u8], pos: usize, seg_no: u64) -> Option<&[u8]> {
+    let head = bytes.get(pos..pos.checked_add(FRAME_HEADER)?)?;
+    let word = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+    let (magic, len, crc) = (word(0), word(4) as usize, word(8));
+    if magic != MAGIC || len > MAX_FRAME {
+        return None;
+    }
+    let payload = bytes.get(pos + FRAME_HEADER..pos + FRAME_HEADER + len)?;
+    (frame_crc(seg_no, payload) == crc).then_some(payload)
+}
+
+/// Start of the first intact frame of segment `seg_no` at or after `from`.
+fn next_intact_frame(bytes: &[u8], from: usize, seg_no: u64) -> Option<usize> {
+    let magic = MAGIC.to_le_bytes();
+    let finder = memchr::memmem::Finder::new(&magic);
+    let mut at = from;
+    while let Some(i) = bytes.get(at..).and_then(|rest| finder.find(rest)) {
+        if frame_at(bytes, at + i, seg_no).is_some() {
+            return Some(at + i);
+        }
+        at += i + 1;
+    }
+    None
+}
+
+/// What [`Store::open`] replayed from a log a crash left.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// Ops applied to LMDB.
+    pub ops: u64,
+    /// Segments in which damaged frames were skipped (each kept as `damaged-<n>.log`).
+    pub damaged_segments: u64,
+}
+
+/// Name prefix of a replayed segment kept because it held damaged frames.
+const DAMAGED_PREFIX: &str = "damaged-";
 
 /// Retired segment files kept for reuse (more are deleted).
 const MAX_FREE: usize = 2;
@@ -968,5 +1035,97 @@ mod tests {
             .map(|v| v.is_some()),
             Some(true)
         );
+    }
+
+    /// Frames of `bodies` (one put each) for segment `seg`, concatenated.
+    fn frames(seg: u64, bodies: &[&str]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, body) in bodies.iter().enumerate() {
+            let mut b = WalBatch::new();
+            let id = format!("e{i}");
+            b.put_presentity(key(b"sip:a@x", id.as_bytes()), &rec(body, 10))
+                .unwrap();
+            out.extend_from_slice(b.frame(seg));
+        }
+        out
+    }
+
+    fn bodies(payloads: &[u8]) -> Vec<String> {
+        ops(payloads)
+            .map(|op| {
+                let v = op.unwrap().value.unwrap();
+                let r = crate::tables::decode::<ArchivedPresentityRecord>("p", b"", v).unwrap();
+                String::from_utf8(r.body.to_vec()).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn damage_in_the_middle_is_skipped_the_frames_after_it_are_read() {
+        let whole = frames(7, &["one", "two", "three"]);
+        let second = frames(7, &["one"]).len();
+        for at in [second, second + 5, second + FRAME_HEADER + 3] {
+            let mut log = whole.clone();
+            log[at] ^= 0x40;
+            let mut out = Vec::new();
+            assert_eq!(read_frames(&log, 7, &mut out), 1, "damage at {at}");
+            assert_eq!(bodies(&out), ["one", "three"], "damage at {at}");
+        }
+        // A torn last frame, a recycled file's frames of another segment, zeros: the end.
+        let mut log = frames(7, &["one", "two"]);
+        log.truncate(log.len() - 3);
+        log.extend_from_slice(&frames(3, &["stale", "stale"]));
+        log.extend_from_slice(&[0; 64]);
+        let mut out = Vec::new();
+        assert_eq!(read_frames(&log, 7, &mut out), 0);
+        assert_eq!(bodies(&out), ["one"]);
+    }
+
+    #[test]
+    fn replay_skips_a_damaged_frame_and_keeps_its_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let st = Store::open(dir.path(), &opts()).unwrap();
+            let mut wal = Wal::open(&st).unwrap();
+            let mut b = WalBatch::new();
+            for (aor, body) in [
+                (b"sip:a@x", "one"),
+                (b"sip:b@x", "two"),
+                (b"sip:c@x", "three"),
+            ] {
+                b.clear();
+                b.put_presentity(key(aor, b"e"), &rec(body, 10)).unwrap();
+                wal.append(&mut b).unwrap();
+            }
+            drop(wal);
+        }
+        let seg = segments(&wal_dir(dir.path())).unwrap();
+        assert_eq!(seg.len(), 1);
+        let mut bytes = std::fs::read(&seg[0].1).unwrap();
+        // Damage the second frame's payload (its first op's tag).
+        let second = bytes
+            .windows(4)
+            .enumerate()
+            .filter(|(_, w)| *w == MAGIC.to_le_bytes())
+            .nth(1)
+            .unwrap()
+            .0;
+        bytes[second + FRAME_HEADER] ^= 0xff;
+        std::fs::write(&seg[0].1, &bytes).unwrap();
+
+        let st = Store::open(dir.path(), &opts()).unwrap();
+        assert_eq!(st.damaged_wal_segments(), 1);
+        let r = st.read_txn().unwrap();
+        let got = |aor: &[u8]| st.get_presentity(&r, key(aor, b"e")).unwrap().is_some();
+        assert!(got(b"sip:a@x") && !got(b"sip:b@x") && got(b"sip:c@x"));
+        assert!(segments(&wal_dir(dir.path())).unwrap().is_empty());
+        let kept = std::fs::read_dir(wal_dir(dir.path()))
+            .unwrap()
+            .filter(|e| {
+                let n = e.as_ref().unwrap().file_name();
+                n.to_string_lossy().starts_with(DAMAGED_PREFIX)
+            })
+            .count();
+        assert_eq!(kept, 1);
     }
 }

@@ -27,6 +27,15 @@ pub fn open_data_dir(
         if s.replayed_wal_ops() > 0 {
             tracing::info!(path = %s.path().display(), ops = s.replayed_wal_ops(), "write-ahead log replayed into the store (the last run did not stop cleanly)");
         }
+        if s.damaged_wal_segments() > 0 {
+            tracing::error!(
+                path = %s.path().display(),
+                segments = s.damaged_wal_segments(),
+                "the write-ahead log held damaged frames (a disk fault: appends are flushed in \
+                 order): they were skipped and the intact batches after them replayed; the \
+                 segments are kept as wal/damaged-*.log"
+            );
+        }
         if s.stale_readers_cleared() > 0 {
             tracing::info!(path = %s.path().display(), slots = s.stale_readers_cleared(), "cleared LMDB reader slots of dead processes");
         }
