@@ -9,7 +9,9 @@
 //! kept, restored and NOTIFYed with a broken start line (`seeds/restore/
 //! contact_from_an_old_version`); a stored publication order of `u64::MAX` overflowing the
 //! order counter (`expiry_extremes_and_raw`); two stored publications sharing an order
-//! (`publications_sharing_an_order`).
+//! (`publications_sharing_an_order`); the log reader, resynchronising after a damaged frame
+//! by searching for the next magic, read frames that a key inside the damaged frame spelt
+//! (`seeds/wal/forged_frames_inside_a_damaged_one`).
 
 use std::path::Path;
 
@@ -46,4 +48,9 @@ fn steer_seeds() {
 #[test]
 fn restore_seeds() {
     replay("restore", server::fuzz_checks::restore_then_exchange);
+}
+
+#[test]
+fn wal_seeds() {
+    replay("wal", store::fuzz_checks::wal_frames);
 }

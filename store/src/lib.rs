@@ -43,6 +43,8 @@
 pub mod admin;
 mod env;
 mod error;
+#[doc(hidden)]
+pub mod fuzz_checks;
 pub mod hash;
 pub mod keys;
 pub mod layout;

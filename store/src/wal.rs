@@ -115,8 +115,9 @@ impl WalBatch {
         &self.buf[FRAME_HEADER..]
     }
 
-    /// Fills in the frame header for segment `seg_no`; returns the whole frame.
-    fn frame(&mut self, seg_no: u64) -> &[u8] {
+    /// Fills in the frame header for segment `seg_no`; returns the whole frame (what
+    /// [`Wal::append`] writes).
+    pub fn frame(&mut self, seg_no: u64) -> &[u8] {
         let payload = &self.buf[FRAME_HEADER..];
         assert!(payload.len() <= MAX_FRAME, "log frame over MAX_FRAME");
         let (len, crc) = (payload.len() as u32, frame_crc(seg_no, payload));
@@ -566,16 +567,21 @@ fn frame_crc(seg_no: u64, payload: &[u8]) -> u32 {
 }
 
 /// Appends the payloads of the intact frames of segment `seg_no` at `path` to `out`, and
-/// returns how many damaged stretches it skipped.
+/// returns how many damaged frames it skipped.
 ///
-/// The readable log ends at the first frame that fails its test (magic, length, checksum)
-/// when no intact frame of this segment follows it: a torn last frame (a batch whose flush
-/// never completed, so never acknowledged), a frame being written beside a live reader, or
-/// what a recycled file held before (its frames carry another segment number, so they
-/// never pass). A failing frame *followed* by an intact one is damage in the middle of the
-/// log (the disk, not a crash: appends are sequential and flushed before the reply): the
-/// batches after it were acknowledged, so the reader resynchronises on the next intact
-/// frame rather than dropping them.
+/// The readable log ends at the first frame that fails its test (magic, length, checksum):
+/// a torn last frame (a batch whose flush never completed, so never acknowledged), a frame
+/// being written beside a live reader, or what a recycled file held before (its frames
+/// carry another segment number, so they never pass). One exception: a frame whose header
+/// holds (magic, and a length inside the file) but whose checksum fails, *followed right
+/// after that length by an intact frame*, is damage in the middle of the log (a disk
+/// fault: appends are flushed in order, so a crash tears only the last one), and the
+/// acknowledged batches after it are read on. The reader never searches inside a frame
+/// for the next one: a payload holds client bytes (a PUBLISH body), which could spell a
+/// frame of their own. (What remains: damage that hits a length field and makes it point
+/// exactly at such client-spelt bytes would have them read as a frame. A CRC cannot rule
+/// that out; it needs a disk fault on one of the four length bytes of a frame whose batch
+/// holds a crafted body at that offset.)
 fn read_segment(path: &Path, seg_no: u64, out: &mut Vec<u8>) -> Result<u64> {
     let mut bytes = Vec::new();
     File::open(path)
@@ -586,48 +592,51 @@ fn read_segment(path: &Path, seg_no: u64, out: &mut Vec<u8>) -> Result<u64> {
 
 /// [`read_segment`] on the segment's bytes.
 pub(crate) fn read_frames(bytes: &[u8], seg_no: u64, out: &mut Vec<u8>) -> u64 {
+    each_frame(bytes, seg_no, |payload| out.extend_from_slice(payload))
+}
+
+/// Calls `f` with the payload of every intact frame of segment `seg_no` in `bytes`, in
+/// order (see [`read_segment`]); returns how many damaged frames it skipped.
+pub fn each_frame(bytes: &[u8], seg_no: u64, mut f: impl FnMut(&[u8])) -> u64 {
     let mut pos = 0;
     let mut skipped = 0;
     loop {
         if let Some(payload) = frame_at(bytes, pos, seg_no) {
-            out.extend_from_slice(payload);
+            f(payload);
             pos += FRAME_HEADER + payload.len();
             continue;
         }
-        match next_intact_frame(bytes, pos + 1, seg_no) {
-            Some(next) => {
+        match damaged_frame_end(bytes, pos) {
+            Some(next) if frame_at(bytes, next, seg_no).is_some() => {
                 skipped += 1;
                 pos = next;
             }
-            None => return skipped,
+            _ => return skipped,
         }
     }
 }
 
 /// The payload of the intact frame of segment `seg_no` starting at `pos`, if there is one.
 fn frame_at(bytes: &[u8], pos: usize, seg_no: u64) -> Option<&[u8]> {
-    let head = bytes.get(pos..pos.checked_add(FRAME_HEADER)?)?;
-    let word = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
-    let (magic, len, crc) = (word(0), word(4) as usize, word(8));
-    if magic != MAGIC || len > MAX_FRAME {
-        return None;
-    }
+    let (len, crc) = frame_header(bytes, pos)?;
     let payload = bytes.get(pos + FRAME_HEADER..pos + FRAME_HEADER + len)?;
     (frame_crc(seg_no, payload) == crc).then_some(payload)
 }
 
-/// Start of the first intact frame of segment `seg_no` at or after `from`.
-fn next_intact_frame(bytes: &[u8], from: usize, seg_no: u64) -> Option<usize> {
-    let magic = MAGIC.to_le_bytes();
-    let finder = memchr::memmem::Finder::new(&magic);
-    let mut at = from;
-    while let Some(i) = bytes.get(at..).and_then(|rest| finder.find(rest)) {
-        if frame_at(bytes, at + i, seg_no).is_some() {
-            return Some(at + i);
-        }
-        at += i + 1;
-    }
-    None
+/// Length and checksum of the frame header at `pos`, if its magic is there and its length
+/// is one a frame can have.
+fn frame_header(bytes: &[u8], pos: usize) -> Option<(usize, u32)> {
+    let head = bytes.get(pos..pos.checked_add(FRAME_HEADER)?)?;
+    let word = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+    let (magic, len, crc) = (word(0), word(4) as usize, word(8));
+    (magic == MAGIC && len <= MAX_FRAME).then_some((len, crc))
+}
+
+/// Where the frame at `pos` ends, if its header holds and the whole frame is in `bytes`.
+fn damaged_frame_end(bytes: &[u8], pos: usize) -> Option<usize> {
+    let (len, _) = frame_header(bytes, pos)?;
+    let end = pos + FRAME_HEADER + len;
+    (end <= bytes.len()).then_some(end)
 }
 
 /// What [`Store::open`] replayed from a log a crash left.
@@ -1064,12 +1073,22 @@ mod tests {
     fn damage_in_the_middle_is_skipped_the_frames_after_it_are_read() {
         let whole = frames(7, &["one", "two", "three"]);
         let second = frames(7, &["one"]).len();
-        for at in [second, second + 5, second + FRAME_HEADER + 3] {
+        // In a checksum or a payload: that frame is skipped, the ones after it read.
+        for at in [second + 9, second + FRAME_HEADER + 3] {
             let mut log = whole.clone();
             log[at] ^= 0x40;
             let mut out = Vec::new();
             assert_eq!(read_frames(&log, 7, &mut out), 1, "damage at {at}");
             assert_eq!(bodies(&out), ["one", "three"], "damage at {at}");
+        }
+        // In a magic or a length: where the frame ends is unknown, the log ends there (it
+        // is never searched for a later frame: client bytes could spell one).
+        for at in [second, second + 5] {
+            let mut log = whole.clone();
+            log[at] ^= 0x40;
+            let mut out = Vec::new();
+            assert_eq!(read_frames(&log, 7, &mut out), 0, "damage at {at}");
+            assert_eq!(bodies(&out), ["one"], "damage at {at}");
         }
         // A torn last frame, a recycled file's frames of another segment, zeros: the end.
         let mut log = frames(7, &["one", "two"]);
