@@ -132,6 +132,12 @@ impl ShardDocs {
                     })),
                     // A key LMDB cannot hold (too long) simply does not exist.
                     Err(store::StoreError::InvalidKey { .. }) => Ok(None),
+                    // Nor does a document that cannot be read (`Store::get_xcap_readable`):
+                    // its user can write it anew.
+                    Err(e) if e.is_unreadable_record() => {
+                        tracing::warn!(error = %e, "XCAP document cannot be read: served as absent");
+                        Ok(None)
+                    }
                     Err(e) => Err(io(e)),
                 }
             }
@@ -261,7 +267,11 @@ impl DocumentStore for View<'_> {
             Backend::Lmdb(st) => {
                 let txn = st.read_txn().map_err(io)?;
                 for item in st.xcap_documents_of(&txn, &user_key(user)).map_err(io)? {
-                    let (k, rec) = item.map_err(io)?;
+                    let (k, rec) = match item {
+                        Ok(kv) => kv,
+                        Err(e) if e.is_unreadable_record() => continue,
+                        Err(e) => return Err(io(e)),
+                    };
                     out.insert(
                         (
                             String::from_utf8_lossy(k.auid).into_owned(),
