@@ -228,7 +228,15 @@ pub fn run(
             for (shard, st) in store::admin::open_data_dir_read_only(dir, opts)?.stores {
                 let r = st.read_txn()?;
                 for item in st.iter_subscribers(&r)? {
-                    let (k, _) = item?;
+                    let (k, _) = match item {
+                        Ok(kv) => kv,
+                        Err(e) if e.is_unreadable_record() => {
+                            // Named by `herald store check`; `herald user add` rewrites it.
+                            eprintln!("herald user: shard {shard}: {e}");
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
                     println!(
                         "{}@{} shard={shard}",
                         String::from_utf8_lossy(k.user),
