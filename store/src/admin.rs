@@ -487,6 +487,8 @@ pub struct CheckReport {
     pub subscribers: u64,
     /// Total number of problems found.
     pub problem_count: u64,
+    /// Of them, records that cannot be read (the server skips them when it loads).
+    pub unreadable: u64,
     /// The first [`MAX_REPORTED_PROBLEMS`] problems, human-readable.
     pub problems: Vec<String>,
 }
@@ -518,6 +520,15 @@ impl std::fmt::Display for CheckReport {
                 f,
                 "... and {} more",
                 self.problem_count as usize - self.problems.len()
+            )?;
+        }
+        if self.unreadable > 0 {
+            writeln!(
+                f,
+                "{} record(s) cannot be read: the server skips them when it loads; \
+                 `herald store cleanup --unreadable` on a stopped server deletes the \
+                 publications and dialogs among them",
+                self.unreadable
             )?;
         }
         write!(
@@ -592,7 +603,10 @@ fn check_shards(
                             place(&mut rep, $table, &$k.owner_aor());
                             $body
                         }
-                        Err(e) => rep.problem(format!("shard {shard}: {e}")),
+                        Err(e) => {
+                            rep.unreadable += u64::from(e.is_unreadable_record());
+                            rep.problem(format!("shard {shard}: {e}"))
+                        }
                     }
                 }
             };

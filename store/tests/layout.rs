@@ -354,8 +354,9 @@ fn unreadable_records_are_skipped_counted_and_deleted_on_request() {
 
     let rep = admin::check(&stores, None).unwrap();
     assert!(!rep.ok());
-    assert_eq!(rep.problem_count, 2, "{rep}");
+    assert_eq!((rep.problem_count, rep.unreadable), (2, 2), "{rep}");
     assert!(rep.to_string().contains("sip:bad@x"), "{rep}");
+    assert!(rep.to_string().contains("cleanup --unreadable"), "{rep}");
 
     // Cleanup deletes what expired, leaves what it cannot read, and says so.
     let c = admin::cleanup(&stores, UnixMillis(10)).unwrap();
