@@ -118,9 +118,9 @@ pub enum StoreCommand {
     Cleanup {
         #[command(flatten)]
         dir: DataDirArg,
-        /// Instead, delete the publication and subscription records that cannot be read
-        /// (malformed key, or a value that fails validation): the server skips them when it
-        /// loads, `herald store check` names them. Stopped server only.
+        /// Instead, delete the records that cannot be read (malformed key, or a value that
+        /// fails validation), of any table: the server skips them, `herald store check` names
+        /// them. Stopped server only.
         #[arg(long)]
         unreadable: bool,
     },

@@ -382,7 +382,7 @@ impl std::fmt::Display for UnreadableReport {
             writeln!(
                 f,
                 "shard {shard}: deleted unreadable {} record {} ({})",
-                u.table.name(),
+                u.table,
                 text(&u.key),
                 u.detail
             )?;
@@ -391,10 +391,11 @@ impl std::fmt::Display for UnreadableReport {
     }
 }
 
-/// Deletes every publication and subscription record whose key or value cannot be read
-/// (`herald store cleanup --unreadable`; a server skips them when it loads, and they hold
-/// nothing it could use). Found in a read transaction, deleted in one write transaction
-/// per shard, each only if it still cannot be read.
+/// Deletes every record, of any table, whose key or value cannot be read (`herald store
+/// cleanup --unreadable`; a server skips such publications and dialogs when it loads and
+/// serves such XCAP documents as absent: they hold nothing it could use). Found in a read
+/// transaction, deleted in one write transaction per shard, each only if it still cannot be
+/// read.
 pub fn delete_unreadable(stores: &[(u16, Arc<Store>)]) -> Result<UnreadableReport> {
     let mut rep = UnreadableReport::default();
     for (shard, s) in stores {
@@ -525,9 +526,8 @@ impl std::fmt::Display for CheckReport {
         if self.unreadable > 0 {
             writeln!(
                 f,
-                "{} record(s) cannot be read: the server skips them when it loads; \
-                 `herald store cleanup --unreadable` on a stopped server deletes the \
-                 publications and dialogs among them",
+                "{} record(s) cannot be read: the server skips them; `herald store cleanup \
+                 --unreadable` on a stopped server deletes them",
                 self.unreadable
             )?;
         }

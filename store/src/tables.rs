@@ -155,14 +155,48 @@ pub struct ExpiredScan {
     pub unreadable: u64,
 }
 
-/// A publication or subscription record that cannot be read back: its key is malformed or
-/// its value fails validation. Found by [`Store::find_unreadable`].
+/// A record that cannot be read back: its key is malformed or its value fails validation.
+/// Found by [`Store::find_unreadable`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unreadable {
-    pub table: ExpiringTable,
+    /// The table's name (`presentity`, `active_watchers`, `watchers`, `xcap`, `subscriber`).
+    pub table: &'static str,
     pub key: Vec<u8>,
     /// Why it cannot be read.
     pub detail: String,
+}
+
+/// Why the record `k`, `v` of the table named `table` cannot be read, or `None`.
+fn why_unreadable(table: &str, k: &[u8], v: &[u8]) -> Option<String> {
+    match table {
+        PresentityKey::TABLE => why_unreadable_as::<PresentityKey, ArchivedPresentityRecord>(k, v),
+        SubscriptionKey::TABLE => {
+            why_unreadable_as::<SubscriptionKey, ArchivedSubscriptionRecord>(k, v)
+        }
+        WatcherKey::TABLE => why_unreadable_as::<WatcherKey, ArchivedWatcherRecord>(k, v),
+        XcapKey::TABLE => why_unreadable_as::<XcapKey, ArchivedXcapRecord>(k, v),
+        _ => why_unreadable_as::<SubscriberKey, ArchivedSubscriberRecord>(k, v),
+    }
+}
+
+/// Every record table, by name.
+const RECORD_TABLES: [&str; 5] = [
+    PresentityKey::TABLE,
+    SubscriptionKey::TABLE,
+    WatcherKey::TABLE,
+    XcapKey::TABLE,
+    SubscriberKey::TABLE,
+];
+
+/// Why the record `k`, `v` cannot be read as a `K` key and an `A` value, or `None`.
+fn why_unreadable_as<'k, K: RecordKey<'k>, A: Decode>(k: &'k [u8], v: &[u8]) -> Option<String> {
+    if K::decode(k).is_none() {
+        return Some("malformed key".to_string());
+    }
+    decode::<A>(K::TABLE, k, v).err().map(|e| match e {
+        StoreError::Corrupt { detail, .. } => detail,
+        other => other.to_string(),
+    })
 }
 
 /// A record [`Store::find_expired`] found expired: delete it with
@@ -514,47 +548,44 @@ impl Store {
         Ok(out)
     }
 
-    /// Every publication and subscription record whose key or value cannot be read: what
-    /// `herald store cleanup --unreadable` deletes (a scan in a read transaction).
+    /// Every record, of any table, whose key or value cannot be read: what `herald store
+    /// cleanup --unreadable` deletes (a scan in a read transaction).
     pub fn find_unreadable(&self, txn: &RoTxn) -> Result<Vec<Unreadable>> {
         let mut out = Vec::new();
-        self.each_expiring(txn, |table, k, v| {
-            if let Some(detail) = self.why_unreadable(table, k, v)? {
-                out.push(Unreadable {
-                    table,
-                    key: k.to_vec(),
-                    detail,
-                });
+        for table in RECORD_TABLES {
+            for r in self.record_db(table).iter(txn).map_err(|e| self.lmdb(e))? {
+                let (k, v) = r.map_err(|e| self.lmdb(e))?;
+                if let Some(detail) = why_unreadable(table, k, v) {
+                    out.push(Unreadable {
+                        table,
+                        key: k.to_vec(),
+                        detail,
+                    });
+                }
             }
-            Ok(())
-        })?;
+        }
         Ok(out)
     }
 
-    /// Why the record `k`, `v` of `table` cannot be read, or `None` if it can.
-    fn why_unreadable(&self, table: ExpiringTable, k: &[u8], v: &[u8]) -> Result<Option<String>> {
-        let key_ok = match table {
-            ExpiringTable::Presentity => PresentityKey::decode(k).is_some(),
-            ExpiringTable::ActiveWatchers => SubscriptionKey::decode(k).is_some(),
-        };
-        if !key_ok {
-            return Ok(Some("malformed key".to_string()));
-        }
-        match self.expiry_of(table, k, v) {
-            Ok(_) => Ok(None),
-            Err(StoreError::Corrupt { detail, .. }) => Ok(Some(detail)),
-            Err(e) => Err(e),
+    /// The database of the record table named `table` (one of [`RECORD_TABLES`]).
+    fn record_db(&self, table: &str) -> Db {
+        match table {
+            PresentityKey::TABLE => self.presentity,
+            SubscriptionKey::TABLE => self.active_watchers,
+            WatcherKey::TABLE => self.watchers,
+            XcapKey::TABLE => self.xcap,
+            _ => self.subscriber,
         }
     }
 
     /// Deletes the record `u` names if it still cannot be read (the server may have
     /// written a good record under the key since the scan). True if deleted.
     pub fn delete_if_unreadable(&self, txn: &mut RwTxn, u: &Unreadable) -> Result<bool> {
-        let db = self.expiring_db(u.table);
+        let db = self.record_db(u.table);
         let Some(v) = db.get(txn, &u.key).map_err(|e| self.lmdb(e))? else {
             return Ok(false);
         };
-        if self.why_unreadable(u.table, &u.key, v)?.is_none() {
+        if why_unreadable(u.table, &u.key, v).is_none() {
             return Ok(false);
         }
         db.delete(txn, &u.key).map_err(|e| self.lmdb(e))

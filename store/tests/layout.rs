@@ -340,7 +340,17 @@ fn unreadable_records_are_skipped_counted_and_deleted_on_request() {
             &key("sip:bad@x").to_vec()?,
             b"not an archived record",
         )?;
-        s.debug_put_raw(w, ExpiringTable::ActiveWatchers, b"no-separators", b"x")
+        s.debug_put_raw(w, ExpiringTable::ActiveWatchers, b"no-separators", b"x")?;
+        // An XCAP document too: served as absent, deleted on request like the others.
+        s.debug_put_raw_xcap(
+            w,
+            XcapKey {
+                user: b"sip:live@x",
+                auid: b"resource-lists",
+                document: b"index",
+            },
+            b"damaged",
+        )
     })
     .unwrap();
     let stores = vec![(0u16, st.clone())];
@@ -354,7 +364,7 @@ fn unreadable_records_are_skipped_counted_and_deleted_on_request() {
 
     let rep = admin::check(&stores, None).unwrap();
     assert!(!rep.ok());
-    assert_eq!((rep.problem_count, rep.unreadable), (2, 2), "{rep}");
+    assert_eq!((rep.problem_count, rep.unreadable), (3, 3), "{rep}");
     assert!(rep.to_string().contains("sip:bad@x"), "{rep}");
     assert!(rep.to_string().contains("cleanup --unreadable"), "{rep}");
 
@@ -364,7 +374,8 @@ fn unreadable_records_are_skipped_counted_and_deleted_on_request() {
     assert!(c.to_string().contains("--unreadable"), "{c}");
 
     let d = admin::delete_unreadable(&stores).unwrap();
-    assert_eq!(d.deleted.len(), 2, "{d}");
+    assert_eq!(d.deleted.len(), 3, "{d}");
+    assert!(d.to_string().contains("unreadable xcap record"), "{d}");
     assert!(d.to_string().contains("no-separators"), "{d}");
     let rep = admin::check(&stores, None).unwrap();
     assert!(rep.ok(), "{rep}");
@@ -373,7 +384,7 @@ fn unreadable_records_are_skipped_counted_and_deleted_on_request() {
 
     // A good record written over a damaged one's key is not deleted with it.
     let bad = Unreadable {
-        table: ExpiringTable::Presentity,
+        table: "presentity",
         key: key("sip:live@x").to_vec().unwrap(),
         detail: String::new(),
     };
