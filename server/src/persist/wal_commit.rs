@@ -368,7 +368,13 @@ fn run_job(shard: ShardId, store: &Store, wal_dir: &std::path::Path, sh: &Shared
             if let Err(e) = Wal::remove_through(wal_dir, job.sealed) {
                 tracing::warn!(shard = shard.0, error = %e, "cannot delete checkpointed log segments (replayed harmlessly on the next start)");
             }
-            let full = rep.used_reserve || (sh.full.load(Ordering::Acquire) && !has_room(store));
+            // Refusing starts when a checkpoint needed the reserve and ends at the first
+            // checkpoint after which the tables have room. Both on one checkpoint's word:
+            // one that applied deletes with puts needs the reserve (LMDB reuses the pages a
+            // transaction frees only after it commits) although it leaves room, and only a
+            // checkpoint can clear the flag, which no refused request brings about.
+            let was_full = sh.full.load(Ordering::Acquire);
+            let full = (rep.used_reserve || was_full) && !has_room(store);
             if full && !sh.full.load(Ordering::Acquire) {
                 tracing::warn!(shard = shard.0, max_map_size = store.max_map_size(), "store full: a checkpoint needed the reserve beyond --map-size-max; new PUBLISH/SUBSCRIBE state is refused with 500 until records expire or are removed (raise --map-size-max)");
             }
