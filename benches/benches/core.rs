@@ -101,6 +101,34 @@ fn bench_subscribe(c: &mut Criterion) {
             total
         })
     });
+    // The same pairs on a core that has held and retired a batch before (what a running
+    // shard is): its slabs, free lists, timer lanes and arenas have their size, so this times
+    // the pairs without the tables' first growth, which the fresh core above includes.
+    g.bench_function("subscribe_200_notify_steady", |b| {
+        let cfg = Config {
+            max_server_transactions: BATCH + 1,
+            ..config()
+        };
+        let mut now = Instant(1_000_000);
+        let mut core = Core::new(cfg, ShardId(0), 1, 7, now);
+        let mut out = Vec::with_capacity(4096);
+        warm_up(&mut core, now, &msgs, &mut out);
+        now = retire_all(&mut core, now, &mut out);
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut done = 0u64;
+            while done < iters {
+                let n = ((iters - done) as usize).min(BATCH);
+                let start = std::time::Instant::now();
+                run_pairs(&mut core, now, &msgs[..n], &mut out);
+                total += start.elapsed();
+                assert_eq!(core.stats().subscriptions, n as u64);
+                now = retire_all(&mut core, now, &mut out);
+                done += n as u64;
+            }
+            total
+        })
+    });
     g.finish();
 }
 
