@@ -370,9 +370,10 @@ fn run_job(shard: ShardId, store: &Store, wal_dir: &std::path::Path, sh: &Shared
             }
             // Refusing starts when a checkpoint needed the reserve and ends at the first
             // checkpoint after which the tables have room. Both on one checkpoint's word:
-            // one that applied deletes with puts needs the reserve (LMDB reuses the pages a
-            // transaction frees only after it commits) although it leaves room, and only a
-            // checkpoint can clear the flag, which no refused request brings about.
+            // on a full map even a checkpoint of deletes only needs the reserve (deleting
+            // copies the B-tree path on write, and LMDB reuses the pages a transaction frees
+            // only after it commits) although it leaves room, and only a checkpoint can clear
+            // the flag, which no refused request brings about.
             let was_full = sh.full.load(Ordering::Acquire);
             let full = (rep.used_reserve || was_full) && !has_room(store);
             if full && !sh.full.load(Ordering::Acquire) {
