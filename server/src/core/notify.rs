@@ -268,12 +268,19 @@ impl Core {
         let reliable = sub.transport() == Transport::Tcp;
         let peer = sub.peer();
         // Kept on TCP too: a dropped connection gets it resent (conn_lost.rs).
-        let mut tx = match self.pool.pop() {
-            Some(tx) => tx,
-            None => Box::new(NotifyTx::new(now, 0, true, 0, Vec::new(), false)),
+        let (mut tx, mut request) = match self.pool.pop() {
+            Some(mut tx) => {
+                let mut request = std::mem::take(&mut tx.request);
+                request.reserve_exact(len.next_power_of_two());
+                (tx, request)
+            }
+            // No finished transaction to reuse (every NOTIFY is in flight): allocate the
+            // buffer at its size at once, not through the growth path.
+            None => (
+                Box::new(NotifyTx::new(now, 0, true, 0, Vec::new(), false)),
+                Vec::with_capacity(len.next_power_of_two()),
+            ),
         };
-        let mut request = std::mem::take(&mut tx.request);
-        request.reserve_exact(len.next_power_of_two());
         request.extend_from_slice(&out[offset..]);
         *tx = NotifyTx::new(now, cseq, reliable, self.cfg.t1_ms, request, is_final);
         let sub = self.subs.get_mut(&id)?;
