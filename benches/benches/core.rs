@@ -105,15 +105,8 @@ fn bench_subscribe(c: &mut Criterion) {
     // shard is): its slabs, free lists, timer lanes and arenas have their size, so this times
     // the pairs without the tables' first growth, which the fresh core above includes.
     g.bench_function("subscribe_200_notify_steady", |b| {
-        let cfg = Config {
-            max_server_transactions: BATCH + 1,
-            ..config()
-        };
-        let mut now = Instant(1_000_000);
-        let mut core = Core::new(cfg, ShardId(0), 1, 7, now);
         let mut out = Vec::with_capacity(4096);
-        warm_up(&mut core, now, &msgs, &mut out);
-        now = retire_all(&mut core, now, &mut out);
+        let (mut core, mut now) = core_for(&msgs, true, &mut out);
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             let mut done = 0u64;
@@ -130,6 +123,27 @@ fn bench_subscribe(c: &mut Criterion) {
         })
     });
     g.finish();
+}
+
+/// The bench config, with room for the server transactions of `n` pairs at once.
+fn batch_config(n: usize) -> Config {
+    Config {
+        max_server_transactions: n + 1,
+        ..config()
+    }
+}
+
+/// A core to run `msgs` on, and its time: fresh, or (`steady`) one that has held and
+/// retired them once, as a long-running shard has.
+fn core_for(msgs: &[Vec<u8>], steady: bool, out: &mut Vec<u8>) -> (Core, Instant) {
+    let now = Instant(1_000_000);
+    let mut core = Core::new(batch_config(msgs.len()), ShardId(0), 1, 7, now);
+    if !steady {
+        return (core, now);
+    }
+    warm_up(&mut core, now, msgs, out);
+    let now = retire_all(&mut core, now, out);
+    (core, now)
 }
 
 /// Ends every subscription of `core` the way a running server sees them go (expiry, the
@@ -150,21 +164,12 @@ fn retire_all(core: &mut Core, now: Instant, out: &mut Vec<u8>) -> Instant {
 /// (`warm == false`) or on one core whose previous batch has been retired.
 fn time_pairs(n: usize, rounds: usize, warm: bool) -> f64 {
     let msgs: Vec<Vec<u8>> = (0..n).map(|i| subscribe(i, 1000)).collect();
-    let cfg = Config {
-        max_server_transactions: n + 1,
-        ..config()
-    };
     let mut out = Vec::with_capacity(4096);
-    let mut core = Core::new(cfg.clone(), ShardId(0), 1, 7, Instant(1_000_000));
-    let mut now = Instant(1_000_000);
-    if warm {
-        warm_up(&mut core, now, &msgs, &mut out);
-        now = retire_all(&mut core, now, &mut out);
-    }
+    let (mut core, mut now) = core_for(&msgs, warm, &mut out);
     let mut per_pair = Vec::new();
     for _ in 0..rounds {
         if !warm {
-            core = Core::new(cfg.clone(), ShardId(0), 1, 7, now);
+            core = Core::new(batch_config(n), ShardId(0), 1, 7, now);
         }
         let start = std::time::Instant::now();
         run_pairs(&mut core, now, &msgs, &mut out);
@@ -402,17 +407,8 @@ fn main() {
             None => (v.parse().unwrap(), false),
         };
         let msgs: Vec<Vec<u8>> = (0..n).map(|i| subscribe(i, 1000)).collect();
-        let cfg = Config {
-            max_server_transactions: n + 1,
-            ..config()
-        };
-        let mut now = Instant(1_000_000);
-        let mut core = Core::new(cfg, ShardId(0), 1, 7, now);
         let mut out = Vec::with_capacity(4096);
-        if warm {
-            warm_up(&mut core, now, &msgs, &mut out);
-            now = retire_all(&mut core, now, &mut out);
-        }
+        let (mut core, now) = core_for(&msgs, warm, &mut out);
         run_pairs(&mut core, now, &msgs, &mut out);
         assert_eq!(core.stats().notify_sent, n as u64);
         println!("{n} pairs");

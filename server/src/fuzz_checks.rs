@@ -73,11 +73,6 @@ pub fn core_exchange(data: &[u8]) {
 /// start-up when the first byte says so) and every later one must parse, and the core's
 /// invariants hold throughout.
 pub fn restore_then_exchange(data: &[u8]) {
-    use crate::persist::convert::{dialog_id, publication_from_store, subscription_from_store};
-    use store::{
-        decode_record, encode_record, ArchivedPresentityRecord, ArchivedSubscriptionRecord,
-        PresentityKey, RecordKey, SubscriptionKey,
-    };
     let Some((&flags, data)) = data.split_first() else {
         return;
     };
@@ -98,121 +93,146 @@ pub fn restore_then_exchange(data: &[u8]) {
         if r.0.is_empty() {
             break;
         }
-        let kind = r.u8();
-        let aor_text = r.aor();
-        let Ok(aor) = sip_parser::Aor::parse(&aor_text) else {
+        let kind = r.u8() % 4;
+        let aor = r.aor();
+        let Ok(parsed) = sip_parser::Aor::parse(&aor) else {
             continue;
         };
-        let hash = crate::core::tags::aor_hash(aor.as_bytes());
-        match kind % 4 {
-            0 | 2 => {
-                let event = r.or(b"presence");
-                let id = r.token(hash, 2 * n + 1);
-                let etag = r.token(hash, 2 * n + 2);
-                let content_type = r.or(b"application/pidf+xml");
-                let body = match r.field() {
-                    [] => default_pidf(&aor_text),
-                    b => b.to_vec(),
-                };
-                let key = PresentityKey {
-                    presentity: &aor_text,
-                    event: &event,
-                    pub_id: &id,
-                };
-                let stored = if kind % 4 == 0 {
-                    encode_record(&store::PresentityRecord {
-                        expires_at: store::UnixMillis(r.expiry(now)),
-                        received_at: store::UnixMillis(r.u64()),
-                        order: r.u64(),
-                        etag,
-                        content_type,
-                        body,
-                    })
-                } else {
-                    body
-                };
-                let Ok(key_bytes) = key.to_vec() else {
-                    continue;
-                };
-                let Some(key) = PresentityKey::decode(&key_bytes) else {
-                    continue;
-                };
-                match decode_record::<ArchivedPresentityRecord>("presentity", &key_bytes, &stored) {
-                    Ok(v) => {
-                        if let Some(rec) = publication_from_store(key, v) {
-                            let _ = core.restore_publication(now, rec);
-                        }
-                    }
-                    Err(e) => assert!(kind % 4 == 2, "a written record must read back: {e}"),
-                }
-            }
-            _ => {
-                let id = r.u64();
-                let key_id = if r.u8() & 1 == 0 {
-                    dialog_id(id).to_vec()
-                } else {
-                    r.field().to_vec()
-                };
-                let key = SubscriptionKey {
-                    presentity: &aor_text,
-                    dialog_id: &key_id,
-                };
-                let stored = if kind % 4 == 1 {
-                    let opt = |r: &mut Fields<'_>| (r.u8() & 1 != 0).then(|| r.field().to_vec());
-                    encode_record(&store::SubscriptionRecord {
-                        event: r.or(b"presence"),
-                        event_id: opt(&mut r),
-                        call_id: r.or(b"c@fuzz"),
-                        from_tag: r.or(b"ft"),
-                        to_tag: r.token(hash, id),
-                        from_uri: r.or(b"<sip:w@example.com>"),
-                        to_uri: r.or(&aor_text),
-                        local_cseq: r.u64() as u32,
-                        remote_cseq: r.u64() as u32,
-                        route_set: r.field().to_vec(),
-                        contact: r.or(b"sip:w@10.0.0.1:5060"),
-                        transport: if r.u8() & 1 == 0 {
-                            store::TransportKind::Udp
-                        } else {
-                            store::TransportKind::Tcp
-                        },
-                        peer: SocketAddr::from(([10, 0, 0, 1 + (r.u8() & 3)], 5060)),
-                        status: match r.u8() % 4 {
-                            0 => store::SubStatus::Active,
-                            1 => store::SubStatus::Pending,
-                            2 => store::SubStatus::Terminated,
-                            _ => store::SubStatus::Rejected,
-                        },
-                        reason: opt(&mut r),
-                        expires_at: store::UnixMillis(r.expiry(now)),
-                        version: r.u64(),
-                    })
-                } else {
-                    r.long_field().to_vec()
-                };
-                let Ok(key_bytes) = key.to_vec() else {
-                    continue;
-                };
-                let Some(key) = SubscriptionKey::decode(&key_bytes) else {
-                    continue;
-                };
-                match decode_record::<ArchivedSubscriptionRecord>(
-                    "active_watchers",
-                    &key_bytes,
-                    &stored,
-                ) {
-                    Ok(v) => {
-                        if let Some(rec) = subscription_from_store(key, v) {
-                            let _ = core.restore_subscription(now, rec);
-                        }
-                    }
-                    Err(e) => assert!(kind % 4 == 3, "a written record must read back: {e}"),
-                }
-            }
+        let hash = crate::core::tags::aor_hash(parsed.as_bytes());
+        match kind {
+            0 | 2 => restore_publication_from(&mut core, &mut r, now, &aor, hash, n, kind == 2),
+            _ => restore_dialog_from(&mut core, &mut r, now, &aor, hash, kind == 3),
         }
         core.check_invariants().unwrap();
     }
     exchange(core, now, messages);
+}
+
+/// One publication record of [`restore_then_exchange`] for presentity `aor` (its `hash`),
+/// the `n`-th record: built from fields, or (`raw`) its stored bytes taken as they come.
+fn restore_publication_from(
+    core: &mut Core,
+    r: &mut Fields<'_>,
+    now: Instant,
+    aor: &[u8],
+    hash: u32,
+    n: u64,
+    raw: bool,
+) {
+    use crate::persist::convert::publication_from_store;
+    use store::{decode_record, encode_record, ArchivedPresentityRecord, PresentityKey, RecordKey};
+    let event = r.or(b"presence");
+    let id = r.token(hash, 2 * n + 1);
+    let etag = r.token(hash, 2 * n + 2);
+    let content_type = r.or(b"application/pidf+xml");
+    let body = match r.field() {
+        [] => default_pidf(aor),
+        b => b.to_vec(),
+    };
+    let stored = if raw {
+        body
+    } else {
+        encode_record(&store::PresentityRecord {
+            expires_at: store::UnixMillis(r.expiry(now)),
+            received_at: store::UnixMillis(r.u64()),
+            order: r.u64(),
+            etag,
+            content_type,
+            body,
+        })
+    };
+    let key = PresentityKey {
+        presentity: aor,
+        event: &event,
+        pub_id: &id,
+    };
+    let Ok(key_bytes) = key.to_vec() else {
+        return;
+    };
+    let Some(key) = PresentityKey::decode(&key_bytes) else {
+        return;
+    };
+    match decode_record::<ArchivedPresentityRecord>("presentity", &key_bytes, &stored) {
+        Ok(v) => {
+            if let Some(rec) = publication_from_store(key, v) {
+                let _ = core.restore_publication(now, rec);
+            }
+        }
+        Err(e) => assert!(raw, "a written record must read back: {e}"),
+    }
+}
+
+/// One subscription record of [`restore_then_exchange`] for presentity `aor` (its `hash`):
+/// built from fields, or (`raw`) its stored bytes taken as they come.
+fn restore_dialog_from(
+    core: &mut Core,
+    r: &mut Fields<'_>,
+    now: Instant,
+    aor: &[u8],
+    hash: u32,
+    raw: bool,
+) {
+    use crate::persist::convert::{dialog_id, subscription_from_store};
+    use store::{
+        decode_record, encode_record, ArchivedSubscriptionRecord, RecordKey, SubscriptionKey,
+    };
+    let id = r.u64();
+    let key_id = if r.u8() & 1 == 0 {
+        dialog_id(id).to_vec()
+    } else {
+        r.field().to_vec()
+    };
+    let stored = if raw {
+        r.long_field().to_vec()
+    } else {
+        let opt = |r: &mut Fields<'_>| (r.u8() & 1 != 0).then(|| r.field().to_vec());
+        encode_record(&store::SubscriptionRecord {
+            event: r.or(b"presence"),
+            event_id: opt(r),
+            call_id: r.or(b"c@fuzz"),
+            from_tag: r.or(b"ft"),
+            to_tag: r.token(hash, id),
+            from_uri: r.or(b"<sip:w@example.com>"),
+            to_uri: r.or(aor),
+            local_cseq: r.u64() as u32,
+            remote_cseq: r.u64() as u32,
+            route_set: r.field().to_vec(),
+            contact: r.or(b"sip:w@10.0.0.1:5060"),
+            transport: if r.u8() & 1 == 0 {
+                store::TransportKind::Udp
+            } else {
+                store::TransportKind::Tcp
+            },
+            peer: SocketAddr::from(([10, 0, 0, 1 + (r.u8() & 3)], 5060)),
+            status: match r.u8() % 4 {
+                0 => store::SubStatus::Active,
+                1 => store::SubStatus::Pending,
+                2 => store::SubStatus::Terminated,
+                _ => store::SubStatus::Rejected,
+            },
+            reason: opt(r),
+            expires_at: store::UnixMillis(r.expiry(now)),
+            version: r.u64(),
+        })
+    };
+    let key = SubscriptionKey {
+        presentity: aor,
+        dialog_id: &key_id,
+    };
+    let Ok(key_bytes) = key.to_vec() else {
+        return;
+    };
+    let Some(key) = SubscriptionKey::decode(&key_bytes) else {
+        return;
+    };
+    match decode_record::<ArchivedSubscriptionRecord>("active_watchers", &key_bytes, &stored) {
+        Ok(v) => {
+            if let Some(rec) = subscription_from_store(key, v) {
+                let _ = core.restore_subscription(now, rec);
+            }
+        }
+        Err(e) => assert!(raw, "a written record must read back: {e}"),
+    }
 }
 
 /// A PIDF document for `entity` (the default body of a fuzzed publication record).
@@ -244,26 +264,26 @@ impl Fields<'_> {
         }
     }
     fn u64(&mut self) -> u64 {
-        let n = self.0.len().min(8);
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
+        let head = self.take(8);
         let mut w = [0u8; 8];
-        w[..n].copy_from_slice(head);
+        w[..head.len()].copy_from_slice(head);
         u64::from_le_bytes(w)
+    }
+    /// The next `n` bytes (fewer at the end).
+    fn take(&mut self, n: usize) -> &[u8] {
+        let (head, rest) = self.0.split_at(n.min(self.0.len()));
+        self.0 = rest;
+        head
     }
     /// A byte string of up to 255 bytes (its length first).
     fn field(&mut self) -> &[u8] {
-        let n = usize::from(self.u8()).min(self.0.len());
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        head
+        let n = usize::from(self.u8());
+        self.take(n)
     }
     /// A byte string of up to 64 KiB (a 2-byte length first): raw stored values.
     fn long_field(&mut self) -> &[u8] {
-        let n = (usize::from(self.u8()) | usize::from(self.u8()) << 8).min(self.0.len());
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        head
+        let n = usize::from(self.u8()) | usize::from(self.u8()) << 8;
+        self.take(n)
     }
     /// A field, or `default` when it is empty.
     fn or(&mut self, default: &[u8]) -> Vec<u8> {

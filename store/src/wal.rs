@@ -601,18 +601,22 @@ pub fn each_frame(bytes: &[u8], seg_no: u64, mut f: impl FnMut(&[u8])) -> u64 {
     let mut pos = 0;
     let mut skipped = 0;
     loop {
-        if let Some(payload) = frame_at(bytes, pos, seg_no) {
+        // A missing magic, an impossible length or a frame past the end: the log ends.
+        let Some((len, crc)) = frame_header(bytes, pos) else {
+            return skipped;
+        };
+        let end = pos + FRAME_HEADER + len;
+        let Some(payload) = bytes.get(pos + FRAME_HEADER..end) else {
+            return skipped;
+        };
+        if frame_crc(seg_no, payload) == crc {
             f(payload);
-            pos += FRAME_HEADER + payload.len();
-            continue;
+        } else if frame_at(bytes, end, seg_no).is_some() {
+            skipped += 1;
+        } else {
+            return skipped;
         }
-        match damaged_frame_end(bytes, pos) {
-            Some(next) if frame_at(bytes, next, seg_no).is_some() => {
-                skipped += 1;
-                pos = next;
-            }
-            _ => return skipped,
-        }
+        pos = end;
     }
 }
 
@@ -630,13 +634,6 @@ fn frame_header(bytes: &[u8], pos: usize) -> Option<(usize, u32)> {
     let word = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
     let (magic, len, crc) = (word(0), word(4) as usize, word(8));
     (magic == MAGIC && len <= MAX_FRAME).then_some((len, crc))
-}
-
-/// Where the frame at `pos` ends, if its header holds and the whole frame is in `bytes`.
-fn damaged_frame_end(bytes: &[u8], pos: usize) -> Option<usize> {
-    let (len, _) = frame_header(bytes, pos)?;
-    let end = pos + FRAME_HEADER + len;
-    (end <= bytes.len()).then_some(end)
 }
 
 /// What [`Store::open`] replayed from a log a crash left.
