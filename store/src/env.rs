@@ -10,6 +10,7 @@ use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 
 use crate::error::{is_mdb_map_full, is_mdb_map_resized, Result, StoreError};
+use crate::wal::WalKey;
 
 /// Schema of the stored records and keys. Bump on any incompatible change of `records` or
 /// `keys`, with an upgrade in `migrate` from the previous version; opening a data directory
@@ -90,6 +91,8 @@ pub struct Store {
     reader_check_ms: AtomicU64,
     /// Reader slots of dead processes cleared so far.
     stale_readers_cleared: AtomicU64,
+    /// The log's checksum key, once read or created (it never changes after).
+    wal_key: std::sync::OnceLock<WalKey>,
     pub(crate) presentity: Db,
     /// Schema 1's expiry index, if this environment has one (emptied by the upgrade).
     pub(crate) v1_expiry: Option<Db>,
@@ -168,6 +171,9 @@ impl Store {
         store.meta_sync_deferred = !opts.no_sync;
         store.upgraded_from = store.check_schema()?;
         store.clear_stale_readers()?;
+        // Before any log is written or read: from here on the key is in LMDB, so a reader
+        // of this environment always finds it.
+        store.ensure_wal_key()?;
         store.replayed = store.replay_wal()?;
         Ok(store)
     }
@@ -326,6 +332,7 @@ impl Store {
             opened: Instant::now(),
             reader_check_ms: AtomicU64::new(0),
             stale_readers_cleared: AtomicU64::new(0),
+            wal_key: std::sync::OnceLock::new(),
             presentity,
             active_watchers,
             watchers,
@@ -584,6 +591,49 @@ impl Store {
         Ok(())
     }
 
+    /// The write-ahead log's checksum key (`None`: no writable open created one yet, so
+    /// there is no keyed log either).
+    pub fn wal_key(&self) -> Result<Option<WalKey>> {
+        if let Some(k) = self.wal_key.get() {
+            return Ok(Some(*k));
+        }
+        self.wal_key_in(&*self.read_txn()?)
+    }
+
+    /// [`Store::wal_key`] as `txn` sees it (for a caller already holding a transaction).
+    pub(crate) fn wal_key_in(&self, txn: &RoTxn) -> Result<Option<WalKey>> {
+        if let Some(k) = self.wal_key.get() {
+            return Ok(Some(*k));
+        }
+        let found = self
+            .meta_fixed::<16>(txn, META_WAL_KEY)?
+            .map(WalKey::from_bytes);
+        if let Some(k) = found {
+            let _ = self.wal_key.set(k);
+        }
+        Ok(found)
+    }
+
+    /// The log's key, created (random, committed durably) if this environment has none.
+    pub(crate) fn ensure_wal_key(&self) -> Result<WalKey> {
+        if let Some(k) = self.wal_key()? {
+            return Ok(k);
+        }
+        let fresh = WalKey::random().map_err(|source| StoreError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        let key = self.write(|s, w| match s.meta_fixed::<16>(w, META_WAL_KEY)? {
+            Some(k) => Ok(WalKey::from_bytes(k)),
+            None => {
+                s.put_meta(w, META_WAL_KEY, fresh.as_bytes())?;
+                Ok(fresh)
+            }
+        })?;
+        let _ = self.wal_key.set(key);
+        Ok(key)
+    }
+
     pub(crate) fn put_meta(&self, txn: &mut RwTxn, key: &str, value: &[u8]) -> Result<()> {
         self.meta
             .put(txn, key.as_bytes(), value)
@@ -615,5 +665,7 @@ impl Store {
 pub(crate) const META_SCHEMA: &str = "schema_version";
 const META_SHARD: &str = "shard";
 const META_SHARDS: &str = "shards";
+/// 16 bytes: see [`Store::wal_key`].
+const META_WAL_KEY: &str = "wal_key";
 /// `u64` LE: see [`Store::wal_checkpointed_through`].
 const META_WAL_THROUGH: &str = "wal_checkpointed_through";

@@ -8,7 +8,11 @@ use crate::records::{
     SubscriptionRecord, TransportKind, UnixMillis,
 };
 use crate::tables::decode;
-use crate::wal::{each_frame, find_last, ops, subscription_expiry, WalBatch, WalTable};
+use crate::wal::{each_frame, find_last, ops, subscription_expiry, WalBatch, WalKey, WalTable};
+
+/// The log key of the check's segments. Fixed, so a crash input replays; which also means
+/// the fuzzer, seeing the checksum comparisons, can learn it, unlike a client.
+const KEY: WalKey = WalKey::from_bytes(*b"herald fuzz key!");
 
 /// The log reader on hostile bytes. The first byte picks the mode:
 ///
@@ -20,8 +24,9 @@ use crate::wal::{each_frame, find_last, ops, subscription_expiry, WalBatch, WalT
 ///   written frame reads back. With damage in a frame's checksum or payload, every frame
 ///   but that one does (a changed byte never passes the checksum, and the frame's length
 ///   leads to the next). With damage in a magic or a length, the frames before it do, and
-///   nothing unwritten follows them unless the length was hit (the residual case
-///   `wal::read_segment` documents).
+///   nothing unwritten follows them unless the length was hit and the fuzzer spelt a
+///   frame with this check's fixed key (a client does not know its server's key: see
+///   `wal::read_segment`).
 pub fn wal_frames(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
@@ -35,7 +40,7 @@ pub fn wal_frames(data: &[u8]) {
 
 fn read_anything(bytes: &[u8]) {
     let mut payloads = Vec::new();
-    each_frame(bytes, 7, |p| payloads.extend_from_slice(p));
+    each_frame(bytes, 7, Some(&KEY), |p| payloads.extend_from_slice(p));
     for op in ops(&payloads) {
         let Ok(op) = op else { break };
         if let Some(v) = op.value {
@@ -91,7 +96,7 @@ fn write_damage_read(spec: &[u8]) {
         if batch.is_empty() {
             continue;
         }
-        let frame = batch.frame(7).to_vec();
+        let frame = batch.frame(7, &KEY).to_vec();
         frames.push(batch.payload().to_vec());
         log.extend_from_slice(&frame);
     }
@@ -111,7 +116,7 @@ fn write_damage_read(spec: &[u8]) {
         _ => None,
     };
     let mut read: Vec<Vec<u8>> = Vec::new();
-    each_frame(&log, 7, |p| read.push(p.to_vec()));
+    each_frame(&log, 7, Some(&KEY), |p| read.push(p.to_vec()));
     match damaged {
         None => assert_eq!(read, frames, "an intact log reads back whole"),
         Some((k, off)) if off >= 8 => {

@@ -75,7 +75,10 @@ impl Store {
             let through = self.wal_checkpointed_through(&txn)?;
             after_txn();
             log.clear();
-            if let LogRead::Vanished(_) = wal::read_log_after(&self.path, through, &mut log)? {
+            let key = self.wal_key_in(&txn)?;
+            if let LogRead::Vanished(_) =
+                wal::read_log_after(&self.path, through, key.as_ref(), &mut log)?
+            {
                 continue;
             }
             if self.wal_checkpointed_through_now(&txn)? != Some(through) {

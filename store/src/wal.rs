@@ -11,7 +11,7 @@
 //!
 //! Layout: `<env>/wal/LOCK` (held with an exclusive `flock` by the one writer for its
 //! lifetime) and segments `<env>/wal/<16 hex digits>.log`, each a sequence of frames
-//! `magic u32 | payload length u32 | crc32 of payload u32 | payload`. One frame is one
+//! `magic u32 | payload length u32 | checksum u32 | payload`. One frame is one
 //! batch, so a batch is replayed whole or not at all (a torn last frame is a batch that was
 //! never acknowledged). A payload is a sequence of ops: `tag u8 | key length u32 | key`,
 //! then for puts `value length u32 | value` (the rkyv bytes LMDB will hold).
@@ -21,6 +21,11 @@
 //! an ext4 journal commit. Each frame's checksum covers its segment number, so frames a
 //! reused file still holds from its previous use end the readable log instead of being
 //! replayed.
+//!
+//! The checksum is a CRC-32 keyed with the environment's [`WalKey`], a secret kept in
+//! LMDB: a payload holds client bytes (PUBLISH bodies), and a client could spell a whole
+//! frame in them, checksum included, if the checksum were computable from public bytes
+//! alone. Logs an older herald wrote (unkeyed, [`MAGIC_V1`]) are still read.
 //!
 //! Every op is an absolute "this key now holds this value / nothing", so replaying ops that
 //! a checkpoint had already applied is harmless: [`Store::open`] replays whatever segments
@@ -41,8 +46,13 @@ use crate::keys::{PresentityKey, RecordKey, SubscriptionKey};
 use crate::records::{ArchivedPresentityRecord, ArchivedSubscriptionRecord};
 use crate::tables::{encode_into, ExpiringValue};
 
-/// Frame marker ("HWAL"): a frame that does not start with it ends the readable log.
-const MAGIC: u32 = 0x4857_414c;
+/// Frame marker of keyed frames ("HWK2"): a frame that does not start with its segment's
+/// marker ends the readable log.
+const MAGIC: u32 = 0x4857_4b32;
+/// Frame marker ("HWAL") of logs written before checksums were keyed: their checksum is a
+/// CRC-32 of the segment number and payload. Read (a log an older herald left at a crash),
+/// never written.
+const MAGIC_V1: u32 = 0x4857_414c;
 const FRAME_HEADER: usize = 12;
 /// Largest frame accepted on replay (a batch is at most a few MiB; anything bigger is a
 /// damaged length field).
@@ -52,6 +62,81 @@ const TAG_PUT_PRESENTITY: u8 = 1;
 const TAG_DEL_PRESENTITY: u8 = 2;
 const TAG_PUT_SUBSCRIPTION: u8 = 3;
 const TAG_DEL_SUBSCRIPTION: u8 = 4;
+
+/// The secret one environment's log frames are checksummed with: 16 random bytes, created
+/// with the environment's first writable open and kept in its LMDB meta table (see
+/// [`Store::wal_key`]). Never leaves the data directory, so no client can compute the
+/// checksum of bytes it sends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct WalKey([u8; 16]);
+
+impl WalKey {
+    /// Tests and fuzz checks: a key from fixed bytes.
+    #[doc(hidden)]
+    pub const fn from_bytes(bytes: [u8; 16]) -> WalKey {
+        WalKey(bytes)
+    }
+
+    /// 16 bytes from the kernel's generator (`getrandom`).
+    pub(crate) fn random() -> std::io::Result<WalKey> {
+        let mut b = [0u8; 16];
+        let mut filled = 0;
+        while filled < b.len() {
+            // SAFETY: writes at most `b.len() - filled` bytes into `b` from `filled`.
+            let n =
+                unsafe { libc::getrandom(b[filled..].as_mut_ptr().cast(), b.len() - filled, 0) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+                continue;
+            }
+            filled += n as usize;
+        }
+        Ok(WalKey(b))
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for WalKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WalKey(..)")
+    }
+}
+
+/// How the frames of one segment are checked, from its first frame's marker.
+#[derive(Clone, Copy)]
+enum Check {
+    Keyed(WalKey),
+    /// [`MAGIC_V1`] frames.
+    Legacy,
+}
+
+impl Check {
+    fn magic(&self) -> u32 {
+        match self {
+            Check::Keyed(_) => MAGIC,
+            Check::Legacy => MAGIC_V1,
+        }
+    }
+
+    /// A frame's checksum: over the segment number and the payload, so that frames left
+    /// in a recycled file by its previous use (another segment number) never pass as
+    /// current; keyed frames also over the key first.
+    fn crc(&self, seg_no: u64, payload: &[u8]) -> u32 {
+        let mut h = crc32fast::Hasher::new();
+        if let Check::Keyed(k) = self {
+            h.update(k.as_bytes());
+        }
+        h.update(&seg_no.to_le_bytes());
+        h.update(payload);
+        h.finalize()
+    }
+}
 
 /// The tables a log op can touch (the ones the server's hot path writes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -115,13 +200,23 @@ impl WalBatch {
         &self.buf[FRAME_HEADER..]
     }
 
-    /// Fills in the frame header for segment `seg_no`; returns the whole frame (what
-    /// [`Wal::append`] writes).
-    pub fn frame(&mut self, seg_no: u64) -> &[u8] {
+    /// Fills in the frame header for segment `seg_no` of the log keyed with `key`; returns
+    /// the whole frame (what [`Wal::append`] writes).
+    pub fn frame(&mut self, seg_no: u64, key: &WalKey) -> &[u8] {
+        self.frame_as(seg_no, Check::Keyed(*key))
+    }
+
+    /// Tests: the frame as a herald before keyed checksums wrote it.
+    #[doc(hidden)]
+    pub fn legacy_frame(&mut self, seg_no: u64) -> &[u8] {
+        self.frame_as(seg_no, Check::Legacy)
+    }
+
+    fn frame_as(&mut self, seg_no: u64, check: Check) -> &[u8] {
         let payload = &self.buf[FRAME_HEADER..];
         assert!(payload.len() <= MAX_FRAME, "log frame over MAX_FRAME");
-        let (len, crc) = (payload.len() as u32, frame_crc(seg_no, payload));
-        self.buf[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        let (len, crc) = (payload.len() as u32, check.crc(seg_no, payload));
+        self.buf[0..4].copy_from_slice(&check.magic().to_le_bytes());
         self.buf[4..8].copy_from_slice(&len.to_le_bytes());
         self.buf[8..12].copy_from_slice(&crc.to_le_bytes());
         &self.buf
@@ -435,10 +530,11 @@ impl Store {
         if segs.is_empty() {
             return Ok(Replayed::default());
         }
+        let key = self.wal_key()?;
         let mut payloads = Vec::new();
         let mut damaged = Vec::new();
         for (n, path) in &segs {
-            if read_segment(path, *n, &mut payloads)? > 0 {
+            if read_segment(path, *n, key.as_ref(), &mut payloads)? > 0 {
                 damaged.push(*n);
             }
         }
@@ -511,12 +607,13 @@ fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(list(dir)?.segments)
 }
 
-/// The payloads of every complete frame in the log of the environment at `env_path`,
-/// oldest first, without replaying or locking anything (what a crash would leave for
-/// replay; for tools and tests).
-pub fn read_log(env_path: &Path) -> Result<Vec<u8>> {
+/// The payloads of every complete frame in the log of `store`, oldest first, without
+/// replaying or locking anything (what a crash would leave for replay; for tools and
+/// tests).
+pub fn read_log(store: &Store) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    match read_log_after(env_path, 0, &mut out)? {
+    let key = store.wal_key()?;
+    match read_log_after(&store.path, 0, key.as_ref(), &mut out)? {
         LogRead::Complete => Ok(out),
         LogRead::Vanished(e) => Err(e),
     }
@@ -533,8 +630,14 @@ pub(crate) enum LogRead {
 
 /// Appends to `out` the payloads of the complete frames of the segments numbered above
 /// `after`, oldest first, without locking or writing anything: safe beside a live writer
-/// (a frame being written fails its length or checksum test, like a torn one).
-pub(crate) fn read_log_after(env_path: &Path, after: u64, out: &mut Vec<u8>) -> Result<LogRead> {
+/// (a frame being written fails its length or checksum test, like a torn one). `key`: the
+/// environment's [`WalKey`], if it has one.
+pub(crate) fn read_log_after(
+    env_path: &Path,
+    after: u64,
+    key: Option<&WalKey>,
+    out: &mut Vec<u8>,
+) -> Result<LogRead> {
     let dir = wal_dir(env_path);
     if !dir.exists() {
         return Ok(LogRead::Complete);
@@ -543,7 +646,7 @@ pub(crate) fn read_log_after(env_path: &Path, after: u64, out: &mut Vec<u8>) -> 
         if n <= after {
             continue;
         }
-        match read_segment(&path, n, out) {
+        match read_segment(&path, n, key, out) {
             Err(e) if is_not_found(&e) => return Ok(LogRead::Vanished(e)),
             other => {
                 other?;
@@ -557,17 +660,9 @@ fn is_not_found(e: &StoreError) -> bool {
     matches!(e, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
 
-/// A frame's checksum: over the segment number and the payload, so that frames left in a
-/// recycled file by its previous use (another segment number) never pass as current.
-fn frame_crc(seg_no: u64, payload: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(&seg_no.to_le_bytes());
-    h.update(payload);
-    h.finalize()
-}
-
 /// Appends the payloads of the intact frames of segment `seg_no` at `path` to `out`, and
-/// returns how many damaged frames it skipped.
+/// returns how many damaged frames it skipped. `key`: the environment's [`WalKey`] (`None`
+/// if it has none yet).
 ///
 /// The readable log ends at the first frame that fails its test (magic, length, checksum):
 /// a torn last frame (a batch whose flush never completed, so never acknowledged), a frame
@@ -576,42 +671,63 @@ fn frame_crc(seg_no: u64, payload: &[u8]) -> u32 {
 /// holds (magic, and a length inside the file) but whose checksum fails, *followed right
 /// after that length by an intact frame*, is damage in the middle of the log (a disk
 /// fault: appends are flushed in order, so a crash tears only the last one), and the
-/// acknowledged batches after it are read on. The reader never searches inside a frame
-/// for the next one: a payload holds client bytes (a PUBLISH body), which could spell a
-/// frame of their own. (What remains: damage that hits a length field and makes it point
-/// exactly at such client-spelt bytes would have them read as a frame. A CRC cannot rule
-/// that out; it needs a disk fault on one of the four length bytes of a frame whose batch
-/// holds a crafted body at that offset.)
-fn read_segment(path: &Path, seg_no: u64, out: &mut Vec<u8>) -> Result<u64> {
+/// acknowledged batches after it are read on.
+///
+/// A payload holds client bytes (a PUBLISH body), which could spell a frame of their own.
+/// The reader never searches inside a frame for the next one, and where damage to a
+/// length field makes it point exactly at such bytes, their checksum fails: it is keyed
+/// with a secret the client never saw. Only segments an older herald wrote ([`MAGIC_V1`],
+/// unkeyed) keep that residual case; they exist only until the first start after an
+/// upgrade replays them.
+fn read_segment(path: &Path, seg_no: u64, key: Option<&WalKey>, out: &mut Vec<u8>) -> Result<u64> {
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(io_err(path))?;
-    Ok(read_frames(&bytes, seg_no, out))
+    Ok(read_frames(&bytes, seg_no, key, out))
 }
 
 /// [`read_segment`] on the segment's bytes.
-pub(crate) fn read_frames(bytes: &[u8], seg_no: u64, out: &mut Vec<u8>) -> u64 {
-    each_frame(bytes, seg_no, |payload| out.extend_from_slice(payload))
+pub(crate) fn read_frames(
+    bytes: &[u8],
+    seg_no: u64,
+    key: Option<&WalKey>,
+    out: &mut Vec<u8>,
+) -> u64 {
+    each_frame(bytes, seg_no, key, |payload| out.extend_from_slice(payload))
 }
 
 /// Calls `f` with the payload of every intact frame of segment `seg_no` in `bytes`, in
-/// order (see [`read_segment`]); returns how many damaged frames it skipped.
-pub fn each_frame(bytes: &[u8], seg_no: u64, mut f: impl FnMut(&[u8])) -> u64 {
+/// order (see [`read_segment`]); returns how many damaged frames it skipped. A segment of
+/// keyed frames read without a key counts as one damaged frame: nothing in it can be
+/// trusted, and it must not be deleted as if empty.
+pub fn each_frame(
+    bytes: &[u8],
+    seg_no: u64,
+    key: Option<&WalKey>,
+    mut f: impl FnMut(&[u8]),
+) -> u64 {
+    // The first frame's marker says how the whole segment was written (one writer, one
+    // version, from offset 0; a recycled file's older frames behind it never pass).
+    let check = match (frame_header(bytes, 0, MAGIC), key) {
+        (Some(_), Some(k)) => Check::Keyed(*k),
+        (Some(_), None) => return 1,
+        (None, _) => Check::Legacy,
+    };
     let mut pos = 0;
     let mut skipped = 0;
     loop {
         // A missing magic, an impossible length or a frame past the end: the log ends.
-        let Some((len, crc)) = frame_header(bytes, pos) else {
+        let Some((len, crc)) = frame_header(bytes, pos, check.magic()) else {
             return skipped;
         };
         let end = pos + FRAME_HEADER + len;
         let Some(payload) = bytes.get(pos + FRAME_HEADER..end) else {
             return skipped;
         };
-        if frame_crc(seg_no, payload) == crc {
+        if check.crc(seg_no, payload) == crc {
             f(payload);
-        } else if frame_at(bytes, end, seg_no).is_some() {
+        } else if frame_at(bytes, end, seg_no, check).is_some() {
             skipped += 1;
         } else {
             return skipped;
@@ -621,19 +737,19 @@ pub fn each_frame(bytes: &[u8], seg_no: u64, mut f: impl FnMut(&[u8])) -> u64 {
 }
 
 /// The payload of the intact frame of segment `seg_no` starting at `pos`, if there is one.
-fn frame_at(bytes: &[u8], pos: usize, seg_no: u64) -> Option<&[u8]> {
-    let (len, crc) = frame_header(bytes, pos)?;
+fn frame_at(bytes: &[u8], pos: usize, seg_no: u64, check: Check) -> Option<&[u8]> {
+    let (len, crc) = frame_header(bytes, pos, check.magic())?;
     let payload = bytes.get(pos + FRAME_HEADER..pos + FRAME_HEADER + len)?;
-    (frame_crc(seg_no, payload) == crc).then_some(payload)
+    (check.crc(seg_no, payload) == crc).then_some(payload)
 }
 
-/// Length and checksum of the frame header at `pos`, if its magic is there and its length
-/// is one a frame can have.
-fn frame_header(bytes: &[u8], pos: usize) -> Option<(usize, u32)> {
+/// Length and checksum of the frame header at `pos`, if it starts with `magic` and its
+/// length is one a frame can have.
+fn frame_header(bytes: &[u8], pos: usize, magic: u32) -> Option<(usize, u32)> {
     let head = bytes.get(pos..pos.checked_add(FRAME_HEADER)?)?;
     let word = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
-    let (magic, len, crc) = (word(0), word(4) as usize, word(8));
-    (magic == MAGIC && len <= MAX_FRAME).then_some((len, crc))
+    let (found, len, crc) = (word(0), word(4) as usize, word(8));
+    (found == magic && len <= MAX_FRAME).then_some((len, crc))
 }
 
 /// What [`Store::open`] replayed from a log a crash left.
@@ -715,6 +831,7 @@ pub(crate) fn lock_within_grace(dir: &Path) -> Result<Option<File>> {
 pub struct Wal {
     dir: PathBuf,
     _lock: File,
+    key: WalKey,
     seg: File,
     seg_no: u64,
     /// Where the next frame goes in `seg` (segments may be recycled files, longer than
@@ -757,10 +874,12 @@ impl Wal {
         let last = |l: &[(u64, PathBuf)]| l.last().map_or(0, |(n, _)| *n);
         let through = store.wal_checkpointed_through(&*store.read_txn()?)?;
         let next = last(&files.segments).max(last(&files.free)).max(through) + 1;
+        let key = store.ensure_wal_key()?;
         let seg = Self::create(&dir, next)?;
         Ok(Wal {
             dir,
             _lock: lock,
+            key,
             seg,
             seg_no: next,
             offset: 0,
@@ -794,7 +913,7 @@ impl Wal {
     /// the batch survives a crash of the process or the OS.
     pub fn append(&mut self, batch: &mut WalBatch) -> Result<()> {
         self.rotate_if_sealed()?;
-        let frame = batch.frame(self.seg_no);
+        let frame = batch.frame(self.seg_no, &self.key);
         use std::os::unix::fs::FileExt;
         let res = self
             .seg
@@ -821,7 +940,7 @@ impl Wal {
     #[doc(hidden)]
     pub fn debug_append_torn(&mut self, batch: &mut WalBatch) -> Result<()> {
         self.rotate_if_sealed()?;
-        let frame = batch.frame(self.seg_no);
+        let frame = batch.frame(self.seg_no, &self.key);
         use std::os::unix::fs::FileExt;
         self.seg
             .write_all_at(&frame[..frame.len() / 2], self.offset)
@@ -983,7 +1102,7 @@ mod tests {
                 wal.append(&mut b).unwrap();
             }
             let sealed = wal.seal();
-            let log = read_log(dir.path()).unwrap();
+            let log = read_log(&st).unwrap();
             st.checkpoint(&log, sealed).unwrap();
             Wal::remove_through(wal.dir(), sealed).unwrap();
         } // clean stop: no segment left, one free file
@@ -994,7 +1113,7 @@ mod tests {
                 .unwrap();
             wal.append(&mut b).unwrap();
         } // crash
-        let log = read_log(dir.path()).unwrap();
+        let log = read_log(&st).unwrap();
         assert_eq!(ops(&log).count(), 1, "only the new segment's frame");
     }
 
@@ -1029,7 +1148,7 @@ mod tests {
             .map(|s| s.0)
             .collect();
         assert_eq!(left, vec![sealed.0 + 1]);
-        let log = read_log(dir.path()).unwrap();
+        let log = read_log(&st).unwrap();
         let keys: Vec<&[u8]> = ops(&log).map(|o| o.unwrap().key).collect();
         assert_eq!(keys, vec![&key(b"sip:b@x", b"e2").to_vec().unwrap()[..]]);
         assert_eq!(
@@ -1043,15 +1162,22 @@ mod tests {
         );
     }
 
+    const KEY: WalKey = WalKey::from_bytes(*b"0123456789abcdef");
+
     /// Frames of `bodies` (one put each) for segment `seg`, concatenated.
     fn frames(seg: u64, bodies: &[&str]) -> Vec<u8> {
+        frames_with(seg, bodies, |b| b.frame(seg, &KEY).to_vec())
+    }
+
+    fn frames_with(seg: u64, bodies: &[&str], frame: impl Fn(&mut WalBatch) -> Vec<u8>) -> Vec<u8> {
+        let _ = seg;
         let mut out = Vec::new();
         for (i, body) in bodies.iter().enumerate() {
             let mut b = WalBatch::new();
             let id = format!("e{i}");
             b.put_presentity(key(b"sip:a@x", id.as_bytes()), &rec(body, 10))
                 .unwrap();
-            out.extend_from_slice(b.frame(seg));
+            out.extend_from_slice(&frame(&mut b));
         }
         out
     }
@@ -1075,7 +1201,11 @@ mod tests {
             let mut log = whole.clone();
             log[at] ^= 0x40;
             let mut out = Vec::new();
-            assert_eq!(read_frames(&log, 7, &mut out), 1, "damage at {at}");
+            assert_eq!(
+                read_frames(&log, 7, Some(&KEY), &mut out),
+                1,
+                "damage at {at}"
+            );
             assert_eq!(bodies(&out), ["one", "three"], "damage at {at}");
         }
         // In a magic or a length: where the frame ends is unknown, the log ends there (it
@@ -1084,7 +1214,11 @@ mod tests {
             let mut log = whole.clone();
             log[at] ^= 0x40;
             let mut out = Vec::new();
-            assert_eq!(read_frames(&log, 7, &mut out), 0, "damage at {at}");
+            assert_eq!(
+                read_frames(&log, 7, Some(&KEY), &mut out),
+                0,
+                "damage at {at}"
+            );
             assert_eq!(bodies(&out), ["one"], "damage at {at}");
         }
         // A torn last frame, a recycled file's frames of another segment, zeros: the end.
@@ -1093,7 +1227,7 @@ mod tests {
         log.extend_from_slice(&frames(3, &["stale", "stale"]));
         log.extend_from_slice(&[0; 64]);
         let mut out = Vec::new();
-        assert_eq!(read_frames(&log, 7, &mut out), 0);
+        assert_eq!(read_frames(&log, 7, Some(&KEY), &mut out), 0);
         assert_eq!(bodies(&out), ["one"]);
     }
 
@@ -1143,5 +1277,115 @@ mod tests {
             })
             .count();
         assert_eq!(kept, 1);
+    }
+
+    /// The log `first`, then a batch whose PUBLISH body is `spelt`, with that batch's length
+    /// changed (a disk fault) so that it ends exactly where `spelt` starts.
+    fn log_with_spelt_frame(seg: u64, spelt: &[u8]) -> Vec<u8> {
+        let mut log = frames(seg, &["first"]);
+        let first = log.len();
+        let mut carrier = rec("", 10);
+        carrier.body = spelt.to_vec();
+        let mut b = WalBatch::new();
+        b.put_presentity(key(b"sip:a@x", b"e1"), &carrier).unwrap();
+        log.extend_from_slice(b.frame(seg, &KEY));
+        log.extend_from_slice(&frames(seg, &["last"]));
+        let inside = log[first..]
+            .windows(spelt.len())
+            .position(|w| w == spelt)
+            .unwrap();
+        let len = (inside - FRAME_HEADER) as u32;
+        log[first + 4..first + 8].copy_from_slice(&len.to_le_bytes());
+        log
+    }
+
+    /// A client's PUBLISH body that spells a whole frame (what it must guess: the
+    /// checksum) sits inside a batch's payload. A disk fault in that batch's length that
+    /// lands exactly on it must not have it read as a frame.
+    #[test]
+    fn a_frame_spelt_in_a_payload_is_not_read_after_a_length_fault() {
+        let seg = 7;
+        let mut spelt = WalBatch::new();
+        spelt.delete_presentity(key(b"sip:victim@x", b"e")).unwrap();
+        let legacy_magic = {
+            let mut f = spelt.frame(seg, &KEY).to_vec();
+            f[0..4].copy_from_slice(&MAGIC_V1.to_le_bytes());
+            f
+        };
+        // The client's best guesses: the unkeyed checksum, one under another key, the old
+        // marker on a keyed frame.
+        for guess in [
+            spelt.legacy_frame(seg).to_vec(),
+            spelt.frame(seg, &WalKey::from_bytes([7; 16])).to_vec(),
+            legacy_magic,
+        ] {
+            let log = log_with_spelt_frame(seg, &guess);
+            let mut out = Vec::new();
+            assert_eq!(read_frames(&log, seg, Some(&KEY), &mut out), 0);
+            assert_eq!(bodies(&out), ["first"], "the log ends at the damaged frame");
+        }
+        // The control: whoever knows the key could spell a frame that is read.
+        let log = log_with_spelt_frame(seg, spelt.frame(seg, &KEY));
+        let mut out = Vec::new();
+        assert_eq!(read_frames(&log, seg, Some(&KEY), &mut out), 1);
+        let deletes: Vec<bool> = ops(&out).map(|o| o.unwrap().value.is_none()).collect();
+        assert_eq!(deletes, [false, true], "\"first\", then the spelt delete");
+    }
+
+    #[test]
+    fn a_legacy_segment_is_read_a_keyed_one_needs_its_key() {
+        let legacy = frames_with(7, &["one", "two"], |b| b.legacy_frame(7).to_vec());
+        let mut out = Vec::new();
+        assert_eq!(read_frames(&legacy, 7, None, &mut out), 0);
+        assert_eq!(bodies(&out), ["one", "two"]);
+        out.clear();
+        assert_eq!(read_frames(&legacy, 7, Some(&KEY), &mut out), 0);
+        assert_eq!(bodies(&out), ["one", "two"]);
+        // Keyed frames: the right key reads them; a wrong one ends the log at once; none
+        // at all leaves the segment unread and counted, so replay keeps it.
+        let keyed = frames(7, &["one", "two"]);
+        out.clear();
+        assert_eq!(read_frames(&keyed, 7, Some(&KEY), &mut out), 0);
+        assert_eq!(bodies(&out), ["one", "two"]);
+        out.clear();
+        let other = WalKey::from_bytes([1; 16]);
+        assert_eq!(read_frames(&keyed, 7, Some(&other), &mut out), 0);
+        assert!(out.is_empty());
+        assert_eq!(read_frames(&keyed, 7, None, &mut out), 1);
+        assert!(out.is_empty());
+        // A segment does not mix: a legacy frame behind keyed ones ends it.
+        let mut mixed = frames(7, &["one"]);
+        mixed.extend_from_slice(&legacy);
+        out.clear();
+        assert_eq!(read_frames(&mixed, 7, Some(&KEY), &mut out), 0);
+        assert_eq!(bodies(&out), ["one"]);
+    }
+
+    /// A log an older herald left at a crash (unkeyed frames) is replayed by this one, and
+    /// the key is created with the first writable open and kept.
+    #[test]
+    fn an_older_log_replays_and_the_key_persists() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_then = {
+            let st = Store::open(dir.path(), &opts()).unwrap();
+            st.wal_key().unwrap().expect("created at open")
+        };
+        let wal = wal_dir(dir.path());
+        std::fs::create_dir_all(&wal).unwrap();
+        let legacy = frames_with(9, &["old"], |b| b.legacy_frame(9).to_vec());
+        std::fs::write(segment_path(&wal, 9), legacy).unwrap();
+        let st = Store::open(dir.path(), &opts()).unwrap();
+        assert_eq!(st.replayed_wal_ops(), 1);
+        assert_eq!(st.damaged_wal_segments(), 0);
+        let r = st.read_txn().unwrap();
+        let got = st.get_presentity(&r, key(b"sip:a@x", b"e0")).unwrap();
+        assert_eq!(got.map(|v| v.body.to_vec()), Some(b"old".to_vec()));
+        drop(r);
+        assert_eq!(st.wal_key().unwrap(), Some(key_then));
+        drop(st);
+        let ro = Store::open_read_only(dir.path(), &opts())
+            .unwrap()
+            .expect("exists");
+        assert_eq!(ro.wal_key().unwrap(), Some(key_then));
     }
 }

@@ -17,7 +17,7 @@ use store::*;
 /// does; `retire`: then deletes the segments (a crash between the two leaves them).
 fn checkpoint(st: &Store, wal: &mut Wal, retire: bool) {
     let sealed = wal.seal();
-    let log = read_log(st.path()).unwrap();
+    let log = read_log(st).unwrap();
     st.checkpoint(&log, sealed).unwrap();
     if retire {
         Wal::remove_through(wal.dir(), sealed).unwrap();
@@ -92,7 +92,7 @@ fn checkpointed_frames_left_in_the_log_are_not_listed_twice() {
     append(&mut wal, &[("sip:b@x", Some("b1"))]);
     // Applied and recorded, but the segments stay (crash before retiring them).
     checkpoint(&st, &mut wal, false);
-    assert!(!read_log(st.path()).unwrap().is_empty());
+    assert!(!read_log(&st).unwrap().is_empty());
     // A later delete in the log: an overlay that replayed the old segment's put after it
     // would bring b back.
     append(&mut wal, &[("sip:b@x", None)]);
@@ -131,7 +131,7 @@ fn checkpoint_between_the_lmdb_read_and_the_log_read_is_retried() {
                 std::thread::scope(|s| {
                     s.spawn(|| checkpoint(&st, &mut wal.lock().unwrap(), true));
                 });
-                assert!(read_log(st.path()).unwrap().is_empty(), "segments retired");
+                assert!(read_log(&st).unwrap().is_empty(), "segments retired");
             }
         })
         .unwrap();

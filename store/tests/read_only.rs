@@ -204,8 +204,7 @@ fn listing_beside_a_writer_holding_the_log_and_a_long_write_transaction() {
     // The server carries on undisturbed: its log still appends and checkpoints.
     append(&mut wal, &[("sip:after@x", Some("after"))]);
     let sealed = wal.seal();
-    st.checkpoint(&wal::read_log(st.path()).unwrap(), sealed)
-        .unwrap();
+    st.checkpoint(&wal::read_log(&st).unwrap(), sealed).unwrap();
 }
 
 /// A `herald store list` on a stopped server (whose last run crashed, leaving its log)

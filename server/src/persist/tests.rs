@@ -73,7 +73,7 @@ impl PersistCore for FakeCore {
                 pub_id: id.as_bytes(),
             };
             let in_log = || {
-                let log = store::wal::read_log(st.path()).unwrap();
+                let log = store::wal::read_log(st).unwrap();
                 let key = store::RecordKey::to_vec(&k).unwrap();
                 store::wal::find_last(&log, store::wal::WalTable::Presentity, &key)
                     .is_some_and(|v| v.is_some())
@@ -569,5 +569,5 @@ fn finish_checkpoints_everything_and_leaves_no_log() {
     });
     let r = st.read_txn().unwrap();
     assert_eq!(st.counts(&r).unwrap().presentity, 40);
-    assert!(store::wal::read_log(st.path()).unwrap().is_empty());
+    assert!(store::wal::read_log(&st).unwrap().is_empty());
 }
