@@ -8,7 +8,9 @@
 //! subscribed was told exactly the live publications (converges to the last accepted
 //! PUBLISH of each publisher).
 //!
-//! `SIM_SEEDS=n` runs seeds 0..n (default 200); `SIM_SEED=s` replays one seed.
+//! `SIM_SEEDS=n` runs n seeds from `SIM_FIRST` (defaults 5000 and 0: what CI runs, a few
+//! seconds); for long runs past those, in release: `SIM_FIRST=5000 SIM_SEEDS=1000000 cargo
+//! test --release -p server --test sim`. `SIM_SEED=s` replays one seed.
 
 #[path = "sim/mod.rs"]
 mod sim;
@@ -34,11 +36,14 @@ fn simulation_many_seeds() {
     let seeds: Vec<u64> = match std::env::var("SIM_SEED") {
         Ok(s) => vec![s.parse().expect("SIM_SEED=<u64>")],
         Err(_) => {
-            let n = std::env::var("SIM_SEEDS")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(200u64);
-            (0..n).collect()
+            let var = |name, default| {
+                std::env::var(name)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(default)
+            };
+            let (first, n) = (var("SIM_FIRST", 0u64), var("SIM_SEEDS", 5000u64));
+            (first..first.saturating_add(n)).collect()
         }
     };
     let mut total = sim::Outcome::default();

@@ -1166,11 +1166,11 @@ mod tests {
 
     /// Frames of `bodies` (one put each) for segment `seg`, concatenated.
     fn frames(seg: u64, bodies: &[&str]) -> Vec<u8> {
-        frames_with(seg, bodies, |b| b.frame(seg, &KEY).to_vec())
+        frames_with(bodies, |b| b.frame(seg, &KEY).to_vec())
     }
 
-    fn frames_with(seg: u64, bodies: &[&str], frame: impl Fn(&mut WalBatch) -> Vec<u8>) -> Vec<u8> {
-        let _ = seg;
+    /// Frames of `bodies` (one put each) as `frame` writes them, concatenated.
+    fn frames_with(bodies: &[&str], frame: impl Fn(&mut WalBatch) -> Vec<u8>) -> Vec<u8> {
         let mut out = Vec::new();
         for (i, body) in bodies.iter().enumerate() {
             let mut b = WalBatch::new();
@@ -1334,7 +1334,7 @@ mod tests {
 
     #[test]
     fn a_legacy_segment_is_read_a_keyed_one_needs_its_key() {
-        let legacy = frames_with(7, &["one", "two"], |b| b.legacy_frame(7).to_vec());
+        let legacy = frames_with(&["one", "two"], |b| b.legacy_frame(7).to_vec());
         let mut out = Vec::new();
         assert_eq!(read_frames(&legacy, 7, None, &mut out), 0);
         assert_eq!(bodies(&out), ["one", "two"]);
@@ -1372,7 +1372,7 @@ mod tests {
         };
         let wal = wal_dir(dir.path());
         std::fs::create_dir_all(&wal).unwrap();
-        let legacy = frames_with(9, &["old"], |b| b.legacy_frame(9).to_vec());
+        let legacy = frames_with(&["old"], |b| b.legacy_frame(9).to_vec());
         std::fs::write(segment_path(&wal, 9), legacy).unwrap();
         let st = Store::open(dir.path(), &opts()).unwrap();
         assert_eq!(st.replayed_wal_ops(), 1);

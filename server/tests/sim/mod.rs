@@ -13,7 +13,7 @@ use server::core::{
     SubscriptionRecord, Transport,
 };
 use std::collections::BTreeSet;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use ua::{markers, Outbox, Publisher, Watcher};
 
@@ -216,6 +216,18 @@ impl World {
         self.crashes += 1;
         let now = Instant(self.now);
         let shards = self.cores.len() as u16;
+        // Dialogs the server held up to the crash. A watcher may believe in one the server
+        // already ended (every answer to a NOTIFY lost: Timer F), which no crash can lose.
+        let held_before: HashSet<String> = self
+            .watchers
+            .iter()
+            .filter_map(|w| w.dialog.as_ref())
+            .filter(|d| {
+                self.owner_of_tag(&d.to_tag)
+                    .is_some_and(|c| self.cores[c].dialog_exists(d.to_tag.as_bytes()))
+            })
+            .map(|d| d.to_tag.clone())
+            .collect();
         let store = self.store.as_mut().ok_or("crash without store")?;
         store.pending.clear();
         self.cores = (0..shards)
@@ -237,6 +249,16 @@ impl World {
             let c = shard_for(&rec.presentity, shards).0 as usize;
             let _ = self.cores[c].restore_subscription(now, rec.clone());
         }
+        // Call-ID → the first CSeq the restored dialog(s) with it can use. By Call-ID
+        // alone: a watcher whose 200 was still in flight at the crash knows no tag yet.
+        let mut resumed: HashMap<Vec<u8>, u32> = HashMap::new();
+        for r in store.subs.values() {
+            let first = r
+                .local_cseq
+                .saturating_add(server::core::CSEQ_PERSIST_EVERY);
+            let e = resumed.entry(r.call_id.clone()).or_default();
+            *e = (*e).max(first);
+        }
         self.check_cores()?;
         // Nothing acknowledged is lost.
         const MARGIN: u64 = 2_000;
@@ -244,10 +266,14 @@ impl World {
             if let Some(d) = w.dialog.as_mut() {
                 d.reject_maybe_lost |= d.rejected_at.is_some();
                 d.crashed = true;
+                d.resumed_at = resumed.get(d.call_id.as_bytes()).copied();
             }
             let Some(d) = w.dialog.as_ref() else { continue };
-            let settled =
-                d.confirmed && !d.dead && d.terminated_at.is_none() && d.rejected_at.is_none();
+            let settled = d.confirmed
+                && !d.dead
+                && d.terminated_at.is_none()
+                && d.rejected_at.is_none()
+                && held_before.contains(&d.to_tag);
             if settled && d.silent.is_empty() && w.tx.is_none() && d.expires_lo > self.now + MARGIN
             {
                 let (hash, _) =
@@ -433,6 +459,11 @@ impl World {
                     continue;
                 }
                 if d.expires_lo <= end + MARGIN && d.expires_hi + MARGIN >= end {
+                    continue;
+                }
+                // We never answered the newest NOTIFY: the server sends no newer one in
+                // this dialog until that transaction times out (Timer F, 64 T1).
+                if d.silent.contains(&d.max_cseq) && d.max_cseq_at + 64 * ua::T1 + MARGIN > end {
                     continue;
                 }
                 let Some(owner) = self.owner_of_tag(&d.to_tag) else {

@@ -117,6 +117,8 @@ pub struct Dialog {
     /// CSeq → hash of the NOTIFY received with it.
     pub seen: HashMap<u32, u64>,
     pub max_cseq: u32,
+    /// When the NOTIFY with `max_cseq` first arrived.
+    pub max_cseq_at: u64,
     pub terminated_at: Option<u32>,
     /// CSeq we answered 481: nothing newer may come.
     pub rejected_at: Option<u32>,
@@ -133,6 +135,11 @@ pub struct Dialog {
     /// The server crashed during this dialog: NOTIFYs it sent before may still arrive
     /// after newer ones from its restored incarnation (stale, never applied).
     pub crashed: bool,
+    /// The first CSeq the restored incarnation can use (the restored `local_cseq` plus
+    /// `CSEQ_PERSIST_EVERY`): NOTIFYs below it were sent before the last crash (some
+    /// arrive after it), and our answer to one of them matches no transaction of the
+    /// restored server, which may then NOTIFY (we answer 481 again).
+    pub resumed_at: Option<u32>,
 }
 
 pub struct Watcher {
@@ -301,7 +308,7 @@ impl Watcher {
 
     fn on_notify(
         &mut self,
-        _now: u64,
+        now: u64,
         p: &Parsed,
         raw: &[u8],
         server: SocketAddr,
@@ -348,6 +355,7 @@ impl Watcher {
         }
         if c > d.max_cseq {
             d.max_cseq = c;
+            d.max_cseq_at = now;
             d.last_body = p.body.clone();
             let state = p
                 .headers
@@ -363,6 +371,7 @@ impl Watcher {
             let roll = self.rng.below(1000);
             if roll < 15 && d.terminated_at.is_none() {
                 d.rejected_at = Some(c);
+                d.reject_maybe_lost |= d.resumed_at.is_some_and(|r| c < r);
             } else if roll < 30 && d.terminated_at.is_none() {
                 d.silent.insert(c);
             }
