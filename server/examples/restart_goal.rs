@@ -17,6 +17,9 @@
 //! Defaults: 1000000 100000 2 3. `HERALD_BIN` overrides the server binary (default: the
 //! `herald` next to the examples directory); `RESTART_GOAL_DIR` keeps the data directory
 //! there (default: a temporary directory under the system temp dir, removed at the end).
+//! `RESTART_GOAL_COLD=1` empties the page cache before each start (`sync`, then
+//! `/proc/sys/vm/drop_caches`; needs root), as after a reboot: the shards then read their
+//! data from the disk.
 //! Bounded: each start waits at most 120 s, every server is stopped before the next.
 
 use std::net::{SocketAddr, UdpSocket};
@@ -216,6 +219,17 @@ fn stop(mut child: Child) {
 }
 
 /// Starts herald on `dir` and returns the seconds until every probe was answered.
+/// Writes back dirty pages, then drops the clean ones (and dentries and inodes), so the next
+/// start reads the data directory from the disk. Says so if it cannot (not root).
+fn drop_page_cache() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    match std::fs::write("/proc/sys/vm/drop_caches", b"3\n") {
+        Ok(()) => println!("page cache dropped"),
+        Err(e) => println!("could not drop the page cache ({e}): this start is not cold"),
+    }
+}
+
 fn start_and_time(bin: &Path, dir: &Path, shards: u16, label: &str, subs: u64, pres: u64) {
     let port = free_port();
     let admin = free_port();
@@ -230,6 +244,9 @@ fn start_and_time(bin: &Path, dir: &Path, shards: u16, label: &str, subs: u64, p
             s
         })
         .collect();
+    if std::env::var_os("RESTART_GOAL_COLD").is_some_and(|v| v == "1") {
+        drop_page_cache();
+    }
     let t0 = WallInstant::now();
     let child = Command::new(bin)
         .args([
