@@ -1,4 +1,5 @@
-//! Store benchmarks (issue 4): durable commit batching, point read, prefix scan, full load.
+//! Store benchmarks (issue 4): durable commit batching, checkpoints of the write-ahead log,
+//! point read, prefix scan, full load.
 //!
 //! `cargo bench -p benches --bench store` (bounded: small sample sizes; the data lives in a
 //! tempdir under `$STORE_BENCH_DIR` or the current directory — not /tmp, which may be tmpfs
@@ -19,6 +20,21 @@ fn opts() -> StoreOptions {
         max_map_size: 4 << 30,
         ..Default::default()
     }
+}
+
+/// A store whose commits skip the flush (`no_sync`): for figures of CPU, not of the disk.
+/// Keep the directory alive as long as the store.
+fn unsynced_store() -> (tempfile::TempDir, Store) {
+    let dir = tempdir();
+    let st = Store::open(
+        dir.path(),
+        &StoreOptions {
+            no_sync: true,
+            ..opts()
+        },
+    )
+    .unwrap();
+    (dir, st)
 }
 
 fn publication(i: u64) -> PresentityRecord {
@@ -87,16 +103,48 @@ fn put_batches(c: &mut Criterion) {
     g.finish();
 }
 
+/// What a sync-mode checkpoint does with a second of new SUBSCRIBEs: apply 20,000 new
+/// dialogs (ids growing, as the shard's slab hands them out) to `active_watchers`, on a
+/// store that already holds the ones before. Without the final flush (`no_sync`), so the
+/// figure is the checkpoint thread's CPU, not this VM's disk.
+fn checkpoints(c: &mut Criterion) {
+    const BATCH: u64 = 20_000;
+    let (_dir, st) = unsynced_store();
+    let mut g = c.benchmark_group("store_checkpoint");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(BATCH));
+    let mut next = 0u64;
+    let mut seg = 0u64;
+    g.bench_function("checkpoint_20k_new_subscriptions", |b| {
+        b.iter_batched(
+            || {
+                let mut batch = wal::WalBatch::new();
+                for _ in 0..BATCH {
+                    next += 1;
+                    let aor = format!("sip:user{}@example.com", next % 10_000);
+                    let d = format!("{:016x}", next << 20);
+                    batch
+                        .put_subscription(
+                            SubscriptionKey {
+                                presentity: aor.as_bytes(),
+                                dialog_id: d.as_bytes(),
+                            },
+                            &subscription(next),
+                        )
+                        .unwrap();
+                }
+                seg += 1;
+                (batch.payload().to_vec(), wal::SealedThrough(seg))
+            },
+            |(payload, through)| st.checkpoint(&payload, through).unwrap(),
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
 fn reads(c: &mut Criterion) {
-    let dir = tempdir();
-    let st = Store::open(
-        dir.path(),
-        &StoreOptions {
-            no_sync: true,
-            ..opts()
-        },
-    )
-    .unwrap();
+    let (_dir, st) = unsynced_store();
     const PRES: u64 = 10_000;
     const SUBS_PER: u64 = 50;
     st.write(|s, w| {
@@ -224,5 +272,5 @@ fn full_load(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, put_batches, reads, full_load);
+criterion_group!(benches, put_batches, checkpoints, reads, full_load);
 criterion_main!(benches);
