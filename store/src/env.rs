@@ -623,7 +623,9 @@ impl Store {
             path: self.path.clone(),
             source,
         })?;
-        let key = self.write(|s, w| match s.meta_fixed::<16>(w, META_WAL_KEY)? {
+        // Through the freeing reserve: a store upgraded while its map is full at the maximum
+        // must still get its 16 bytes, or no server could start on it.
+        let key = self.write_freeing(|s, w| match s.meta_fixed::<16>(w, META_WAL_KEY)? {
             Some(k) => Ok(WalKey::from_bytes(k)),
             None => {
                 s.put_meta(w, META_WAL_KEY, fresh.as_bytes())?;
