@@ -75,7 +75,9 @@ impl Store {
             let through = self.wal_checkpointed_through(&txn)?;
             after_txn();
             log.clear();
-            let key = self.wal_key_in(&txn)?;
+            let Some(key) = self.wal_key_now(&txn)? else {
+                continue;
+            };
             if let LogRead::Vanished(_) =
                 wal::read_log_after(&self.path, through, key.as_ref(), &mut log)?
             {
@@ -90,6 +92,21 @@ impl Store {
             path: wal::wal_dir(&self.path),
             attempts: MAX_ATTEMPTS,
         })
+    }
+
+    /// [`Store::wal_key`] as last committed, while `_held` is open (as
+    /// [`Store::wal_checkpointed_through_now`], and for the same reasons): the log files are
+    /// read after `_held` was taken, and a keyed frame in them was written after its key was
+    /// committed, which `_held` may predate (a server's very first start). `None`: start over.
+    fn wal_key_now(&self, _held: &ReadTxn<'_>) -> Result<Option<Option<crate::wal::WalKey>>> {
+        if let Some(k) = self.wal_key_cached() {
+            return Ok(Some(Some(k)));
+        }
+        match self.env.read_txn() {
+            Ok(now) => self.wal_key_in(&now).map(Some),
+            Err(e) if is_mdb_map_resized(&e) => Ok(None),
+            Err(e) => Err(self.lmdb(e)),
+        }
     }
 
     /// [`Store::wal_checkpointed_through`] as last committed, while `_held` is open. Not
