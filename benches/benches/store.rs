@@ -223,17 +223,8 @@ fn reads(c: &mut Criterion) {
 
 fn full_load(c: &mut Criterion) {
     const N: u64 = 100_000;
-    let dir = tempdir();
-    let st = Arc::new(
-        Store::open(
-            dir.path(),
-            &StoreOptions {
-                no_sync: true,
-                ..opts()
-            },
-        )
-        .unwrap(),
-    );
+    let (_dir, st) = unsynced_store();
+    let st = Arc::new(st);
     st.write(|s, w| {
         for i in 0..N {
             let aor = format!("sip:user{}@example.com", i / 10);

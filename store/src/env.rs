@@ -600,11 +600,6 @@ impl Store {
         self.wal_key_in(&*self.read_txn()?)
     }
 
-    /// The key if this handle has already read or created it.
-    pub(crate) fn wal_key_cached(&self) -> Option<WalKey> {
-        self.wal_key.get().copied()
-    }
-
     /// [`Store::wal_key`] as `txn` sees it (for a caller already holding a transaction).
     pub(crate) fn wal_key_in(&self, txn: &RoTxn) -> Result<Option<WalKey>> {
         if let Some(k) = self.wal_key.get() {

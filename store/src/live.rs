@@ -99,9 +99,6 @@ impl Store {
     /// read after `_held` was taken, and a keyed frame in them was written after its key was
     /// committed, which `_held` may predate (a server's very first start). `None`: start over.
     fn wal_key_now(&self, _held: &ReadTxn<'_>) -> Result<Option<Option<crate::wal::WalKey>>> {
-        if let Some(k) = self.wal_key_cached() {
-            return Ok(Some(Some(k)));
-        }
         match self.env.read_txn() {
             Ok(now) => self.wal_key_in(&now).map(Some),
             Err(e) if is_mdb_map_resized(&e) => Ok(None),
