@@ -108,6 +108,116 @@ pub fn restore_then_exchange(data: &[u8]) {
     exchange(core, now, messages);
 }
 
+/// Application usages a stored document of [`xcap_stored`] may belong to.
+const STORED_AUIDS: [&str; 7] = [
+    "resource-lists",
+    "pres-rules",
+    "org.openmobilealliance.pres-rules",
+    "rls-services",
+    "pidf-manipulation",
+    "test-app",
+    "org.openxcap.watchers",
+];
+
+/// XCAP documents and credentials as the store may hold them after a disk fault (LMDB has
+/// no checksum) or as an older version wrote them, then requests. The input's records part
+/// (up to the first `REQS`) is read as up to 8 records of alice's: documents of any usage
+/// and her `subscriber` record, each built from fuzzer-chosen fields or taken as raw stored
+/// bytes, validated the way every read validates (`decode_record`: a record the store
+/// wrote must read back) and converted as the XCAP front converts them
+/// (`xcap_front::docs::stored_doc` / `credentials_of`). The rest is pipelined requests, as
+/// in the xcap crate's `service` target, on a store holding those records: no panic,
+/// known statuses, one-line header fields, and no untrusted access beyond alice's
+/// documents. A document the front serves must carry a tag an HTTP header can hold.
+pub fn xcap_stored(data: &[u8]) {
+    use crate::xcap_front::docs::{credentials_of, stored_doc};
+    use store::{
+        decode_record, encode_record, ArchivedSubscriberRecord, ArchivedXcapRecord,
+        SubscriberRecord, XcapRecord,
+    };
+    use xcap::store::{DocKey, DocumentStore, Expect};
+    use xcap::uri::{Scope, UserId};
+    let Some((&flags, data)) = data.split_first() else {
+        return;
+    };
+    let (records, requests) = match data.windows(4).position(|w| w == b"REQS") {
+        Some(i) => (&data[..i], &data[i + 4..]),
+        None => (data, &[][..]),
+    };
+    let mut session = xcap::fuzz_checks::Session::new(flags);
+    let alice = UserId {
+        user: "alice".into(),
+        domain: "example.com".into(),
+    };
+    let mut r = Fields(records);
+    for _ in 0..8 {
+        if r.0.is_empty() {
+            break;
+        }
+        let kind = r.u8() % 4;
+        let raw = kind & 1 == 1;
+        if kind < 2 {
+            let auid = STORED_AUIDS[usize::from(r.u8()) % STORED_AUIDS.len()];
+            let document = String::from_utf8_lossy(&r.or(b"index")).into_owned();
+            let stored = if raw {
+                r.long_field().to_vec()
+            } else {
+                encode_record(&XcapRecord {
+                    etag: r.or(b"e1"),
+                    doc: r.long_field().to_vec(),
+                    updated_at: store::UnixMillis(r.u64()),
+                })
+            };
+            match decode_record::<ArchivedXcapRecord>("xcap", b"k", &stored) {
+                Ok(rec) => {
+                    let Some(doc) = stored_doc(rec) else { continue };
+                    assert!(
+                        !doc.etag.0.is_empty()
+                            && doc
+                                .etag
+                                .0
+                                .bytes()
+                                .all(|b| b == b'!' || (b'#'..=b'~').contains(&b)),
+                        "a served document's tag must fit a header: {:?}",
+                        doc.etag
+                    );
+                    let key = DocKey {
+                        auid: auid.to_string(),
+                        scope: Scope::User(alice.clone()),
+                        path: document,
+                    };
+                    let _ = session.store.put(&key, &Expect::Absent, doc);
+                }
+                Err(e) => assert!(raw, "a written record must read back: {e}"),
+            }
+        } else {
+            let stored = if raw {
+                r.long_field().to_vec()
+            } else {
+                let text = |f: Vec<u8>| String::from_utf8_lossy(&f).into_owned();
+                encode_record(&SubscriberRecord {
+                    ha1_md5: match r.field() {
+                        [] => xcap::auth::ha1_md5("alice", "example.com", "secret"),
+                        f => text(f.to_vec()),
+                    },
+                    ha1_sha256: match r.field() {
+                        [] => xcap::auth::ha1_sha256("alice", "example.com", "secret"),
+                        f => text(f.to_vec()),
+                    },
+                })
+            };
+            match decode_record::<ArchivedSubscriberRecord>("subscriber", b"k", &stored) {
+                Ok(rec) => {
+                    let creds = credentials_of(rec.to_owned_record());
+                    session.store.add_credentials("alice", "example.com", creds);
+                }
+                Err(e) => assert!(raw, "a written record must read back: {e}"),
+            }
+        }
+    }
+    session.requests(requests);
+}
+
 /// One publication record of [`restore_then_exchange`] for presentity `aor` (its `hash`),
 /// the `n`-th record: built from fields, or (`raw`) its stored bytes taken as they come.
 fn restore_publication_from(

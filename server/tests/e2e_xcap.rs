@@ -1193,51 +1193,73 @@ fn digest_pres_rules_oma_pres_rules_and_rls_services() {
 }
 
 /// A stored document that cannot be read (a disk fault) is served as absent: its user
-/// gets 404 and can write it anew, and the other users of the shard are not affected.
+/// gets 404 and can write it anew, and the other users of the shard are not affected. Two
+/// faults: bytes that fail validation, and a valid record whose ETag is no longer a tag (a
+/// CR LF in it would otherwise split the HTTP response); `herald store check` names both.
 #[test]
 fn a_damaged_document_is_absent_until_written_again() {
-    let dir = fresh_data_dir();
-    let carol = user_of(&aor_on_shard("carol", 1, 2));
-    let erin = user_of(&aor_on_shard("erin", 1, 2));
-    let trusted = ["--xcap-trusted-peers", "127.0.0.1/32"];
-    let (mut server, addr) = start_xcap(&dir, &trusted);
-    let mut h = Http::connect(addr);
-    for u in [&carol, &erin] {
-        let r = h.request("PUT", &rl_path(u), &[], RL_DOC.as_bytes());
-        assert_eq!(r.status, 201, "{}", r.text());
-    }
-    assert!(server.stop().is_some_and(|s| s.success()), "clean stop");
-    drop(server);
-    {
-        let st = store::Store::open(
-            &store::layout::shard_dir(&dir, 1),
-            &store::StoreOptions::default(),
-        )
-        .unwrap();
-        let key: Vec<u8> = {
-            let r = st.read_txn().unwrap();
-            let mut it = st.iter_xcap(&r).unwrap();
-            let keys: Vec<Vec<u8>> = it
-                .by_ref()
-                .map(|i| i.unwrap().0)
-                .filter(|k| k.user.windows(5).any(|w| w == b"carol"))
-                .map(|k| store::RecordKey::to_vec(&k).unwrap())
-                .collect();
-            assert_eq!(keys.len(), 1);
-            keys.into_iter().next().unwrap()
-        };
-        let k = <store::XcapKey as store::RecordKey>::decode(&key).unwrap();
-        st.write(|s, w| s.debug_put_raw_xcap(w, k, b"damaged"))
+    let malformed_tag = store::encode_record(&store::XcapRecord {
+        etag: b"e1\r\nX-Injected: 1".to_vec(),
+        doc: RL_DOC.as_bytes().to_vec(),
+        updated_at: store::UnixMillis(1),
+    });
+    let cases: [(&str, &[u8], &str); 2] = [
+        ("fails validation", b"damaged", "xcap"),
+        ("malformed ETag", &malformed_tag, "malformed ETag"),
+    ];
+    for (what, stored, reported) in cases {
+        let dir = fresh_data_dir();
+        let carol = user_of(&aor_on_shard("carol", 1, 2));
+        let erin = user_of(&aor_on_shard("erin", 1, 2));
+        let trusted = ["--xcap-trusted-peers", "127.0.0.1/32"];
+        let (mut server, addr) = start_xcap(&dir, &trusted);
+        let mut h = Http::connect(addr);
+        for u in [&carol, &erin] {
+            let r = h.request("PUT", &rl_path(u), &[], RL_DOC.as_bytes());
+            assert_eq!(r.status, 201, "{what}: {}", r.text());
+        }
+        assert!(server.stop().is_some_and(|s| s.success()), "clean stop");
+        drop(server);
+        {
+            let st = store::Store::open(
+                &store::layout::shard_dir(&dir, 1),
+                &store::StoreOptions::default(),
+            )
             .unwrap();
+            let key: Vec<u8> = {
+                let r = st.read_txn().unwrap();
+                let mut it = st.iter_xcap(&r).unwrap();
+                let keys: Vec<Vec<u8>> = it
+                    .by_ref()
+                    .map(|i| i.unwrap().0)
+                    .filter(|k| k.user.windows(5).any(|w| w == b"carol"))
+                    .map(|k| store::RecordKey::to_vec(&k).unwrap())
+                    .collect();
+                assert_eq!(keys.len(), 1);
+                keys.into_iter().next().unwrap()
+            };
+            let k = <store::XcapKey as store::RecordKey>::decode(&key).unwrap();
+            st.write(|s, w| s.debug_put_raw_xcap(w, k, stored)).unwrap();
+        }
+        let (ok, out) = common::herald_store(&dir, &["check"]);
+        assert!(
+            !ok && out.contains(reported),
+            "{what}: store check said {out}"
+        );
+        let (server, addr) = start_xcap(&dir, &trusted);
+        let mut h = Http::connect(addr);
+        let r = h.request("GET", &rl_path(&carol), &[], b"");
+        assert_eq!(r.status, 404, "{what}");
+        assert_eq!(
+            h.request("GET", &rl_path(&erin), &[], b"").status,
+            200,
+            "{what}"
+        );
+        let r = h.request("PUT", &rl_path(&carol), &[], RL_DOC.as_bytes());
+        assert_eq!(r.status, 201, "{what}: {}", r.text());
+        let r = h.request("GET", &rl_path(&carol), &[], b"");
+        assert_eq!((r.status, r.text()), (200, RL_DOC.to_string()), "{what}");
+        drop(server);
+        let _ = std::fs::remove_dir_all(&dir);
     }
-    let (server, addr) = start_xcap(&dir, &trusted);
-    let mut h = Http::connect(addr);
-    assert_eq!(h.request("GET", &rl_path(&carol), &[], b"").status, 404);
-    assert_eq!(h.request("GET", &rl_path(&erin), &[], b"").status, 200);
-    let r = h.request("PUT", &rl_path(&carol), &[], RL_DOC.as_bytes());
-    assert_eq!(r.status, 201, "{}", r.text());
-    let r = h.request("GET", &rl_path(&carol), &[], b"");
-    assert_eq!((r.status, r.text()), (200, RL_DOC.to_string()));
-    drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -54,3 +54,8 @@ fn restore_seeds() {
 fn wal_seeds() {
     replay("wal", store::fuzz_checks::wal_frames);
 }
+
+#[test]
+fn xcap_stored_seeds() {
+    replay("xcap_stored", server::fuzz_checks::xcap_stored);
+}

@@ -301,6 +301,22 @@ pub struct XcapRecord {
     pub updated_at: UnixMillis,
 }
 
+impl ArchivedXcapRecord {
+    /// The entity tag as text, if it can be one: one or more `etagc` bytes of RFC 9110
+    /// §8.8.3 without obs-text (`!` and `#`–`~`), which is all herald ever writes. LMDB has
+    /// no checksum, so a disk fault inside the tag passes validation; a tag outside this set
+    /// would be copied into an HTTP `ETag` header or an xcap-directory attribute as is (a CR
+    /// LF splits the response), so readers treat such a record as unreadable.
+    pub fn etag_str(&self) -> Option<&str> {
+        let tag = self.etag.as_slice();
+        let etagc = |b: &u8| *b == 0x21 || (0x23..=0x7e).contains(b);
+        if tag.is_empty() || !tag.iter().all(etagc) {
+            return None;
+        }
+        std::str::from_utf8(tag).ok()
+    }
+}
+
 /// `subscriber` table value: digest credentials (lowercase hex, as OpenSIPS stores `ha1`).
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct SubscriberRecord {

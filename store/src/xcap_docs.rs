@@ -116,6 +116,10 @@ impl Store {
                 Err(e) if e.is_unreadable_record() => continue,
                 Err(e) => return Err(e),
             };
+            // Nor does one whose tag is not one (`get_xcap_readable`).
+            if rec.etag_str().is_none() {
+                continue;
+            }
             if k.auid == auid && !f(k.user, k.document, rec) {
                 return Ok(false);
             }
@@ -124,10 +128,10 @@ impl Store {
     }
 
     /// [`Store::get_xcap`], with a stored document that cannot be read (its value fails
-    /// validation: a disk fault) counted as absent: its user then gets 404 for it and can
-    /// write it anew, as clients do when a list they expect is missing, instead of 500 for
-    /// every request on it for good (and a failed batch for everyone who shares the write
-    /// transaction).
+    /// validation, or its tag is not one: `ArchivedXcapRecord::etag_str`; a disk fault)
+    /// counted as absent: its user then gets 404 for it and can write it anew, as clients
+    /// do when a list they expect is missing, instead of 500 for every request on it for
+    /// good (and a failed batch for everyone who shares the write transaction).
     pub fn get_xcap_readable<'t>(
         &self,
         txn: &'t RoTxn,
@@ -135,6 +139,7 @@ impl Store {
     ) -> Result<Option<&'t ArchivedXcapRecord>> {
         match self.get_xcap(txn, key) {
             Err(e) if e.is_unreadable_record() => Ok(None),
+            Ok(Some(r)) if r.etag_str().is_none() => Ok(None),
             other => other,
         }
     }

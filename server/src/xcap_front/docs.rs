@@ -21,7 +21,9 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use store::{RecordKey, Store, XcapExpect, XcapKey, XcapWrite};
+use store::{
+    ArchivedXcapRecord, RecordKey, Store, SubscriberRecord, XcapExpect, XcapKey, XcapWrite,
+};
 use xcap::etag::ETag;
 use xcap::store::{Credentials, DocKey, DocumentStore, Expect, StoreError, StoredDoc};
 use xcap::uri::{Scope, UserId};
@@ -89,8 +91,23 @@ fn io(e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(e.to_string())
 }
 
-fn etag_of(bytes: &[u8]) -> ETag {
-    ETag(String::from_utf8_lossy(bytes).into_owned())
+/// A stored document as the XCAP logic sees it; `None` when the record is valid for rkyv
+/// but its tag is not one (`ArchivedXcapRecord::etag_str`): such a document is served as
+/// absent, as one that fails validation is, so its user can write it anew.
+pub fn stored_doc(rec: &ArchivedXcapRecord) -> Option<StoredDoc> {
+    Some(StoredDoc {
+        etag: ETag(rec.etag_str()?.to_owned()),
+        bytes: rec.doc.as_slice().to_vec(),
+    })
+}
+
+/// Digest credentials from a `subscriber` record: an empty HA1 is not provisioned.
+pub fn credentials_of(rec: SubscriberRecord) -> Credentials {
+    let nonempty = |s: String| (!s.is_empty()).then_some(s);
+    Credentials {
+        ha1_md5: nonempty(rec.ha1_md5),
+        ha1_sha256: nonempty(rec.ha1_sha256),
+    }
 }
 
 impl ShardDocs {
@@ -126,10 +143,19 @@ impl ShardDocs {
                 };
                 let txn = st.read_txn().map_err(io)?;
                 match st.get_xcap(&txn, k) {
-                    Ok(r) => Ok(r.map(|r| StoredDoc {
-                        etag: etag_of(r.etag.as_slice()),
-                        bytes: r.doc.as_slice().to_vec(),
-                    })),
+                    Ok(None) => Ok(None),
+                    Ok(Some(r)) => {
+                        let doc = stored_doc(r);
+                        if doc.is_none() {
+                            tracing::warn!(
+                                user = %String::from_utf8_lossy(&user),
+                                auid = %key.auid,
+                                document = %key.path,
+                                "XCAP document has a malformed ETag: served as absent"
+                            );
+                        }
+                        Ok(doc)
+                    }
                     // A key LMDB cannot hold (too long) simply does not exist.
                     Err(store::StoreError::InvalidKey { .. }) => Ok(None),
                     // Nor does a document that cannot be read (`Store::get_xcap_readable`):
@@ -225,11 +251,7 @@ impl ShardDocs {
         let rec = st
             .xcap_credentials(user.as_bytes(), domain.as_bytes())
             .map_err(io)?;
-        let nonempty = |s: String| (!s.is_empty()).then_some(s);
-        Ok(rec.map(|r| Credentials {
-            ha1_md5: nonempty(r.ha1_md5),
-            ha1_sha256: nonempty(r.ha1_sha256),
-        }))
+        Ok(rec.map(credentials_of))
     }
 }
 
@@ -272,12 +294,14 @@ impl DocumentStore for View<'_> {
                         Err(e) if e.is_unreadable_record() => continue,
                         Err(e) => return Err(io(e)),
                     };
+                    // A malformed tag: served as absent, so not listed either.
+                    let Some(etag) = rec.etag_str() else { continue };
                     out.insert(
                         (
                             String::from_utf8_lossy(k.auid).into_owned(),
                             String::from_utf8_lossy(k.document).into_owned(),
                         ),
-                        etag_of(rec.etag.as_slice()),
+                        ETag(etag.to_owned()),
                     );
                 }
                 for (k, p) in self.docs.overlay.borrow().iter() {
@@ -321,6 +345,7 @@ impl DocumentStore for View<'_> {
                     scope,
                     path: String::from_utf8_lossy(doc).into_owned(),
                 };
+                // Staged newer state is visited below.
                 if overlay.contains_key(&key) {
                     return true;
                 }
