@@ -335,8 +335,12 @@ impl Core {
             .and_then(|s| s.tx.as_mut())
             .filter(|t| t.cseq == cseq)
         else {
-            // Late retransmission of a response to a finished transaction (Timer K).
+            // Late retransmission of a response to a finished transaction (Timer K), or
+            // an answer to a NOTIFY this core never sent: one from before a restart.
             self.stats.rx_stray_responses += 1;
+            if code == 481 {
+                self.on_stray_481(id, cseq, msg);
+            }
             return;
         };
         if code < 200 {
@@ -344,6 +348,28 @@ impl Core {
             return;
         }
         self.notify_done(id, code);
+    }
+
+    /// A 481 that matches no NOTIFY transaction (RFC 3261 §18.1.2 passes it to the core)
+    /// but does match dialog `id`: its Call-ID, the watcher's tag, and a CSeq the dialog
+    /// has used. The watcher no longer has the dialog (typically: it answered a NOTIFY
+    /// sent before this server restarted). Ending it now saves the NOTIFYs it would get
+    /// until one of them is answered 481 in turn. The branch alone is not enough: a slab
+    /// id is reused by later dialogs, whose Call-ID and tag differ.
+    fn on_stray_481(&mut self, id: u64, cseq: u32, msg: &Message<'_, '_>) {
+        let Some(sub) = self.subs.get(&id) else {
+            return;
+        };
+        let s = sub.strings();
+        let to_tag = msg.to().ok().and_then(|t| t.tag());
+        if cseq > sub.local_cseq
+            || msg.call_id().ok() != Some(s.call_id)
+            || to_tag != Some(s.from_tag)
+        {
+            return;
+        }
+        self.stats.notify_failed += 1;
+        self.remove_sub(id);
     }
 
     /// The NOTIFY transaction of `id` ended with `code` (408 for Timer F).

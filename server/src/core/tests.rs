@@ -437,6 +437,40 @@ fn answered_notify_is_not_retransmitted_and_481_removes() {
     assert_eq!(code(&h.drain()[0].1), 481);
 }
 
+/// A 481 to a NOTIFY whose transaction is over (as after a restart, when the watcher
+/// answers a NOTIFY the restored core never sent) ends the dialog if its Call-ID and the
+/// watcher's tag match; one that only shares the branch (a later dialog on a reused slab
+/// id) does not.
+#[test]
+fn stray_481_of_the_dialog_ends_it() {
+    let mut h = H::new(Config::default());
+    let (_, n1) = sub_ok(&mut h, "Event: presence\r\n");
+    let ok = h.answer(&n1, 200);
+    h.send(udp(5070), &ok);
+    let late = h.answer(&n1, 481);
+    assert!(
+        late.contains("Call-ID: call-1") && late.contains(";tag=al1"),
+        "{late}"
+    );
+    for stray in [
+        late.replace("Call-ID: call-1", "Call-ID: call-2"),
+        late.replace(";tag=al1", ";tag=al2"),
+    ] {
+        h.send(udp(5070), &stray);
+        assert_eq!(h.core.stats().subscriptions, 1, "{stray}");
+    }
+    h.send(udp(5070), &late);
+    assert_eq!(h.core.stats().subscriptions, 0);
+    let p = h.publish("", PIDF_A, 1);
+    h.send(udp(5080), &p);
+    let out = h.drain();
+    assert_eq!(
+        out.len(),
+        1,
+        "the 200 to the PUBLISH and no NOTIFY: {out:?}"
+    );
+}
+
 #[test]
 fn refresh_unsubscribe_and_expiry() {
     let mut h = H::new(Config::default());
