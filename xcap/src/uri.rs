@@ -103,12 +103,19 @@ pub enum UriError {
     MissingXui,
     BadPercentEncoding,
     BadQuery,
+    /// A control character (CR, LF, NUL…) in the XUI or the `xcap-root@realm` realm. Both
+    /// name a user and a digest realm, which the challenge's `WWW-Authenticate` header
+    /// carries: a `%0d%0a` there would split the response.
+    ControlInIdentity,
 }
 
 impl UriError {
     pub fn status(&self) -> u16 {
         match self {
-            UriError::TooLong | UriError::BadPercentEncoding | UriError::BadQuery => 400,
+            UriError::TooLong
+            | UriError::BadPercentEncoding
+            | UriError::BadQuery
+            | UriError::ControlInIdentity => 400,
             _ => 404,
         }
     }
@@ -124,6 +131,7 @@ impl fmt::Display for UriError {
             UriError::MissingXui => "no XUI after 'users'",
             UriError::BadPercentEncoding => "invalid percent-encoding",
             UriError::BadQuery => "invalid xmlns() query",
+            UriError::ControlInIdentity => "control character in the XUI or realm",
         })
     }
 }
@@ -147,7 +155,7 @@ impl XcapUri {
         // `xcap-root@domain/...`: realm convention for clients that send bare user names.
         let (root_realm, rest) = if let Some(r) = after_root.strip_prefix('@') {
             let end = r.find('/').unwrap_or(r.len());
-            let realm = percent_decode(&r[..end])?;
+            let realm = identity(percent_decode(&r[..end])?)?;
             (Some(realm).filter(|s| !s.is_empty()), &r[end..])
         } else {
             (None, after_root)
@@ -167,7 +175,9 @@ impl XcapUri {
         let (scope_is_global, xui) = match tree {
             "global" => (true, None),
             "users" => {
-                let xui = percent_decode(segments.next().ok_or(UriError::MissingXui)?)?;
+                let xui = identity(percent_decode(
+                    segments.next().ok_or(UriError::MissingXui)?,
+                )?)?;
                 if xui.is_empty() {
                     return Err(UriError::MissingXui);
                 }
@@ -285,6 +295,15 @@ fn strip_origin(target: &str) -> &str {
 }
 
 /// Percent-decodes into UTF-8; `+` is kept literally (paths, not forms).
+/// A decoded XUI or realm, refused if it holds a control character (see
+/// [`UriError::ControlInIdentity`]).
+fn identity(s: String) -> Result<String, UriError> {
+    if s.chars().any(char::is_control) {
+        return Err(UriError::ControlInIdentity);
+    }
+    Ok(s)
+}
+
 pub fn percent_decode(s: &str) -> Result<String, UriError> {
     if !s.contains('%') {
         return Ok(s.to_string());
@@ -438,6 +457,17 @@ mod tests {
             XcapUri::parse("/xcap-root/x/users/%zz/index", &r),
             Err(UriError::BadPercentEncoding)
         );
+        for target in [
+            "/xcap-root/x/users/sip:alice@example.com%0d%0aX-Injected:%201/index",
+            "/xcap-root@exa%0dmple.com/x/users/alice/index",
+            "/xcap-root/x/users/al%00ice/index",
+        ] {
+            assert_eq!(
+                XcapUri::parse(target, &r),
+                Err(UriError::ControlInIdentity),
+                "{target}"
+            );
+        }
         assert_eq!(
             XcapUri::parse("/xcap-root/x/users/a/index?foo", &r),
             Err(UriError::BadQuery)

@@ -1,9 +1,12 @@
 //! Every seed of the cargo-fuzz target `service` in `xcap/fuzz`, replayed through the same
 //! check (`xcap::fuzz_checks::service`) without libFuzzer, so CI keeps them passing: drop a
 //! crash artifact into `fuzz/seeds/service/` and it becomes a regression test.
-//! Found so far, both fixed, both aborting a release server: an `encoding=` value not in
+//! Found so far, all fixed: two aborting a release server, an `encoding=` value not in
 //! quotes (`encoding_not_quoted`, any PUT) and a backslash before a multi-byte character in
-//! a digest `Authorization` value (`escaped_multibyte`, before authentication).
+//! a digest `Authorization` value (`escaped_multibyte`, before authentication); and a `%0d`
+//! in the XUI's domain that put a CR into the digest realm of the `WWW-Authenticate`
+//! challenge, splitting the response (`realm_with_a_carriage_return`, before
+//! authentication).
 
 use std::path::Path;
 
