@@ -1246,6 +1246,20 @@ fn a_damaged_document_is_absent_until_written_again() {
             !ok && out.contains(reported),
             "{what}: store check said {out}"
         );
+        // `cleanup --unreadable` deletes it (on a copy: the server below must meet it).
+        let copy = fresh_data_dir();
+        let cp = Command::new("cp")
+            .arg("-a")
+            .arg(dir.join("."))
+            .arg(&copy)
+            .status()
+            .unwrap();
+        assert!(cp.success());
+        let (ok, out) = common::herald_store(&copy, &["cleanup", "--unreadable"]);
+        assert!(ok && out.contains("deleted 1 unreadable"), "{what}: {out}");
+        let (ok, out) = common::herald_store(&copy, &["check"]);
+        assert!(ok, "{what}: after cleanup, store check said {out}");
+        let _ = std::fs::remove_dir_all(&copy);
         let (server, addr) = start_xcap(&dir, &trusted);
         let mut h = Http::connect(addr);
         let r = h.request("GET", &rl_path(&carol), &[], b"");

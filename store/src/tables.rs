@@ -174,7 +174,13 @@ fn why_unreadable(table: &str, k: &[u8], v: &[u8]) -> Option<String> {
             why_unreadable_as::<SubscriptionKey, ArchivedSubscriptionRecord>(k, v)
         }
         WatcherKey::TABLE => why_unreadable_as::<WatcherKey, ArchivedWatcherRecord>(k, v),
-        XcapKey::TABLE => why_unreadable_as::<XcapKey, ArchivedXcapRecord>(k, v),
+        XcapKey::TABLE => why_unreadable_as::<XcapKey, ArchivedXcapRecord>(k, v).or_else(|| {
+            // Valid for rkyv, but the tag is not one: readers serve it as absent.
+            let rec = decode::<ArchivedXcapRecord>(XcapKey::TABLE, k, v).ok()?;
+            rec.etag_str()
+                .is_none()
+                .then(|| "malformed ETag".to_string())
+        }),
         _ => why_unreadable_as::<SubscriberKey, ArchivedSubscriberRecord>(k, v),
     }
 }
