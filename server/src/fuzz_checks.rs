@@ -194,15 +194,16 @@ pub fn xcap_stored(data: &[u8]) {
             let stored = if raw {
                 r.long_field().to_vec()
             } else {
-                let text = |f: Vec<u8>| String::from_utf8_lossy(&f).into_owned();
+                // Alice's real HA1 by default, so the digest paths stay reachable.
+                let text = |f: &[u8]| String::from_utf8_lossy(f).into_owned();
                 encode_record(&SubscriberRecord {
                     ha1_md5: match r.field() {
                         [] => xcap::auth::ha1_md5("alice", "example.com", "secret"),
-                        f => text(f.to_vec()),
+                        f => text(f),
                     },
                     ha1_sha256: match r.field() {
                         [] => xcap::auth::ha1_sha256("alice", "example.com", "secret"),
-                        f => text(f.to_vec()),
+                        f => text(f),
                     },
                 })
             };

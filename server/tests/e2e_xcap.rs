@@ -1277,3 +1277,48 @@ fn a_damaged_document_is_absent_until_written_again() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// A CR LF percent-encoded into the XUI's domain (the digest realm) or into the
+/// `xcap-root@realm` realm used to reach the 401's `WWW-Authenticate` header, where it
+/// added a header of the client's choosing. Such a URI is now refused: an untrusted client
+/// is challenged in the default realm (authentication comes before URI errors), a trusted
+/// one gets 400.
+#[test]
+fn a_line_break_in_the_xui_or_realm_gets_400_not_a_split_response() {
+    let dir = fresh_data_dir();
+    let (server, addr) = start_xcap(&dir, &[]);
+    let mut h = Http::connect(addr);
+    let r = h.request(
+        "GET",
+        "/xcap-root/resource-lists/users/sip:alice@example.com/index",
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 401, "a plain XUI is challenged");
+    for target in [
+        "/xcap-root/resource-lists/users/sip:alice@example.com%0d%0aX-Injected:%201/index",
+        "/xcap-root@example.com%0d%0aX-Injected:%201/resource-lists/users/alice/index",
+    ] {
+        let r = h.request("GET", target, &[], b"");
+        assert_eq!(r.status, 401, "{target}");
+        assert!(
+            r.headers.iter().all(|(n, v)| !format!("{n}: {v}")
+                .to_ascii_lowercase()
+                .contains("x-injected")),
+            "{target}: {:?}",
+            r.headers
+        );
+    }
+    drop(server);
+    let (server, addr) = start_xcap(&dir, &["--xcap-trusted-peers", "127.0.0.1/32"]);
+    let mut h = Http::connect(addr);
+    let r = h.request(
+        "GET",
+        "/xcap-root/resource-lists/users/sip:alice@example.com%0d%0aX-Injected:%201/index",
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 400, "trusted peer: {}", r.text());
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
