@@ -547,6 +547,8 @@ fn settle(core: &mut Core, now: Instant, out: &mut Vec<u8>, answers: &mut Vec<(P
                 if let Some(a) = answer(msg) {
                     answers.push((t.dst, a));
                 }
+            } else {
+                response_parses(msg);
             }
         }
         core.check_invariants().unwrap();
@@ -558,6 +560,35 @@ fn settle(core: &mut Core, now: Instant, out: &mut Vec<u8>, answers: &mut Vec<(P
             return;
         }
     }
+}
+
+/// A response the core sent must be one SIP response, whole, with a real status: it is
+/// built from request bytes (Via, From, To, Call-ID, CSeq copied, reason texts naming
+/// headers), so a line break slipping through would split it or forge a header. Bounds
+/// are generous: a response may be somewhat larger than the request it answers.
+fn response_parses(msg: &[u8]) {
+    let limits = Limits {
+        max_message_len: 1 << 20,
+        max_headers: 256,
+        max_header_len: 1 << 20,
+    };
+    let mut slots = [Header::EMPTY; 256];
+    let text = || String::from_utf8_lossy(msg).into_owned();
+    let m = match parse(msg, &mut slots, Framing::Datagram, &limits) {
+        Ok(Status::Complete(m)) => m,
+        other => panic!("core sent an unparseable response ({other:?}): {}", text()),
+    };
+    assert!(
+        m.status().is_some_and(|c| (100..700).contains(&c)),
+        "core sent a message that is no response: {}",
+        text()
+    );
+    assert_eq!(
+        m.len,
+        msg.len(),
+        "core sent more than one message: {}",
+        text()
+    );
 }
 
 /// 200 to most NOTIFYs, 481 to some, silence to others (their Timer F then fires).
