@@ -1,6 +1,8 @@
 //! The check behind the cargo-fuzz target `service` in `xcap/fuzz`, here so that the target
 //! and `tests/fuzz_regressions.rs` (which replays every seed in CI, without libFuzzer) run
 //! the same code. It panics on a bug and returns quietly on input that is merely refused.
+//! Its request loop ([`Session`]) also serves the server's `xcap_stored` target, which
+//! first fills the store with documents and credentials as they may be found on disk.
 
 use crate::auth::{self, Algorithm};
 use crate::http::{decode, reason_phrase, Decoded, Limits};
