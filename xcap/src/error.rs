@@ -88,7 +88,10 @@ impl fmt::Display for XcapError {
 
 impl std::error::Error for XcapError {}
 
-/// XML-escapes text for element content and double-quoted attribute values.
+/// XML-escapes text for element content and double-quoted attribute values. Characters
+/// XML 1.0 forbids even escaped (most C0 controls, surrogates' stand-ins, U+FFFE/U+FFFF)
+/// become U+FFFD: the text comes from requests (a parser's error phrase quotes the body,
+/// a document name is percent-decoded) and the report must stay a document clients parse.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -97,7 +100,9 @@ pub fn escape(s: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
-            _ => out.push(c),
+            '\t' | '\n' | '\r' | '\u{20}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' => out.push(c),
+            c if c >= '\u{10000}' => out.push(c),
+            _ => out.push('\u{fffd}'),
         }
     }
     out
@@ -176,5 +181,9 @@ mod tests {
         assert!(Conflict::SchemaValidation("x <y>".into())
             .to_xml()
             .contains("phrase=\"x &lt;y&gt;\""));
+        // A control character quoted from a request body cannot enter the report.
+        assert!(Conflict::NotWellFormed("tag `a\u{1}b\u{fffe}` c\td".into())
+            .to_xml()
+            .contains("phrase=\"tag `a\u{fffd}b\u{fffd}` c\td\""));
     }
 }

@@ -128,6 +128,7 @@ impl Session {
             }
             let status = out.response.status;
             assert!(reason_phrase(status) != "Unknown", "status {status}");
+            generated_xml_is_well_formed(&out.response, &req);
             for (name, value) in &out.response.headers {
                 assert!(
                     !name.is_empty() && !value.bytes().any(|b| b == b'\r' || b == b'\n'),
@@ -157,6 +158,38 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+/// Bodies herald writes itself from request and store text (conflict reports, the
+/// xcap-directory listing) must be well-formed XML: only XML 1.0 characters, and a
+/// document the crate's own indexer accepts. Stored documents are served as stored, so
+/// other types are not checked.
+fn generated_xml_is_well_formed(resp: &crate::Response, req: &Request<'_>) {
+    let generated = matches!(
+        resp.header("Content-Type"),
+        Some("application/xcap-error+xml" | "application/vnd.oma.xcap-directory+xml")
+    );
+    if !generated || req.method == "HEAD" {
+        return;
+    }
+    let text = std::str::from_utf8(&resp.body)
+        .unwrap_or_else(|e| panic!("{} {}: body is not UTF-8: {e}", req.method, req.target));
+    let xml_char = |c: char| {
+        matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}')
+            || c >= '\u{10000}'
+    };
+    assert!(
+        text.chars().all(xml_char),
+        "{} {}: body holds a character XML forbids: {text:?}",
+        req.method,
+        req.target
+    );
+    if let Err(e) = crate::xml::XmlIndex::document(text.as_bytes(), &Default::default()) {
+        panic!(
+            "{} {}: body is not well-formed ({e:?}): {text}",
+            req.method, req.target
+        );
     }
 }
 

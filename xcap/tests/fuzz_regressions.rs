@@ -6,7 +6,9 @@
 //! a digest `Authorization` value (`escaped_multibyte`, before authentication); and a `%0d`
 //! in the XUI's domain that put a CR into the digest realm of the `WWW-Authenticate`
 //! challenge, splitting the response (`realm_with_a_carriage_return`, before
-//! authentication).
+//! authentication); a control character quoted from a PUT body into the phrase of a 409's
+//! `not-well-formed` report, which made the report itself not XML
+//! (`control_character_in_a_conflict_phrase`).
 
 use std::path::Path;
 
