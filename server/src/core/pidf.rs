@@ -111,6 +111,15 @@ fn check_ref_name(name: &[u8]) -> Result<(), PidfError> {
 
 /// Checks `body` is a well-formed PIDF document and indexes it for aggregation.
 pub fn validate(body: &[u8]) -> Result<PidfIndex, PidfError> {
+    // XML 1.0 forbids C0 controls other than TAB, LF and CR anywhere, even as text, in any
+    // ASCII-based encoding; quick-xml does not check characters. Such a body would reach
+    // every watcher in its NOTIFY, and strict parsers (libxml2) refuse the whole document.
+    if body
+        .iter()
+        .any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+    {
+        return Err(PidfError::NotWellFormed);
+    }
     // quick-xml skips a UTF-8 byte order mark without counting it in `buffer_position`,
     // which would put every child's range 3 bytes early: skip it here and count it.
     let base = if body.starts_with(UTF8_BOM) {
@@ -734,6 +743,22 @@ mod tests {
         let mut two = UTF8_BOM.to_vec();
         two.extend_from_slice(&with_bom);
         assert_eq!(validate(&two), Err(PidfError::NotWellFormed));
+    }
+
+    /// A control character XML forbids, anywhere in the body, is not well-formed; TAB, LF
+    /// and CR are fine.
+    #[test]
+    fn forbidden_control_characters_are_refused() {
+        let text = std::str::from_utf8(A).unwrap();
+        assert!(validate(text.replace("open", "op\ten\r\n").as_bytes()).is_ok());
+        for c in ['\u{0}', '\u{1}', '\u{b}', '\u{1f}'] {
+            let bad = text.replacen("open", &format!("op{c}en"), 1);
+            assert_eq!(
+                validate(bad.as_bytes()),
+                Err(PidfError::NotWellFormed),
+                "{c:?}"
+            );
+        }
     }
 
     #[test]

@@ -194,6 +194,19 @@ fn build<'a>(text: &'a [u8], limits: &XmlLimits, fragment: bool) -> Result<XmlIn
     if std::str::from_utf8(text).is_err() {
         return Err(XmlError::NotUtf8);
     }
+    // XML 1.0 `Char`: no C0 control but TAB, LF and CR, no U+FFFE / U+FFFF (surrogates
+    // cannot occur in valid UTF-8). The tokenizer does not check characters, and a stored
+    // document holding one would be served to clients whose parsers refuse it whole.
+    if let Some(at) = text
+        .iter()
+        .position(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+        .or_else(|| memchr::memmem::find(text, "\u{fffe}".as_bytes()))
+        .or_else(|| memchr::memmem::find(text, "\u{ffff}".as_bytes()))
+    {
+        return Err(XmlError::NotWellFormed(format!(
+            "a character XML does not allow at byte {at}"
+        )));
+    }
     // Refuse DTDs before the tokenizer: no internal subset, no entity definitions at all.
     if memchr::memmem::find(text, b"<!DOCTYPE").is_some()
         || memchr::memmem::find(text, b"<!ENTITY").is_some()
@@ -642,6 +655,11 @@ mod tests {
             XmlError::NotWellFormed(_)
         ));
         assert!(matches!(bad("text<x/>"), XmlError::NotWellFormed(_)));
+        // Characters XML 1.0 forbids, in text or in an attribute value.
+        assert!(matches!(bad("<x>a\u{1}b</x>"), XmlError::NotWellFormed(_)));
+        assert!(matches!(bad("<x a='\u{1f}'/>"), XmlError::NotWellFormed(_)));
+        assert!(matches!(bad("<x>\u{fffe}</x>"), XmlError::NotWellFormed(_)));
+        assert!(XmlIndex::document("<x a='\t'>\r\n\t\u{10000}</x>".as_bytes(), &l).is_ok());
         assert_eq!(
             bad("<?xml version='1.0' encoding='ISO-8859-1'?><x/>"),
             XmlError::NotUtf8
