@@ -89,9 +89,9 @@ impl fmt::Display for XcapError {
 impl std::error::Error for XcapError {}
 
 /// XML-escapes text for element content and double-quoted attribute values. Characters
-/// XML 1.0 forbids even escaped (most C0 controls, surrogates' stand-ins, U+FFFE/U+FFFF)
-/// become U+FFFD: the text comes from requests (a parser's error phrase quotes the body,
-/// a document name is percent-decoded) and the report must stay a document clients parse.
+/// XML 1.0 forbids even escaped (C0 controls but TAB, LF, CR; U+FFFE; U+FFFF) become
+/// U+FFFD: the text comes from requests (a parser's error phrase quotes the body, a
+/// document name is percent-decoded) and the report must stay a document clients parse.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
