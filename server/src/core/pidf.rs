@@ -109,15 +109,30 @@ fn check_ref_name(name: &[u8]) -> Result<(), PidfError> {
     }
 }
 
+/// Whether `body` holds a C0 control other than TAB, LF and CR. Eight bytes at a time:
+/// `(x - 0x20…) & !x & 0x80…` is non-zero iff some byte of `x` is below 0x20 (the
+/// bit-twiddling `hasless`), and only such words (lines end in one) are looked at bytewise.
+/// A plain byte loop cost ~6 instructions per byte, 18% of validating a 1 KB body.
+fn has_forbidden_control(body: &[u8]) -> bool {
+    const BELOW: u64 = 0x2020_2020_2020_2020;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let forbidden = |b: &u8| *b < 0x20 && !matches!(*b, b'\t' | b'\n' | b'\r');
+    let mut words = body.chunks_exact(8);
+    for w in words.by_ref() {
+        let x = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+        if x.wrapping_sub(BELOW) & !x & HIGH != 0 && w.iter().any(forbidden) {
+            return true;
+        }
+    }
+    words.remainder().iter().any(forbidden)
+}
+
 /// Checks `body` is a well-formed PIDF document and indexes it for aggregation.
 pub fn validate(body: &[u8]) -> Result<PidfIndex, PidfError> {
     // XML 1.0 forbids C0 controls other than TAB, LF and CR anywhere, even as text, in any
     // ASCII-based encoding; quick-xml does not check characters. Such a body would reach
     // every watcher in its NOTIFY, and strict parsers (libxml2) refuse the whole document.
-    if body
-        .iter()
-        .any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
-    {
+    if has_forbidden_control(body) {
         return Err(PidfError::NotWellFormed);
     }
     // quick-xml skips a UTF-8 byte order mark without counting it in `buffer_position`,
@@ -745,6 +760,15 @@ mod tests {
         assert_eq!(validate(&two), Err(PidfError::NotWellFormed));
     }
 
+    proptest! {
+        /// The word-at-a-time scan answers as a byte loop does, on bytes dense in controls.
+        #[test]
+        fn control_scan_matches_the_byte_loop(b in proptest::collection::vec(prop_oneof![0u8..0x22, any::<u8>()], 0..80)) {
+            let naive = b.iter().any(|&c| c < 0x20 && !matches!(c, b'\t' | b'\n' | b'\r'));
+            prop_assert_eq!(has_forbidden_control(&b), naive);
+        }
+    }
+
     /// A control character XML forbids, anywhere in the body, is not well-formed; TAB, LF
     /// and CR are fine.
     #[test]
@@ -753,6 +777,14 @@ mod tests {
         assert!(validate(text.replace("open", "op\ten\r\n").as_bytes()).is_ok());
         for c in ['\u{0}', '\u{1}', '\u{b}', '\u{1f}'] {
             let bad = text.replacen("open", &format!("op{c}en"), 1);
+            // Every position in a word, and the tail after the last whole word.
+            for at in 0..17 {
+                let mut short = vec![b' '; at];
+                short.push(c as u8);
+                assert!(has_forbidden_control(&short), "{c:?} at {at}");
+                short[at] = b'\n';
+                assert!(!has_forbidden_control(&short), "LF at {at}");
+            }
             assert_eq!(
                 validate(bad.as_bytes()),
                 Err(PidfError::NotWellFormed),
