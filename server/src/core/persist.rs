@@ -501,7 +501,7 @@ impl Core {
             return Err(RestoreError::Full);
         }
         let (slot, _, pkg) = self.restore_presentity(&rec.presentity, &rec.event)?;
-        let index = match self.packages[pkg as usize].validate(&rec.body) {
+        let index = match self.packages[pkg as usize].index_stored(&rec.body) {
             Ok(i) => i,
             Err(BodyError::Pidf(_)) => {
                 self.pres.gc(slot);

@@ -135,6 +135,13 @@ pub fn validate(body: &[u8]) -> Result<PidfIndex, PidfError> {
     if has_forbidden_control(body) {
         return Err(PidfError::NotWellFormed);
     }
+    index(body)
+}
+
+/// [`validate`] without the character rule, for stored bodies: a publication that a
+/// version before the rule acknowledged is restored as it was acknowledged, not dropped
+/// at the first start of this one. New bodies always go through [`validate`].
+pub fn index(body: &[u8]) -> Result<PidfIndex, PidfError> {
     // quick-xml skips a UTF-8 byte order mark without counting it in `buffer_position`,
     // which would put every child's range 3 bytes early: skip it here and count it.
     let base = if body.starts_with(UTF8_BOM) {

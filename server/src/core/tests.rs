@@ -622,6 +622,36 @@ fn durability_gate_holds_2xx_until_persisted_and_restore_resumes() {
     assert_eq!(body(&notify.1), PIDF_A);
 }
 
+/// A PUBLISH body with a character XML forbids gets 400; a stored one (acknowledged by a
+/// version before that rule) is still restored, and its watchers are notified of it.
+#[test]
+fn forbidden_characters_are_refused_in_new_bodies_and_kept_in_stored_ones() {
+    let cfg = Config {
+        persist: true,
+        ..Config::default()
+    };
+    let mut h = H::new(cfg.clone());
+    let bad = PIDF_A.replace("<note>A", "<note>A\u{1}");
+    let p = h.publish("", &bad, 1);
+    h.send(udp(5080), &p);
+    assert_eq!(code(&h.drain()[0].1), 400);
+    let p = h.publish("", PIDF_A, 2);
+    h.send(udp(5080), &p);
+    assert_eq!(code(&h.drain()[0].1), 200);
+    let mut stored = None;
+    while let Some(op) = h.core.poll_persist() {
+        if let PersistOp::PutPublication { rec, .. } = op {
+            stored = Some(rec);
+        }
+    }
+    let mut rec = stored.expect("the publication was stored");
+    rec.body = bad.as_bytes().into();
+    let mut h2 = H::new(cfg);
+    h2.core.restore_publication(h2.now, rec).unwrap();
+    let (_, notify) = sub_ok(&mut h2, "Event: presence\r\n");
+    assert!(notify.contains("<note>A\u{1}</note>"), "{notify}");
+}
+
 #[test]
 fn routing_finds_the_owner_without_lookup() {
     let limits = sip_parser::Limits::default();

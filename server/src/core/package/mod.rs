@@ -45,6 +45,11 @@ pub trait EventPackage {
     }
     /// Checks a published body and indexes it for [`EventPackage::aggregate`].
     fn validate(&self, body: &[u8]) -> Result<BodyIndex, BodyError>;
+    /// Indexes a stored body at restore: what [`EventPackage::validate`] checks of the
+    /// structure, but not rules added after a body may have been acknowledged.
+    fn index_stored(&self, body: &[u8]) -> Result<BodyIndex, BodyError> {
+        self.validate(body)
+    }
     /// Merges live publications, newest first, into one NOTIFY body (`out` cleared first).
     fn aggregate(&self, docs: &[(&[u8], &BodyIndex)], out: &mut Vec<u8>);
     /// Body for a presentity with no publication (`--notify-offline-body`); false = none.

@@ -19,6 +19,9 @@ impl EventPackage for Presence {
     fn validate(&self, body: &[u8]) -> Result<BodyIndex, BodyError> {
         pidf::validate(body).map_err(BodyError::Pidf)
     }
+    fn index_stored(&self, body: &[u8]) -> Result<BodyIndex, BodyError> {
+        pidf::index(body).map_err(BodyError::Pidf)
+    }
     fn aggregate(&self, docs: &[(&[u8], &BodyIndex)], out: &mut Vec<u8>) {
         pidf::aggregate(docs, out)
     }
