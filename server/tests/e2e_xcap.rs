@@ -1204,7 +1204,11 @@ fn a_damaged_document_is_absent_until_written_again() {
         updated_at: store::UnixMillis(1),
     });
     let cases: [(&str, &[u8], &str); 2] = [
-        ("fails validation", b"damaged", "xcap"),
+        (
+            "fails validation",
+            b"damaged",
+            "corrupt record in table `xcap`",
+        ),
         ("malformed ETag", &malformed_tag, "malformed ETag"),
     ];
     for (what, stored, reported) in cases {
