@@ -35,6 +35,7 @@ pub enum PidfError {
     TooDeep,
     TooManyElements,
     TrailingContent,
+    NotUtf8,
 }
 
 impl fmt::Display for PidfError {
@@ -49,6 +50,7 @@ impl fmt::Display for PidfError {
             PidfError::TooDeep => "XML nested too deeply",
             PidfError::TooManyElements => "too many XML elements",
             PidfError::TrailingContent => "content after the root element",
+            PidfError::NotUtf8 => "body is not UTF-8",
         })
     }
 }
@@ -134,6 +136,12 @@ pub fn validate(body: &[u8]) -> Result<PidfIndex, PidfError> {
     // every watcher in its NOTIFY, and strict parsers (libxml2) refuse the whole document.
     if has_forbidden_control(body) {
         return Err(PidfError::NotWellFormed);
+    }
+    // Every NOTIFY body herald builds declares `encoding="UTF-8"` (RFC 3863 documents are
+    // UTF-8), and aggregation copies the publisher's bytes into it: a Latin-1 or broken
+    // sequence would make every watcher's document unreadable, so it is refused here.
+    if std::str::from_utf8(body).is_err() {
+        return Err(PidfError::NotUtf8);
     }
     index(body)
 }
@@ -797,6 +805,24 @@ mod tests {
                 Err(PidfError::NotWellFormed),
                 "{c:?}"
             );
+        }
+    }
+
+    /// Bytes that are not UTF-8 (a Latin-1 `é`, a cut sequence, an encoded surrogate) are
+    /// refused with their own reason; multi-byte UTF-8 text is fine.
+    #[test]
+    fn bodies_that_are_not_utf8_are_refused() {
+        let text = std::str::from_utf8(A).unwrap();
+        assert!(validate(text.replace("open", "opén 日本").as_bytes()).is_ok());
+        for bad in [&b"op\xe9n"[..], b"op\xe6\x97n", b"\xed\xa0\x80", b"\xff"] {
+            let mut body = Vec::new();
+            let at = text.find("open").unwrap();
+            body.extend_from_slice(&A[..at]);
+            body.extend_from_slice(bad);
+            body.extend_from_slice(&A[at + 4..]);
+            assert_eq!(validate(&body), Err(PidfError::NotUtf8), "{bad:?}");
+            // Stored bodies are indexed as they were acknowledged.
+            assert!(index(&body).is_ok(), "{bad:?}");
         }
     }
 

@@ -652,6 +652,24 @@ fn forbidden_characters_are_refused_in_new_bodies_and_kept_in_stored_ones() {
     assert!(notify.contains("<note>A\u{1}</note>"), "{notify}");
 }
 
+/// A PUBLISH body that is not UTF-8 gets 400 naming why, and leaves the presentity's
+/// state as it was.
+#[test]
+fn a_body_that_is_not_utf8_gets_400() {
+    let mut h = H::new(Config::default());
+    let p = h.publish("", &PIDF_A.replace("<note>A", "<note>A\u{e9}"), 1);
+    // The same length in Latin-1: é is C3 A9 in UTF-8, E9 alone in Latin-1.
+    let mut raw = p.into_bytes();
+    let at = raw.windows(2).position(|w| w == [0xc3, 0xa9]).unwrap();
+    raw.splice(at..at + 2, [0xe9, b' ']);
+    h.core.handle_message(h.now, udp(5080), &raw);
+    let out = h.drain();
+    assert_eq!(code(&out[0].1), 400, "{}", out[0].1);
+    assert!(out[0].1.contains("not UTF-8"), "{}", out[0].1);
+    let (_, notify) = sub_ok(&mut h, "Event: presence\r\n");
+    assert!(!notify.contains("<note>"), "{notify}");
+}
+
 #[test]
 fn routing_finds_the_owner_without_lookup() {
     let limits = sip_parser::Limits::default();
