@@ -8,10 +8,12 @@
 //!
 //! The same order lets all responses share one byte arena: each is appended where the
 //! previous one ended and dies with its transaction, so the arena's dead bytes are always
-//! a prefix. A response costs no allocation of its own and sits next to its neighbours.
-//! Once half the arena is dead it is set aside whole as the old generation, freed when its
-//! last transaction retires, and a fresh arena takes new responses: dropping the dead
-//! prefix never moves the live part (a 46 MB move at the default cap stalled the shard).
+//! a prefix. The arena is a queue of fixed-capacity chunks: a chunk goes back to a small
+//! spare pool once no live response is in it and is taken again for new ones. A response
+//! costs no allocation of its own, and neither does a growing arena: a single `Vec`
+//! arena had to double (copying every live response, then faulting in fresh zeroed
+//! pages) and be rotated to let its dead prefix go, which cost 8% of a SUBSCRIBE in the
+//! core bench (`perf record`), and a 46 MB move at the default cap once stalled a shard.
 
 use super::IdMap;
 use crate::core::{Instant, Peer};
@@ -23,8 +25,9 @@ pub struct ServerTx {
     /// Keyed hash of branch + sent-by + method (RFC 3261 §17.2.3).
     pub key: u64,
     pub peer: Peer,
-    /// Where the final response (replayed verbatim) starts in the arena's byte stream.
-    start: u64,
+    /// The arena chunk holding the final response (replayed verbatim), and where in it.
+    chunk: u64,
+    at: u32,
     len: u32,
     pub expires: Instant,
     /// The response left through `poll_transmit` at least once (before that a
@@ -47,15 +50,12 @@ pub struct ServerTxs {
     first: TxSeq,
     index: IdMap<TxSeq>,
     cap: usize,
-    /// The responses of the transactions in `ring`, in ring order, after `head` dead bytes.
-    bytes: Vec<u8>,
-    head: usize,
-    /// Stream offset of `bytes[0]` (`ServerTx::start` is a stream offset).
-    base: u64,
-    /// The previous arena while some of its responses live: stream offsets
-    /// `old_base..base`. Empty otherwise.
-    old: Vec<u8>,
-    old_base: u64,
+    /// The responses of the transactions in `ring`, in ring order: chunk `first_chunk`
+    /// onwards. Only the front chunk holds dead bytes (before the oldest live response).
+    chunks: VecDeque<Vec<u8>>,
+    first_chunk: u64,
+    /// Emptied chunks kept for reuse (at most [`SPARE_CHUNKS`]).
+    spare: Vec<Vec<u8>>,
     /// Responses rewritten after the fact into something longer than the original (a
     /// held 2xx that became a 500, `replace_response`): rare, so kept aside.
     replaced: IdMap<Vec<u8>>,
@@ -64,11 +64,15 @@ pub struct ServerTxs {
 
 /// Transactions the ring keeps room for however idle the shard is.
 const MIN_KEPT_CAPACITY: usize = 1024;
-/// Arena bytes kept however idle the shard is (about a hundred responses).
-const MIN_KEPT_BYTES: usize = 64 * 1024;
-/// The arena is set aside as the old generation once this many of its bytes, and at least
-/// half of them, are dead (and no older generation still lives).
-const ROTATE_AT: usize = 64 * 1024;
+/// Capacity of one arena chunk (about 150 typical responses).
+const CHUNK_BYTES: usize = 64 * 1024;
+/// A new chunk is started when the current one has less room than this, so that a response
+/// (a few hundred bytes; the largest echo the request's headers) rarely outgrows its
+/// chunk. One that does is still written whole: its chunk grows, once.
+const CHUNK_HEADROOM: usize = 4 * 1024;
+/// Emptied chunks kept for reuse, however idle the shard is (256 KiB): the steady churn of
+/// chunks (one freed for one taken) then never reaches the allocator.
+const SPARE_CHUNKS: usize = 4;
 
 impl ServerTxs {
     pub fn new(cap: usize) -> ServerTxs {
@@ -77,11 +81,9 @@ impl ServerTxs {
             first: 0,
             index: IdMap::default(),
             cap: cap.max(1),
-            bytes: Vec::new(),
-            head: 0,
-            base: 0,
-            old: Vec::new(),
-            old_base: 0,
+            chunks: VecDeque::new(),
+            first_chunk: 0,
+            spare: Vec::new(),
             replaced: IdMap::default(),
             evicted: 0,
         }
@@ -118,34 +120,30 @@ impl ServerTxs {
                 return Some(r);
             }
         }
-        let (in_old, at) = self.locate(tx.start);
-        let arena = if in_old { &self.old } else { &self.bytes };
-        arena.get(at..at + tx.len as usize)
+        self.bytes_of(tx).get(..tx.len as usize)
     }
 
-    /// Whether stream offset `start` lies in the old generation, and its index there (or
-    /// in the current arena).
-    fn locate(&self, start: u64) -> (bool, usize) {
-        if start >= self.base {
-            (false, (start - self.base) as usize)
-        } else {
-            (true, (start - self.old_base) as usize)
-        }
+    /// The arena bytes from `tx`'s response onwards, to the end of its chunk.
+    fn bytes_of(&self, tx: &ServerTx) -> &[u8] {
+        let chunk = tx
+            .chunk
+            .checked_sub(self.first_chunk)
+            .and_then(|i| self.chunks.get(i as usize));
+        debug_assert!(chunk.is_some(), "a live response's chunk is live");
+        chunk
+            .and_then(|c| c.get(tx.at as usize..))
+            .unwrap_or_default()
     }
 
-    /// Sets the current arena aside as the old generation (dropped at once if nothing in
-    /// it lives) and starts a fresh one of `capacity`: how dead bytes are let go without
-    /// moving live ones. Only while no older generation lives.
-    fn rotate(&mut self, capacity: usize) {
-        debug_assert!(self.old.is_empty(), "one old generation at a time");
-        let arena = std::mem::replace(&mut self.bytes, Vec::with_capacity(capacity));
-        let (start, len) = (self.base, arena.len());
-        if len > self.head {
-            self.old = arena;
-            self.old_base = start;
+    /// Lets go of the front chunk: into the spare pool, or back to the allocator.
+    fn release_front_chunk(&mut self) {
+        if let Some(mut c) = self.chunks.pop_front() {
+            self.first_chunk += 1;
+            if self.spare.len() < SPARE_CHUNKS && c.capacity() <= 2 * CHUNK_BYTES {
+                c.clear();
+                self.spare.push(c);
+            }
         }
-        self.base = start + len as u64;
-        self.head = 0;
     }
 
     /// Replaces the response of `seq` by what `rewrite` makes of it.
@@ -157,16 +155,16 @@ impl ServerTxs {
         let Some(tx) = self.get(seq) else { return };
         if new.len() <= tx.len as usize {
             // In place: the arena order is unchanged, only the tail of the slot goes unused.
-            let (in_old, at) = self.locate(tx.start);
+            let (chunk, at) = (tx.chunk, tx.at as usize);
             if let Some(tx) = self.get_mut(seq) {
                 tx.len = new.len() as u32;
             }
-            let arena = if in_old {
-                &mut self.old
-            } else {
-                &mut self.bytes
-            };
-            arena[at..at + new.len()].copy_from_slice(&new);
+            let c = chunk
+                .checked_sub(self.first_chunk)
+                .and_then(|i| self.chunks.get_mut(i as usize));
+            if let Some(slot) = c.and_then(|c| c.get_mut(at..at + new.len())) {
+                slot.copy_from_slice(&new);
+            }
             self.replaced.remove(&seq);
         } else {
             self.replaced.insert(seq, new);
@@ -182,24 +180,10 @@ impl ServerTxs {
                 self.replaced.remove(&self.first);
             }
             self.first += 1;
-            if self.ring.is_empty() {
-                self.old = Vec::new();
-                self.base += self.bytes.len() as u64;
-                self.bytes.clear();
-                self.head = 0;
-                return;
-            }
-            if tx.start < self.base {
-                // From the old generation: free it once the next live response is newer.
-                if self.ring.front().is_some_and(|f| f.start >= self.base) {
-                    self.old = Vec::new();
-                }
-                return;
-            }
-            // Arena order is ring order: everything up to this response's end is dead.
-            self.head = (tx.start + u64::from(tx.len) - self.base) as usize;
-            if self.old.is_empty() && self.head >= ROTATE_AT && self.head * 2 >= self.bytes.len() {
-                self.rotate(self.bytes.len() - self.head);
+            // Arena order is ring order: the chunks before the next live response's are dead.
+            let keep_from = self.ring.front().map_or(u64::MAX, |f| f.chunk);
+            while self.first_chunk < keep_from && !self.chunks.is_empty() {
+                self.release_front_chunk();
             }
         }
     }
@@ -226,22 +210,15 @@ impl ServerTxs {
         }
     }
 
-    /// A burst leaves the ring, its index and the arena at peak capacity (64·T1 of
-    /// requests), held for as long as the shard runs: give most of it back once under a
-    /// quarter is used. Shrinking to twice the live count keeps it amortised O(1).
+    /// A burst leaves the ring and its index at peak capacity (64·T1 of requests), held for
+    /// as long as the shard runs: give most of it back once under a quarter is used (the
+    /// arena's chunks go as their responses die). Shrinking to twice the live count keeps it amortised O(1).
     fn shrink_if_idle(&mut self) {
         let cap = self.ring.capacity();
         if cap > MIN_KEPT_CAPACITY && self.ring.len() < cap / 4 {
             let keep = (self.ring.len() * 2).max(MIN_KEPT_CAPACITY);
             self.ring.shrink_to(keep);
             self.index.shrink_to(keep);
-        }
-        let live = self.bytes.len() - self.head;
-        if self.old.is_empty()
-            && self.bytes.capacity() > MIN_KEPT_BYTES
-            && live < self.bytes.capacity() / 4
-        {
-            self.rotate((live * 2).max(MIN_KEPT_BYTES));
         }
     }
 
@@ -266,9 +243,24 @@ impl ServerTxs {
             }
         }
         let seq = self.first + self.ring.len() as u64;
-        let at = self.bytes.len();
-        write(&mut self.bytes);
-        let len = self.bytes.len() - at;
+        if self
+            .chunks
+            .back()
+            .is_none_or(|c| c.capacity() - c.len() < CHUNK_HEADROOM)
+        {
+            let fresh = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(CHUNK_BYTES));
+            self.chunks.push_back(fresh);
+        }
+        let chunk = self.first_chunk + self.chunks.len() as u64 - 1;
+        let Some(bytes) = self.chunks.back_mut() else {
+            unreachable!("a chunk was just made current");
+        };
+        let at = bytes.len();
+        write(bytes);
+        let len = bytes.len() - at;
         debug_assert!(
             len <= u32::MAX as usize,
             "a response is bounded by the message limit"
@@ -276,7 +268,8 @@ impl ServerTxs {
         self.ring.push_back(ServerTx {
             key,
             peer,
-            start: self.base + at as u64,
+            chunk,
+            at: at as u32,
             len: len as u32,
             expires: now.add_millis(timer_j_ms),
             sent: false,
@@ -398,15 +391,14 @@ mod tests {
         let body = |k: u64| format!("response {k} {}", "x".repeat((k % 700) as usize)).into_bytes();
         let mut t = ServerTxs::new(5_000);
         let mut live = std::collections::VecDeque::new();
-        let mut rotations = 0;
+        let mut chunks_used = 0;
         for k in 0..60_000u64 {
-            let had_old = !t.old.is_empty();
             let now = Instant(k);
             let s = t
                 .insert(now, k, peer(), 2_000, |w| w.extend_from_slice(&body(k)))
                 .unwrap();
             t.get_mut(s).unwrap().sent = true;
-            rotations += usize::from(!had_old && !t.old.is_empty());
+            chunks_used = chunks_used.max(t.first_chunk + t.chunks.len() as u64);
             live.push_back((s, k));
             if k % 97 == 0 {
                 // A rewrite that fits in place, and one that does not.
@@ -438,12 +430,52 @@ mod tests {
                 }
             }
         }
+        // 2,000 live responses of ~370 bytes on average: 12 chunks, and one partly dead.
         assert!(
-            t.bytes.len() - t.head < 2_100 * 720,
-            "dead bytes are dropped"
+            t.chunks.len() * CHUNK_BYTES < 2_100 * 720 + 2 * CHUNK_BYTES,
+            "dead chunks are let go: {} live",
+            t.chunks.len()
         );
-        assert!(rotations > 10, "generations were set aside: {rotations}");
+        assert!(
+            chunks_used > 100,
+            "chunks were taken and let go: {chunks_used}"
+        );
+        assert!(
+            t.chunks.iter().all(|c| c.capacity() == CHUNK_BYTES),
+            "no chunk grew"
+        );
         t.expire(Instant(1 << 40));
-        assert!(t.is_empty() && t.bytes.is_empty() && t.old.is_empty() && t.replaced.is_empty());
+        assert!(t.is_empty() && t.chunks.is_empty() && t.replaced.is_empty());
+        assert_eq!(
+            t.spare.len(),
+            SPARE_CHUNKS,
+            "a few chunks are kept for reuse"
+        );
+    }
+
+    /// A response larger than a chunk's headroom is written whole (its chunk grows), and
+    /// a grown chunk is not kept as a spare.
+    #[test]
+    fn a_response_larger_than_a_chunk_is_whole() {
+        let mut t = ServerTxs::new(100);
+        let big = vec![b'b'; 3 * CHUNK_BYTES];
+        let small = t
+            .insert(Instant(0), 1, peer(), 10, |w| w.extend_from_slice(b"small"))
+            .unwrap();
+        let large = t
+            .insert(Instant(0), 2, peer(), 10, |w| w.extend_from_slice(&big))
+            .unwrap();
+        let after = t
+            .insert(Instant(0), 3, peer(), 10, |w| w.extend_from_slice(b"after"))
+            .unwrap();
+        assert_eq!(t.response(small).unwrap(), b"small");
+        assert_eq!(t.response(large).unwrap(), &big[..]);
+        assert_eq!(t.response(after).unwrap(), b"after");
+        for s in [small, large, after] {
+            t.get_mut(s).unwrap().sent = true;
+        }
+        t.expire(Instant(10));
+        assert!(t.is_empty());
+        assert!(t.spare.iter().all(|c| c.capacity() <= 2 * CHUNK_BYTES));
     }
 }
