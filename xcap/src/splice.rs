@@ -31,6 +31,12 @@ fn index_doc<'a>(doc: &'a [u8], limits: &XmlLimits) -> Result<XmlIndex<'a>, Xcap
     XmlIndex::document(doc, limits).map_err(|e| XcapError::Conflict(xml_conflict(e)))
 }
 
+/// The stored document indexed for a read ([`XmlIndex::stored`]): what could be served
+/// whole can be served by selector.
+fn index_for_read<'a>(doc: &'a [u8], limits: &XmlLimits) -> Result<XmlIndex<'a>, XcapError> {
+    XmlIndex::stored(doc, limits).map_err(|e| XcapError::Conflict(xml_conflict(e)))
+}
+
 fn one(found: Vec<usize>) -> Result<usize, XcapError> {
     match found.as_slice() {
         [e] => Ok(*e),
@@ -68,7 +74,7 @@ pub fn get_element<'a>(
     steps: &[Step],
     ctx: &NsContext<'_>,
 ) -> Result<&'a [u8], XcapError> {
-    let ix = index_doc(doc, limits)?;
+    let ix = index_for_read(doc, limits)?;
     let e = one(select(&ix, steps, ctx))?;
     Ok(ix.element_bytes(e))
 }
@@ -262,7 +268,7 @@ pub fn get_attribute<'a>(
     attr: &QName,
     ctx: &NsContext<'_>,
 ) -> Result<&'a [u8], XcapError> {
-    let ix = index_doc(doc, limits)?;
+    let ix = index_for_read(doc, limits)?;
     let e = one(select(&ix, steps, ctx))?;
     let ns = attr_ns(&ix, attr, ctx).map_err(|_| XcapError::NotFound)?;
     let a = ix
@@ -528,6 +534,35 @@ mod tests {
         assert!(String::from_utf8(e.new_doc)
             .unwrap()
             .contains("<el2 att=\"first\"><child/></el2>"));
+    }
+
+    /// A stored document holding a character XML forbids (stored before that rule) is read
+    /// by selector as it is read whole; editing it is a conflict naming the character, and
+    /// no edit adds one.
+    #[test]
+    fn stored_forbidden_characters_are_readable_not_editable() {
+        let l = XmlLimits::default();
+        let old = START.replace("att=\"first\"/>\n<el1", "att=\"fi\u{1}rst\"/>\n<el1");
+        let st = steps("root/el1[1]");
+        assert_eq!(
+            get_element(old.as_bytes(), &l, &st, &ctx()).unwrap(),
+            "<el1 att=\"fi\u{1}rst\"/>".as_bytes()
+        );
+        let att = QName {
+            prefix: None,
+            local: "att".into(),
+        };
+        assert_eq!(
+            get_attribute(old.as_bytes(), &l, &st, &att, &ctx()).unwrap(),
+            "fi\u{1}rst".as_bytes()
+        );
+        let edit = put(&old, "root/el2", "<el2/>");
+        assert!(
+            matches!(&edit, Err(XcapError::Conflict(Conflict::NotWellFormed(m))) if m.contains("character")),
+            "{edit:?}"
+        );
+        assert!(put(START, "root/el2", "<el2 a=\"\u{1}\"/>").is_err());
+        assert!(put_attribute(START.as_bytes(), &l, &st, &att, &ctx(), b"a\x01", "u").is_err());
     }
 
     #[test]

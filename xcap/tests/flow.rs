@@ -755,3 +755,53 @@ fn test_app_any_namespace_and_hostile_xml() {
         "<!DOCTYPE lolz [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;\">]><lolz>&lol2;</lolz>";
     conflict(&env.req("PUT", path, &[], billion), "not-well-formed");
 }
+
+/// A document an older version stored with a character XML forbids (a C0 control in a
+/// display name) is read by selector as it is read whole; an edit of it is a conflict that
+/// names the character, and rewriting it whole without the character works.
+#[test]
+fn a_stored_document_with_a_forbidden_character_is_read_by_selector() {
+    use xcap::store::{DocKey, DocumentStore, Expect, StoredDoc};
+    use xcap::uri::Scope;
+    let mut env = Env::new();
+    assert_eq!(env.status("PUT", RL, &[], RL_DOC), 201);
+    let key = DocKey {
+        auid: "resource-lists".into(),
+        scope: Scope::User(UserId {
+            user: "alice".into(),
+            domain: "example.com".into(),
+        }),
+        path: "index".into(),
+    };
+    let stored = env.store.get(&key).unwrap().unwrap();
+    let old = RL_DOC.replace("<display-name>Bob", "<display-name>Bob\u{1}");
+    env.store
+        .put(
+            &key,
+            &Expect::Tag(stored.etag.clone()),
+            StoredDoc {
+                etag: stored.etag,
+                bytes: old.clone().into_bytes(),
+            },
+        )
+        .unwrap();
+    let o = env.req("GET", RL, &[], "");
+    assert_eq!((o.response.status, body(&o)), (200, old.clone()));
+    let o = env.req(
+        "GET",
+        &format!("{RL}/~~/resource-lists/list/entry%5B1%5D/display-name"),
+        &[],
+        "",
+    );
+    assert_eq!(o.response.status, 200, "{}", body(&o));
+    assert_eq!(body(&o), "<display-name>Bob\u{1}</display-name>");
+    let o = env.req(
+        "PUT",
+        &format!("{RL}/~~/resource-lists/list/entry%5B2%5D/@uri"),
+        &[("Content-Type", "application/xcap-att+xml")],
+        "sip:dave@example.com",
+    );
+    conflict(&o, "not-well-formed");
+    assert!(body(&o).contains("character"), "{}", body(&o));
+    assert_eq!(env.status("PUT", RL, &[], RL_DOC), 200);
+}

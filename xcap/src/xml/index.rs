@@ -101,13 +101,21 @@ pub struct XmlIndex<'a> {
 impl<'a> XmlIndex<'a> {
     /// Indexes a complete document.
     pub fn document(text: &'a [u8], limits: &XmlLimits) -> Result<Self, XmlError> {
-        build(text, limits, false)
+        build(text, limits, Shape::Document)
+    }
+
+    /// [`document`](Self::document) without the character rule, for reading a stored
+    /// document: one that a version before the rule stored (a C0 control in a display
+    /// name) can still be read by selector, as it is whole. Every write goes through
+    /// `document`, so a document can only be edited once it is rewritten whole.
+    pub fn stored(text: &'a [u8], limits: &XmlLimits) -> Result<Self, XmlError> {
+        build(text, limits, Shape::Stored)
     }
 
     /// Indexes a fragment: exactly one element, optionally surrounded by whitespace, no
     /// declaration. Prefixes declared only in the target document are tolerated here.
     pub fn fragment(text: &'a [u8], limits: &XmlLimits) -> Result<Self, XmlError> {
-        build(text, limits, true)
+        build(text, limits, Shape::Fragment)
     }
 
     pub fn root(&self) -> &Element {
@@ -187,25 +195,40 @@ struct Open {
     idx: usize,
 }
 
-fn build<'a>(text: &'a [u8], limits: &XmlLimits, fragment: bool) -> Result<XmlIndex<'a>, XmlError> {
+/// Where `text` (UTF-8) holds a character XML 1.0 does not allow: a C0 control other than
+/// TAB, LF and CR, U+FFFE or U+FFFF (surrogates cannot occur in valid UTF-8).
+fn forbidden_char_at(text: &[u8]) -> Option<usize> {
+    text.iter()
+        .position(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+        .or_else(|| memchr::memmem::find(text, "\u{fffe}".as_bytes()))
+        .or_else(|| memchr::memmem::find(text, "\u{ffff}".as_bytes()))
+}
+
+/// What [`build`] indexes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Document,
+    /// A document already stored: the character rule is not applied again.
+    Stored,
+    Fragment,
+}
+
+fn build<'a>(text: &'a [u8], limits: &XmlLimits, shape: Shape) -> Result<XmlIndex<'a>, XmlError> {
+    let fragment = shape == Shape::Fragment;
     if text.len() > limits.max_bytes {
         return Err(XmlError::TooComplex("size"));
     }
     if std::str::from_utf8(text).is_err() {
         return Err(XmlError::NotUtf8);
     }
-    // XML 1.0 `Char`: no C0 control but TAB, LF and CR, no U+FFFE / U+FFFF (surrogates
-    // cannot occur in valid UTF-8). The tokenizer does not check characters, and a stored
-    // document holding one would be served to clients whose parsers refuse it whole.
-    if let Some(at) = text
-        .iter()
-        .position(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
-        .or_else(|| memchr::memmem::find(text, "\u{fffe}".as_bytes()))
-        .or_else(|| memchr::memmem::find(text, "\u{ffff}".as_bytes()))
-    {
-        return Err(XmlError::NotWellFormed(format!(
-            "a character XML does not allow at byte {at}"
-        )));
+    // XML 1.0 `Char`: the tokenizer does not check characters, and a stored document
+    // holding a forbidden one would be served to clients whose parsers refuse it whole.
+    if shape != Shape::Stored {
+        if let Some(at) = forbidden_char_at(text) {
+            return Err(XmlError::NotWellFormed(format!(
+                "a character XML does not allow at byte {at}"
+            )));
+        }
     }
     // Refuse DTDs before the tokenizer: no internal subset, no entity definitions at all.
     if memchr::memmem::find(text, b"<!DOCTYPE").is_some()
