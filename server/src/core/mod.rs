@@ -646,11 +646,16 @@ impl Core {
                     };
                     self.stats.notify_retransmitted += 1;
                     let offset = out.len();
-                    out.extend_from_slice(&tx.request);
+                    let parts = notify::NotifyParts {
+                        via: &self.notify_via,
+                        contact_line: &self.contact_line,
+                        pkg: &*self.packages[sub.pkg as usize],
+                    };
+                    notify::write_notify(out, &parts, sub, id, cseq, &tx.content);
                     return Some(Transmit {
                         dst: self.notify_dst(sub.peer()),
                         offset,
-                        len: tx.request.len(),
+                        len: out.len() - offset,
                     });
                 }
             }
@@ -761,11 +766,12 @@ impl Core {
         }
     }
 
-    /// Keeps a finished NOTIFY transaction (its box and its request buffer) for the next
-    /// NOTIFY: a NOTIFY then costs no allocation.
+    /// Keeps a finished NOTIFY transaction's box for the next NOTIFY: a NOTIFY then costs
+    /// no allocation.
     fn recycle_tx(&mut self, mut tx: Box<NotifyTx>) {
         if self.pool.len() < MAX_POOLED_BUFFERS {
-            tx.request.clear();
+            // Lets go of the body version it held.
+            tx.content = Default::default();
             self.pool.push(tx);
         }
     }

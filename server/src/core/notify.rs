@@ -6,13 +6,16 @@
 //! coalesces into the next one (newest state wins, never out of order).
 
 use super::auth::AuthDecision;
+use super::package::EventPackage;
 use super::persist::SubStatus;
+use super::subscription::Subscription;
 use super::subscription::TermReason;
 use super::tags::{Branch, Token};
 use super::timers::ExpiryWheel;
-use super::transaction::client::{NotifyTx, TxFire};
+use super::transaction::client::{NotifyContent, NotifyTx, StateLine, TxFire};
 use super::{Core, Instant, Out, Peer, TimerKey, Transmit, Transport, CSEQ_PERSIST_EVERY};
 use sip_parser::{push_u32, Message, Method};
+use std::sync::Arc;
 
 impl Core {
     /// Marks that a dialog owes a NOTIFY and queues it unless one is queued or in flight
@@ -186,103 +189,58 @@ impl Core {
         let cseq = sub.local_cseq;
         let is_final = !sub.is_live();
         let pres = self.pres.get(sub.pres)?;
-        let pkg = &self.packages[sub.pkg as usize];
-        let s = sub.strings();
-        let offset = out.len();
-        out.reserve(512 + s.len() + pres.body().len());
-        // Constant text is fused into few literal copies (compiled to plain stores), the
-        // shard's constant lines come prebuilt: see `Core::notify_via`.
-        out.extend_from_slice(b"NOTIFY ");
-        out.extend_from_slice(s.contact);
-        out.extend_from_slice(b" SIP/2.0\r\n");
-        out.extend_from_slice(match sub.transport() {
-            Transport::Udp => &self.notify_via[0],
-            Transport::Tcp => &self.notify_via[1],
-        });
-        out.extend_from_slice(&Branch::new(sub.hash, id, cseq).0);
-        out.extend_from_slice(b";rport\r\nMax-Forwards: 70\r\n");
-        if !s.routes.is_empty() {
-            out.extend_from_slice(b"Route: ");
-            out.extend_from_slice(s.routes);
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"From: ");
-        out.extend_from_slice(s.to_hdr);
-        out.extend_from_slice(b";tag=");
-        out.extend_from_slice(&Token::new(sub.hash, id).0);
-        out.extend_from_slice(b"\r\nTo: ");
-        out.extend_from_slice(s.from_hdr);
-        out.extend_from_slice(b"\r\nCall-ID: ");
-        out.extend_from_slice(s.call_id);
-        out.extend_from_slice(b"\r\nCSeq: ");
-        push_u32(out, cseq);
-        out.extend_from_slice(b" NOTIFY\r\n");
-        out.extend_from_slice(&self.contact_line);
-        out.extend_from_slice(b"Event: ");
-        out.extend_from_slice(pkg.name().as_bytes());
-        if let Some(eid) = s.event_id {
-            out.extend_from_slice(b";id=");
-            out.extend_from_slice(eid);
-        }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(b"Subscription-State: ");
-        match (sub.status, sub.auth) {
+        let pkg = &*self.packages[sub.pkg as usize];
+        let state = match (sub.status, sub.auth) {
             (SubStatus::Terminated, _) => {
-                out.extend_from_slice(b"terminated;reason=");
-                out.extend_from_slice(
-                    sub.reason
-                        .unwrap_or(TermReason::Timeout)
-                        .as_str()
-                        .as_bytes(),
-                );
+                StateLine::Terminated(sub.reason.unwrap_or(TermReason::Timeout))
             }
-            (_, AuthDecision::Pending) | (SubStatus::Pending, _) => {
-                out.extend_from_slice(b"pending;expires=");
-                push_u32(out, sub.remaining_secs(now));
-            }
-            _ => {
-                out.extend_from_slice(b"active;expires=");
-                push_u32(out, sub.remaining_secs(now));
-            }
-        }
-        out.extend_from_slice(b"\r\n");
-        let body: &[u8] = if sub.auth == AuthDecision::Pending {
-            b""
-        } else if !pres.body().is_empty() {
-            pres.body()
-        } else if self.cfg.notify_offline_body && pkg.offline_body(&pres.aor, &mut self.scratch) {
-            &self.scratch
-        } else {
-            b""
+            (_, AuthDecision::Pending) | (SubStatus::Pending, _) => StateLine::Pending {
+                expires: sub.remaining_secs(now),
+            },
+            _ => StateLine::Active {
+                expires: sub.remaining_secs(now),
+            },
         };
-        if !body.is_empty() {
-            out.extend_from_slice(b"Content-Type: ");
-            out.extend_from_slice(pkg.content_types()[0].as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"Content-Length: ");
-        push_u32(out, body.len() as u32);
-        out.extend_from_slice(b"\r\n\r\n");
-        out.extend_from_slice(body);
-        let len = out.len() - offset;
+        let body = if sub.auth == AuthDecision::Pending {
+            None
+        } else if let Some(b) = pres.shared_body() {
+            Some(Arc::clone(b))
+        } else if self.cfg.notify_offline_body && pkg.offline_body(&pres.aor, &mut self.scratch) {
+            Some(Arc::from(&self.scratch[..]))
+        } else {
+            None
+        };
         let reliable = sub.transport() == Transport::Tcp;
+        let content = NotifyContent {
+            state,
+            body,
+            tcp: reliable,
+            old_contact: None,
+        };
+        let offset = out.len();
+        let parts = NotifyParts {
+            via: &self.notify_via,
+            contact_line: &self.contact_line,
+            pkg,
+        };
+        write_notify(out, &parts, sub, id, cseq, &content);
+        let len = out.len() - offset;
         let peer = sub.peer();
         // Kept on TCP too: a dropped connection gets it resent (conn_lost.rs).
-        let (mut tx, mut request) = match self.pool.pop() {
+        let tx = match self.pool.pop() {
             Some(mut tx) => {
-                let mut request = std::mem::take(&mut tx.request);
-                request.reserve_exact(len.next_power_of_two());
-                (tx, request)
+                *tx = NotifyTx::new(now, cseq, reliable, self.cfg.t1_ms, content, is_final);
+                tx
             }
-            // No finished transaction to reuse (every NOTIFY is in flight): allocate the
-            // buffer at its size at once, not through the growth path.
-            None => (
-                Box::new(NotifyTx::new(now, 0, true, 0, Vec::new(), false)),
-                Vec::with_capacity(len.next_power_of_two()),
-            ),
+            None => Box::new(NotifyTx::new(
+                now,
+                cseq,
+                reliable,
+                self.cfg.t1_ms,
+                content,
+                is_final,
+            )),
         };
-        request.extend_from_slice(&out[offset..]);
-        *tx = NotifyTx::new(now, cseq, reliable, self.cfg.t1_ms, request, is_final);
         let sub = self.subs.get_mut(&id)?;
         self.timers
             .push(tx.deadline(), TimerKey::Notify { id, cseq });
@@ -402,4 +360,83 @@ impl Core {
     pub fn subscription_peer(&self, id: u64) -> Option<Peer> {
         self.subs.get(&id).map(|s| s.peer())
     }
+}
+
+/// The shard's fixed parts of every NOTIFY.
+pub(super) struct NotifyParts<'a> {
+    /// The Via line up to the branch value, for UDP and for TCP (see `Core::notify_via`).
+    pub via: &'a [Vec<u8>; 2],
+    pub contact_line: &'a [u8],
+    pub pkg: &'a dyn EventPackage,
+}
+
+/// Writes the NOTIFY of dialog `id` (`sub`) with `cseq` saying `content` into `out`. The
+/// same inputs give the same bytes, so a retransmission is written again rather than kept.
+/// Constant text is fused into few literal copies (compiled to plain stores).
+pub(super) fn write_notify(
+    out: &mut Vec<u8>,
+    parts: &NotifyParts<'_>,
+    sub: &Subscription,
+    id: u64,
+    cseq: u32,
+    content: &NotifyContent,
+) {
+    let s = sub.strings();
+    let body: &[u8] = content.body.as_deref().unwrap_or_default();
+    out.reserve(512 + s.len() + body.len());
+    out.extend_from_slice(b"NOTIFY ");
+    out.extend_from_slice(content.old_contact.as_deref().unwrap_or(s.contact));
+    out.extend_from_slice(b" SIP/2.0\r\n");
+    out.extend_from_slice(&parts.via[usize::from(content.tcp)]);
+    out.extend_from_slice(&Branch::new(sub.hash, id, cseq).0);
+    out.extend_from_slice(b";rport\r\nMax-Forwards: 70\r\n");
+    if !s.routes.is_empty() {
+        out.extend_from_slice(b"Route: ");
+        out.extend_from_slice(s.routes);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"From: ");
+    out.extend_from_slice(s.to_hdr);
+    out.extend_from_slice(b";tag=");
+    out.extend_from_slice(&Token::new(sub.hash, id).0);
+    out.extend_from_slice(b"\r\nTo: ");
+    out.extend_from_slice(s.from_hdr);
+    out.extend_from_slice(b"\r\nCall-ID: ");
+    out.extend_from_slice(s.call_id);
+    out.extend_from_slice(b"\r\nCSeq: ");
+    push_u32(out, cseq);
+    out.extend_from_slice(b" NOTIFY\r\n");
+    out.extend_from_slice(parts.contact_line);
+    out.extend_from_slice(b"Event: ");
+    out.extend_from_slice(parts.pkg.name().as_bytes());
+    if let Some(eid) = s.event_id {
+        out.extend_from_slice(b";id=");
+        out.extend_from_slice(eid);
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(b"Subscription-State: ");
+    match content.state {
+        StateLine::Terminated(reason) => {
+            out.extend_from_slice(b"terminated;reason=");
+            out.extend_from_slice(reason.as_str().as_bytes());
+        }
+        StateLine::Pending { expires } => {
+            out.extend_from_slice(b"pending;expires=");
+            push_u32(out, expires);
+        }
+        StateLine::Active { expires } => {
+            out.extend_from_slice(b"active;expires=");
+            push_u32(out, expires);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    if !body.is_empty() {
+        out.extend_from_slice(b"Content-Type: ");
+        out.extend_from_slice(parts.pkg.content_types()[0].as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"Content-Length: ");
+    push_u32(out, body.len() as u32);
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(body);
 }

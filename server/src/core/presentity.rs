@@ -55,8 +55,10 @@ pub struct Pubs(Option<Box<PubState>>);
 #[derive(Debug, Default)]
 struct PubState {
     list: Vec<Publication>,
-    /// Aggregated body of `list` (empty when there is none).
-    body: Vec<u8>,
+    /// Aggregated body of `list` (`None` when empty). Shared: each NOTIFY in flight holds
+    /// the version it carried (for Timer E) instead of a copy, and a lone publication's
+    /// body is the aggregate itself.
+    body: Option<Arc<[u8]>>,
 }
 
 /// What an absent box derefs to.
@@ -146,17 +148,18 @@ impl Presentity {
     /// Recomputes the aggregated body after `pubs` changed.
     pub fn reaggregate(&mut self, pkg: &dyn EventPackage) {
         let st = self.pubs.0.get_or_insert_with(Box::default);
-        let docs: Vec<(&[u8], &BodyIndex)> =
-            st.list.iter().map(|p| (&p.body[..], &p.index)).collect();
-        pkg.aggregate(&docs, &mut st.body);
-        if st.list.is_empty() && st.body.is_empty() {
+        let docs: Vec<(&Arc<[u8]>, &BodyIndex)> =
+            st.list.iter().map(|p| (&p.body, &p.index)).collect();
+        st.body = pkg.aggregate_shared(&docs);
+        if st.list.is_empty() && st.body.is_none() {
             self.pubs.0 = None;
         }
     }
 
-    /// Aggregated body of `pubs` (empty when there is none).
-    pub fn body(&self) -> &[u8] {
-        self.pubs.0.as_ref().map_or(&[], |s| &s.body)
+    /// Aggregated body of `pubs`, shared for the NOTIFYs that carry it (`None` when there is
+    /// none).
+    pub fn shared_body(&self) -> Option<&Arc<[u8]>> {
+        self.pubs.0.as_ref().and_then(|s| s.body.as_ref())
     }
 
     /// Inserts keeping newest-first order.

@@ -417,6 +417,56 @@ fn notify_retransmits_over_udp_then_timer_f_ends_subscription() {
     assert_eq!(h.core.stats().notify_failed, 1);
 }
 
+/// A NOTIFY's retransmissions are written again, not stored: they must still be the
+/// request first sent, byte for byte, after a PUBLISH replaced the body it carried and a
+/// target refresh moved the Contact it was sent to. The next NOTIFY then has both.
+#[test]
+fn a_retransmission_is_the_notify_as_sent_whatever_changed_since() {
+    let mut h = H::new(Config::default());
+    let p = h.publish("", PIDF_A, 1);
+    h.send(udp(5080), &p);
+    let first = h.drain().remove(0).1;
+    let etag = hdr(&first, "SIP-ETag").unwrap().to_string();
+    let (ok, n1) = sub_ok(&mut h, "Event: presence\r\n");
+    assert!(n1.contains("<note>A</note>"), "{n1}");
+    let p = h.publish(&format!("SIP-If-Match: {etag}\r\n"), PIDF_B, 2);
+    h.send(udp(5080), &p);
+    let out = h.drain();
+    assert_eq!(code(&out[0].1), 200, "{out:?}");
+    assert_eq!(
+        out.len(),
+        1,
+        "the change waits for the NOTIFY in flight: {out:?}"
+    );
+    let refresh = h
+        .subscribe("Event: presence\r\n", Some(&to_tag(&ok)), 2)
+        .replace(
+            "Contact: <sip:alice@10.0.0.2:5070>",
+            "Contact: <sip:alice@10.0.0.9:5099>",
+        );
+    h.send(udp(5070), &refresh);
+    let out = h.drain();
+    assert_eq!(code(&out[0].1), 200, "{out:?}");
+    assert_eq!(out.len(), 1, "still one NOTIFY in flight: {out:?}");
+    h.advance(500);
+    let r = h.drain();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].1, n1, "Timer E resends the request as sent");
+    let a = h.answer(&n1, 200);
+    h.send(udp(5070), &a);
+    let next = h.drain();
+    assert_eq!(next.len(), 1, "{next:?}");
+    let n2 = &next[0].1;
+    assert!(
+        n2.starts_with("NOTIFY sip:alice@10.0.0.9:5099 SIP/2.0\r\n"),
+        "{n2}"
+    );
+    assert!(
+        n2.contains("<note>B</note>") && !n2.contains("<note>A</note>"),
+        "{n2}"
+    );
+}
+
 #[test]
 fn answered_notify_is_not_retransmitted_and_481_removes() {
     let mut h = H::new(Config::default());

@@ -9,6 +9,7 @@ pub use presence::Presence;
 use super::pidf::{PidfError, PidfIndex};
 use sip_parser::Aor;
 use std::fmt;
+use std::sync::Arc;
 
 /// Index of a package in the core's registry (stored per subscription / presentity).
 pub type PkgId = u8;
@@ -52,6 +53,15 @@ pub trait EventPackage {
     }
     /// Merges live publications, newest first, into one NOTIFY body (`out` cleared first).
     fn aggregate(&self, docs: &[(&[u8], &BodyIndex)], out: &mut Vec<u8>);
+    /// [`EventPackage::aggregate`] as a shared buffer (`None` when empty), which NOTIFYs in
+    /// flight hold instead of a copy each. A package whose aggregate of one document is that
+    /// document returns the publication's own buffer.
+    fn aggregate_shared(&self, docs: &[(&Arc<[u8]>, &BodyIndex)]) -> Option<Arc<[u8]>> {
+        let plain: Vec<(&[u8], &BodyIndex)> = docs.iter().map(|(b, i)| (&b[..], *i)).collect();
+        let mut out = Vec::new();
+        self.aggregate(&plain, &mut out);
+        (!out.is_empty()).then(|| Arc::from(out))
+    }
     /// Body for a presentity with no publication (`--notify-offline-body`); false = none.
     fn offline_body(&self, presentity: &Aor, out: &mut Vec<u8>) -> bool;
 }

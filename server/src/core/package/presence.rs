@@ -3,6 +3,7 @@
 use super::{BodyError, BodyIndex, EventPackage};
 use crate::core::pidf;
 use sip_parser::Aor;
+use std::sync::Arc;
 
 pub struct Presence;
 
@@ -24,6 +25,20 @@ impl EventPackage for Presence {
     }
     fn aggregate(&self, docs: &[(&[u8], &BodyIndex)], out: &mut Vec<u8>) {
         pidf::aggregate(docs, out)
+    }
+    fn aggregate_shared(&self, docs: &[(&Arc<[u8]>, &BodyIndex)]) -> Option<Arc<[u8]>> {
+        match docs {
+            [] => None,
+            // `pidf::aggregate` of one document is the document: share it.
+            [(only, _)] => (!only.is_empty()).then(|| Arc::clone(only)),
+            _ => {
+                let plain: Vec<(&[u8], &BodyIndex)> =
+                    docs.iter().map(|(b, i)| (&b[..], *i)).collect();
+                let mut out = Vec::new();
+                pidf::aggregate(&plain, &mut out);
+                (!out.is_empty()).then(|| Arc::from(out))
+            }
+        }
     }
     fn offline_body(&self, presentity: &Aor, out: &mut Vec<u8>) -> bool {
         pidf::offline_body(presentity.as_bytes(), out);
