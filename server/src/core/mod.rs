@@ -120,8 +120,8 @@ pub const MAX_HEADER_SLOTS: usize = 128;
 pub const CSEQ_PERSIST_EVERY: u32 = 256;
 /// Closed TCP connections remembered so NOTIFYs stop naming them.
 const MAX_CLOSED_CONNS: usize = 1024;
-/// NOTIFY transactions (with their request buffers) kept for reuse.
-const MAX_POOLED_BUFFERS: usize = 4096;
+/// Finished NOTIFY transactions (their boxes) kept for reuse.
+const MAX_POOLED_TXS: usize = 4096;
 /// Restored dialogs owe a NOTIFY (`Config::notify_on_restore`); they are released this many
 /// at a time, every `RESTORE_NOTIFY_INTERVAL_MS`, so a shard restored with a million
 /// subscriptions serves requests at once instead of first sending a million NOTIFYs
@@ -769,7 +769,7 @@ impl Core {
     /// Keeps a finished NOTIFY transaction's box for the next NOTIFY: a NOTIFY then costs
     /// no allocation.
     fn recycle_tx(&mut self, mut tx: Box<NotifyTx>) {
-        if self.pool.len() < MAX_POOLED_BUFFERS {
+        if self.pool.len() < MAX_POOLED_TXS {
             // Lets go of the body version it held.
             tx.content = Default::default();
             self.pool.push(tx);

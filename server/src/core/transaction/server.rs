@@ -8,12 +8,12 @@
 //!
 //! The same order lets all responses share one byte arena: each is appended where the
 //! previous one ended and dies with its transaction, so the arena's dead bytes are always
-//! a prefix. The arena is a queue of fixed-capacity chunks: a chunk goes back to a small
-//! spare pool once no live response is in it and is taken again for new ones. A response
-//! costs no allocation of its own, and neither does a growing arena: a single `Vec`
-//! arena had to double (copying every live response, then faulting in fresh zeroed
-//! pages) and be rotated to let its dead prefix go, which cost 8% of a SUBSCRIBE in the
-//! core bench (`perf record`), and a 46 MB move at the default cap once stalled a shard.
+//! a prefix. The arena is a queue of fixed-capacity chunks: a chunk becomes the spare once
+//! no live response is in it and is taken again for new ones. A response costs no
+//! allocation of its own, and neither does a growing arena: a single `Vec` arena had to
+//! double (copying every live response, then faulting in fresh zeroed pages) and be
+//! rotated to let its dead prefix go, which cost 8% of a SUBSCRIBE in the core bench
+//! (`perf record`), and a 46 MB move at the default cap once stalled a shard.
 
 use super::IdMap;
 use crate::core::{Instant, Peer};
@@ -54,7 +54,7 @@ pub struct ServerTxs {
     /// onwards. Only the front chunk holds dead bytes (before the oldest live response).
     chunks: VecDeque<Vec<u8>>,
     first_chunk: u64,
-    /// Emptied chunks kept for reuse (at most [`SPARE_CHUNKS`]).
+    /// Emptied chunks kept for reuse (at most [`SPARE_CHUNKS`]; none once the ring is empty).
     spare: Vec<Vec<u8>>,
     /// Responses rewritten after the fact into something longer than the original (a
     /// held 2xx that became a 500, `replace_response`): rare, so kept aside.
@@ -64,15 +64,20 @@ pub struct ServerTxs {
 
 /// Transactions the ring keeps room for however idle the shard is.
 const MIN_KEPT_CAPACITY: usize = 1024;
-/// Capacity of one arena chunk (about 150 typical responses).
-const CHUNK_BYTES: usize = 64 * 1024;
+/// Capacity of one arena chunk (about 2,000 typical responses). Above mimalloc's largest
+/// size class (512 KiB), so a chunk let go is its own mapping and goes back to the kernel:
+/// 64 KiB chunks shared mimalloc's medium pages, which stayed resident after the
+/// transactions ended (`CORE_MEM=50000` in the core bench: 516 B of RSS per held
+/// subscription against 336 B of live heap; 341 B with these).
+const CHUNK_BYTES: usize = 1024 * 1024;
 /// A new chunk is started when the current one has less room than this, so that a response
 /// (a few hundred bytes; the largest echo the request's headers) rarely outgrows its
 /// chunk. One that does is still written whole: its chunk grows, once.
 const CHUNK_HEADROOM: usize = 4 * 1024;
-/// Emptied chunks kept for reuse, however idle the shard is (256 KiB): the steady churn of
-/// chunks (one freed for one taken) then never reaches the allocator.
-const SPARE_CHUNKS: usize = 4;
+/// Emptied chunks kept for reuse while transactions live: at a steady rate one chunk is
+/// let go for each one taken, so that churn never reaches the allocator (or the page
+/// faults of fresh memory). An idle shard (empty ring) keeps none.
+const SPARE_CHUNKS: usize = 1;
 
 impl ServerTxs {
     pub fn new(cap: usize) -> ServerTxs {
@@ -184,6 +189,9 @@ impl ServerTxs {
             let keep_from = self.ring.front().map_or(u64::MAX, |f| f.chunk);
             while self.first_chunk < keep_from && !self.chunks.is_empty() {
                 self.release_front_chunk();
+            }
+            if self.ring.is_empty() {
+                self.spare.clear();
             }
         }
     }
@@ -437,20 +445,17 @@ mod tests {
             t.chunks.len()
         );
         assert!(
-            chunks_used > 100,
+            chunks_used > 10,
             "chunks were taken and let go: {chunks_used}"
         );
+        assert!(t.spare.len() <= SPARE_CHUNKS);
         assert!(
             t.chunks.iter().all(|c| c.capacity() == CHUNK_BYTES),
             "no chunk grew"
         );
         t.expire(Instant(1 << 40));
         assert!(t.is_empty() && t.chunks.is_empty() && t.replaced.is_empty());
-        assert_eq!(
-            t.spare.len(),
-            SPARE_CHUNKS,
-            "a few chunks are kept for reuse"
-        );
+        assert!(t.spare.is_empty(), "an idle shard keeps no chunk");
     }
 
     /// A response larger than a chunk's headroom is written whole (its chunk grows), and
