@@ -651,7 +651,7 @@ impl Core {
                         contact_line: &self.contact_line,
                         pkg: &*self.packages[sub.pkg as usize],
                     };
-                    notify::write_notify(out, &parts, sub, id, cseq, &tx.content);
+                    notify::write_notify(out, &parts, sub, id, tx);
                     return Some(Transmit {
                         dst: self.notify_dst(sub.peer()),
                         offset,
@@ -770,8 +770,9 @@ impl Core {
     /// no allocation.
     fn recycle_tx(&mut self, mut tx: Box<NotifyTx>) {
         if self.pool.len() < MAX_POOLED_TXS {
-            // Lets go of the body version it held.
-            tx.content = Default::default();
+            // Lets go of the body version (and moved Contact) it held.
+            tx.content.body = None;
+            tx.content.old_contact = None;
             self.pool.push(tx);
         }
     }

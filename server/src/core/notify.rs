@@ -214,8 +214,16 @@ impl Core {
         let content = NotifyContent {
             state,
             body,
-            tcp: reliable,
             old_contact: None,
+        };
+        // Kept on TCP too: a dropped connection gets it resent (conn_lost.rs).
+        let fresh = NotifyTx::new(now, cseq, reliable, self.cfg.t1_ms, content, is_final);
+        let tx = match self.pool.pop() {
+            Some(mut pooled) => {
+                *pooled = fresh;
+                pooled
+            }
+            None => Box::new(fresh),
         };
         let offset = out.len();
         let parts = NotifyParts {
@@ -223,24 +231,9 @@ impl Core {
             contact_line: &self.contact_line,
             pkg,
         };
-        write_notify(out, &parts, sub, id, cseq, &content);
+        write_notify(out, &parts, sub, id, &tx);
         let len = out.len() - offset;
         let peer = sub.peer();
-        // Kept on TCP too: a dropped connection gets it resent (conn_lost.rs).
-        let tx = match self.pool.pop() {
-            Some(mut tx) => {
-                *tx = NotifyTx::new(now, cseq, reliable, self.cfg.t1_ms, content, is_final);
-                tx
-            }
-            None => Box::new(NotifyTx::new(
-                now,
-                cseq,
-                reliable,
-                self.cfg.t1_ms,
-                content,
-                is_final,
-            )),
-        };
         let sub = self.subs.get_mut(&id)?;
         self.timers
             .push(tx.deadline(), TimerKey::Notify { id, cseq });
@@ -370,7 +363,7 @@ pub(super) struct NotifyParts<'a> {
     pub pkg: &'a dyn EventPackage,
 }
 
-/// Writes the NOTIFY of dialog `id` (`sub`) with `cseq` saying `content` into `out`. The
+/// Writes the NOTIFY of dialog `id` (`sub`) that transaction `tx` sends into `out`. The
 /// same inputs give the same bytes, so a retransmission is written again rather than kept.
 /// Constant text is fused into few literal copies (compiled to plain stores).
 pub(super) fn write_notify(
@@ -378,16 +371,16 @@ pub(super) fn write_notify(
     parts: &NotifyParts<'_>,
     sub: &Subscription,
     id: u64,
-    cseq: u32,
-    content: &NotifyContent,
+    tx: &NotifyTx,
 ) {
+    let (cseq, content) = (tx.cseq, &tx.content);
     let s = sub.strings();
     let body: &[u8] = content.body.as_deref().unwrap_or_default();
     out.reserve(512 + s.len() + body.len());
     out.extend_from_slice(b"NOTIFY ");
     out.extend_from_slice(content.old_contact.as_deref().unwrap_or(s.contact));
     out.extend_from_slice(b" SIP/2.0\r\n");
-    out.extend_from_slice(&parts.via[usize::from(content.tcp)]);
+    out.extend_from_slice(&parts.via[usize::from(tx.reliable())]);
     out.extend_from_slice(&Branch::new(sub.hash, id, cseq).0);
     out.extend_from_slice(b";rport\r\nMax-Forwards: 70\r\n");
     if !s.routes.is_empty() {

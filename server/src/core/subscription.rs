@@ -326,8 +326,9 @@ impl Subscription {
     /// Target refresh (RFC 6665 §4.1.2.1): a refreshing SUBSCRIBE may move the Contact.
     /// A NOTIFY in flight keeps the Request-URI it was sent to, for its retransmissions.
     pub fn set_contact(&mut self, contact: &[u8]) {
-        if contact != self.strings().contact {
-            let sent_to = strings_of(&self.strs, &self.ends, self.flags).contact;
+        // `strings_of` on the fields, not `strings()`: `self.tx` is borrowed alongside.
+        let sent_to = strings_of(&self.strs, &self.ends, self.flags).contact;
+        if contact != sent_to {
             if let Some(tx) = self.tx.as_mut() {
                 if tx.content.old_contact.is_none() {
                     tx.content.old_contact = Some(sent_to.into());

@@ -57,13 +57,22 @@ pub trait EventPackage {
     /// flight hold instead of a copy each. A package whose aggregate of one document is that
     /// document returns the publication's own buffer.
     fn aggregate_shared(&self, docs: &[(&Arc<[u8]>, &BodyIndex)]) -> Option<Arc<[u8]>> {
-        let plain: Vec<(&[u8], &BodyIndex)> = docs.iter().map(|(b, i)| (&b[..], *i)).collect();
-        let mut out = Vec::new();
-        self.aggregate(&plain, &mut out);
-        (!out.is_empty()).then(|| Arc::from(out))
+        aggregate_new(self, docs)
     }
     /// Body for a presentity with no publication (`--notify-offline-body`); false = none.
     fn offline_body(&self, presentity: &Aor, out: &mut Vec<u8>) -> bool;
+}
+
+/// [`EventPackage::aggregate`] into a new shared buffer (`None` when empty): what
+/// [`EventPackage::aggregate_shared`] does when it cannot share a publication's own body.
+pub fn aggregate_new<P: EventPackage + ?Sized>(
+    pkg: &P,
+    docs: &[(&Arc<[u8]>, &BodyIndex)],
+) -> Option<Arc<[u8]>> {
+    let plain: Vec<(&[u8], &BodyIndex)> = docs.iter().map(|(b, i)| (&b[..], *i)).collect();
+    let mut out = Vec::new();
+    pkg.aggregate(&plain, &mut out);
+    (!out.is_empty()).then(|| Arc::from(out))
 }
 
 /// The packages this build serves, in [`PkgId`] order.

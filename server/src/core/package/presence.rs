@@ -31,13 +31,7 @@ impl EventPackage for Presence {
             [] => None,
             // `pidf::aggregate` of one document is the document: share it.
             [(only, _)] => (!only.is_empty()).then(|| Arc::clone(only)),
-            _ => {
-                let plain: Vec<(&[u8], &BodyIndex)> =
-                    docs.iter().map(|(b, i)| (&b[..], *i)).collect();
-                let mut out = Vec::new();
-                pidf::aggregate(&plain, &mut out);
-                (!out.is_empty()).then(|| Arc::from(out))
-            }
+            _ => super::aggregate_new(self, docs),
         }
     }
     fn offline_body(&self, presentity: &Aor, out: &mut Vec<u8>) -> bool {

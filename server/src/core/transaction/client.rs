@@ -47,22 +47,9 @@ pub struct NotifyContent {
     pub state: StateLine,
     /// The body as it was (a later PUBLISH replaces the presentity's, not this).
     pub body: Option<Arc<[u8]>>,
-    /// Sent over TCP (its Via line says so).
-    pub tcp: bool,
     /// The Request-URI it was sent to, kept only when a target refresh moved the dialog's
     /// Contact while it was in flight: a retransmission is the same request.
     pub old_contact: Option<Box<[u8]>>,
-}
-
-impl Default for NotifyContent {
-    fn default() -> Self {
-        NotifyContent {
-            state: StateLine::Terminated(TermReason::Timeout),
-            body: None,
-            tcp: false,
-            old_contact: None,
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -99,6 +86,11 @@ impl NotifyTx {
             content,
             is_final,
         }
+    }
+
+    /// Over a reliable transport (TCP): no Timer E, and the NOTIFY's Via says TCP.
+    pub fn reliable(&self) -> bool {
+        self.interval_ms == 0
     }
 
     /// When the transaction's one timer must fire next.
@@ -140,9 +132,17 @@ impl NotifyTx {
 mod tests {
     use super::*;
 
+    fn content() -> NotifyContent {
+        NotifyContent {
+            state: StateLine::Terminated(TermReason::Timeout),
+            body: None,
+            old_contact: None,
+        }
+    }
+
     #[test]
     fn udp_timer_e_doubles_to_t2_then_f() {
-        let mut tx = NotifyTx::new(Instant(0), 1, false, 500, NotifyContent::default(), false);
+        let mut tx = NotifyTx::new(Instant(0), 1, false, 500, content(), false);
         let mut at = tx.deadline();
         let mut sends = Vec::new();
         loop {
@@ -162,14 +162,14 @@ mod tests {
 
     #[test]
     fn tcp_never_retransmits() {
-        let mut tx = NotifyTx::new(Instant(0), 1, true, 500, NotifyContent::default(), false);
+        let mut tx = NotifyTx::new(Instant(0), 1, true, 500, content(), false);
         assert_eq!(tx.deadline(), Instant(32_000));
         assert_eq!(tx.on_timer(Instant(32_000), 4000), TxFire::Timeout);
     }
 
     #[test]
     fn provisional_switches_to_t2() {
-        let mut tx = NotifyTx::new(Instant(0), 1, false, 500, NotifyContent::default(), false);
+        let mut tx = NotifyTx::new(Instant(0), 1, false, 500, content(), false);
         tx.on_provisional(Instant(100), 4000);
         assert_eq!(tx.deadline(), Instant(4100));
         assert_eq!(

@@ -128,12 +128,14 @@ impl ServerTxs {
         self.bytes_of(tx).get(..tx.len as usize)
     }
 
+    /// Where chunk number `chunk` sits in `chunks` (`None` once it has been let go).
+    fn chunk_index(&self, chunk: u64) -> Option<usize> {
+        chunk.checked_sub(self.first_chunk).map(|i| i as usize)
+    }
+
     /// The arena bytes from `tx`'s response onwards, to the end of its chunk.
     fn bytes_of(&self, tx: &ServerTx) -> &[u8] {
-        let chunk = tx
-            .chunk
-            .checked_sub(self.first_chunk)
-            .and_then(|i| self.chunks.get(i as usize));
+        let chunk = self.chunk_index(tx.chunk).and_then(|i| self.chunks.get(i));
         debug_assert!(chunk.is_some(), "a live response's chunk is live");
         chunk
             .and_then(|c| c.get(tx.at as usize..))
@@ -164,9 +166,7 @@ impl ServerTxs {
             if let Some(tx) = self.get_mut(seq) {
                 tx.len = new.len() as u32;
             }
-            let c = chunk
-                .checked_sub(self.first_chunk)
-                .and_then(|i| self.chunks.get_mut(i as usize));
+            let c = self.chunk_index(chunk).and_then(|i| self.chunks.get_mut(i));
             if let Some(slot) = c.and_then(|c| c.get_mut(at..at + new.len())) {
                 slot.copy_from_slice(&new);
             }
@@ -220,7 +220,8 @@ impl ServerTxs {
 
     /// A burst leaves the ring and its index at peak capacity (64·T1 of requests), held for
     /// as long as the shard runs: give most of it back once under a quarter is used (the
-    /// arena's chunks go as their responses die). Shrinking to twice the live count keeps it amortised O(1).
+    /// arena's chunks go as their responses die). Shrinking to twice the live count keeps
+    /// it amortised O(1).
     fn shrink_if_idle(&mut self) {
         let cap = self.ring.capacity();
         if cap > MIN_KEPT_CAPACITY && self.ring.len() < cap / 4 {
