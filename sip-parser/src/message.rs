@@ -10,6 +10,7 @@ use crate::error::ParseError;
 use crate::header::{Header, HeaderKind};
 use crate::lex;
 use crate::limits::Limits;
+use crate::line_ends::LineEnds;
 use crate::method::Method;
 
 /// Result of a successful parse of a possibly incomplete buffer.
@@ -129,58 +130,6 @@ pub(crate) enum Lookup {
 
 const VERSION: &[u8] = b"SIP/2.0";
 
-/// Line-end search. `memchr::memchr` re-dispatches on the CPU's features and rebuilds its
-/// searcher on every call, which costs as much as scanning a typical 60-byte header line;
-/// `parse` builds one searcher per message and reuses it for every line.
-#[derive(Clone, Copy)]
-enum Newline {
-    #[cfg(target_arch = "x86_64")]
-    Avx2(memchr::arch::x86_64::avx2::memchr::One),
-    Portable,
-}
-
-impl Newline {
-    #[inline]
-    fn new() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(one) = memchr::arch::x86_64::avx2::memchr::One::new(b'\n') {
-            return Newline::Avx2(one);
-        }
-        Newline::Portable
-    }
-
-    #[inline(always)]
-    fn find(&self, s: &[u8]) -> Option<usize> {
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            Newline::Avx2(one) => one.find(s),
-            Newline::Portable => memchr(b'\n', s),
-        }
-    }
-}
-
-impl Newline {
-    /// [`index_headers`] with this searcher, one copy per searcher: the loop then calls
-    /// the searcher directly instead of testing which one it holds on every line.
-    #[inline(never)]
-    fn index_headers<'b>(
-        &self,
-        buf: &'b [u8],
-        window: &'b [u8],
-        pos: usize,
-        slots: &mut [Header<'b>],
-        limits: &Limits,
-    ) -> Result<(usize, usize, KindIndex), Option<ParseError>> {
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            Newline::Avx2(one) => index_headers(buf, window, pos, slots, limits, |s| one.find(s)),
-            Newline::Portable => {
-                index_headers(buf, window, pos, slots, limits, |s| memchr(b'\n', s))
-            }
-        }
-    }
-}
-
 /// Parses one message from the start of `buf`, indexing its headers into `slots`.
 ///
 /// Leading CRLFs (keep-alives, RFC 3261 §7.5) are skipped and counted in `len`.
@@ -221,23 +170,23 @@ pub fn parse<'h, 'b>(
     }
 
     // Start line.
-    let newline = Newline::new();
-    let Some(nl) = newline.find(&window[pos..]) else {
+    let mut ends = LineEnds::new(window, pos);
+    let Some(nl) = ends.next_end() else {
         return incomplete();
     };
-    let line = strip_cr(&window[pos..pos + nl]);
+    let line = strip_cr(&window[pos..nl]);
     let start = parse_start_line(line)?;
-    pos += nl + 1;
+    pos = nl + 1;
 
     // Header lines.
     let max_headers = limits.max_headers.min(slots.len());
     let slots = &mut slots[..max_headers];
-    let (header_end, count, mut index) =
-        match newline.index_headers(buf, window, pos, slots, limits) {
-            Ok(done) => done,
-            Err(None) => return incomplete(),
-            Err(Some(e)) => return Err(e),
-        };
+    let (header_end, count, mut index) = match index_headers(buf, window, pos, ends, slots, limits)
+    {
+        Ok(done) => done,
+        Err(None) => return incomplete(),
+        Err(Some(e)) => return Err(e),
+    };
 
     // Body framing.
     let cl_bit = 1u64 << (HeaderKind::ContentLength as usize);
@@ -294,17 +243,18 @@ pub fn parse<'h, 'b>(
 /// `slots`; returns where the header section ends (after its empty line), how many slots
 /// were filled and the kind index. `Err(None)`: the buffer ends before the empty line.
 ///
-/// Out of `parse` (see `Newline::index_headers`) so the loop's register allocation sees
-/// only the loop's state: in `parse`, with the start line and framing around it, the loop
-/// kept its state in memory.
-#[inline(always)]
+/// `ends` yields the line ends from `pos` on.
+///
+/// Out of `parse` so the loop's register allocation sees only the loop's state: in
+/// `parse`, with the start line and framing around it, the loop kept its state in memory.
+#[inline(never)]
 fn index_headers<'b>(
     buf: &'b [u8],
     window: &'b [u8],
     mut pos: usize,
+    mut ends: LineEnds<'b>,
     slots: &mut [Header<'b>],
     limits: &Limits,
-    find_newline: impl Fn(&[u8]) -> Option<usize>,
 ) -> Result<(usize, usize, KindIndex), Option<ParseError>> {
     // Each header is stored as soon as its line is read; a folded continuation line then
     // widens the value of the last slot. Slots past `max_headers` were cut off by the
@@ -313,12 +263,12 @@ fn index_headers<'b>(
     let mut index = KindIndex::EMPTY;
     loop {
         let rest = window.get(pos..).unwrap_or_default();
-        let Some(nl) = find_newline(rest) else {
+        let Some(end) = ends.next_end() else {
             return Err(None);
         };
-        let line = strip_cr(rest.get(..nl).unwrap_or_default());
+        let line = strip_cr(rest.get(..end - pos).unwrap_or_default());
         let line_start = pos;
-        pos += nl + 1;
+        pos = end + 1;
         let Some(&first) = line.first() else {
             return Ok((pos, count, index));
         };
