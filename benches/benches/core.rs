@@ -332,7 +332,7 @@ fn rss_kb() -> u64 {
 
 /// Holds `n` subscriptions (each NOTIFY answered, as a watcher would) on `presentities`
 /// presentities and prints the live heap bytes and RSS they cost, per subscription.
-fn hold(n: usize, presentities: usize) {
+fn hold(n: usize, presentities: usize, purge_ms: u64) {
     let start = Instant(1_000_000);
     let now = start;
     let cfg = Config {
@@ -340,8 +340,6 @@ fn hold(n: usize, presentities: usize) {
         max_presentities: n + 1,
         ..Config::default()
     };
-    // The allocator set up as `herald` sets it up (purging, no transparent huge pages).
-    server::edge::memory::configure(false);
     let mut core = Core::new(cfg, ShardId(0), 1, 7, start);
     let mut out = Vec::new();
     let mut resp = Vec::new();
@@ -375,8 +373,9 @@ fn hold(n: usize, presentities: usize) {
     let held = LIVE.load(Ordering::Relaxed) - live0;
     COUNTING.store(false, Ordering::Relaxed);
     // Let mimalloc purge the pages the retired transactions freed (it does so on a later
-    // call of this thread, after its purge delay), then read what the process still holds.
-    for _ in 0..20 {
+    // call of this thread, after its purge delay, as each shard's periodic `release_freed`
+    // does), then read what the process still holds.
+    for _ in 0..(purge_ms / 20 + 20) {
         std::thread::sleep(Duration::from_millis(20));
         black_box(vec![0u8; 64]);
         server::edge::memory::release_freed();
@@ -398,6 +397,14 @@ fn hold(n: usize, presentities: usize) {
 criterion_group!(benches, bench_subscribe, bench_fanout);
 
 fn main() {
+    // The allocator set up as `herald` sets it up (no transparent huge pages, its purge
+    // delay), for every mode: its settings changed the time per pair by up to 1.45×.
+    // `CORE_PURGE_MS` overrides the purge delay, for an A/B of `--heap-purge-delay-ms`.
+    let purge_ms = std::env::var("CORE_PURGE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(server::edge::memory::DEFAULT_PURGE_DELAY_MS);
+    server::edge::memory::configure(false, purge_ms);
     // CORE_PAIRS=N: just run N pairs (for callgrind); CORE_MEM=N[,P]: hold N subscriptions
     // on P presentities (default N) and print bytes per subscription.
     // (`CORE_PAIRS=N,warm`: on a core whose first N subscriptions have been retired).
@@ -431,7 +438,7 @@ fn main() {
     if let Ok(v) = std::env::var("CORE_MEM") {
         let mut it = v.split(',').map(|x| x.parse::<usize>().unwrap());
         let n = it.next().unwrap_or(100_000);
-        hold(n, it.next().unwrap_or(n));
+        hold(n, it.next().unwrap_or(n), purge_ms);
         return;
     }
     benches();

@@ -294,6 +294,14 @@ pub struct RunArgs {
     #[arg(long)]
     pub transparent_huge_pages: bool,
 
+    /// Milliseconds a heap page freed by a shard waits before its memory goes back to the
+    /// kernel. Each shard also releases expired free pages once a second, so an idle server
+    /// gives a burst's memory back within about this delay plus a second. 0 returns pages
+    /// at once, which re-faults them on the next allocation: it cost ~40% per SUBSCRIBE in
+    /// the core bench.
+    #[arg(long, default_value_t = crate::edge::memory::DEFAULT_PURGE_DELAY_MS)]
+    pub heap_purge_delay_ms: u64,
+
     /// Close TCP connections idle for this many seconds.
     #[arg(long, default_value_t = 300)]
     pub tcp_idle_timeout: u64,

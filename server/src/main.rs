@@ -36,7 +36,7 @@ fn main() -> ExitCode {
         None => {}
     }
 
-    edge::memory::configure(cli.run.transparent_huge_pages);
+    edge::memory::configure(cli.run.transparent_huge_pages, cli.run.heap_purge_delay_ms);
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {

@@ -4,9 +4,10 @@
 //! to the subscription it created. After a burst, those transactions end together, but
 //! mimalloc (the global allocator of the `herald` binary) only purges pages that became free
 //! when the owning thread calls into it again, after `purge_delay`; a shard that went quiet
-//! never does, so the process keeps the burst's peak RSS for ever. [`configure`] purges at
-//! once, and [`release_freed`], called by each idle shard now and then, makes that shard's
-//! thread heap hand its free pages back. [`configure`] also turns transparent huge pages
+//! never does, so the process keeps the burst's peak RSS for ever. [`release_freed`], called
+//! by each shard once a second, makes that shard's thread heap hand back the free pages
+//! whose purge delay ([`configure`], `--heap-purge-delay-ms`) has passed. The delay is not
+//! 0: pages freed and needed again within it are reused without a page fault. [`configure`] also turns transparent huge pages
 //! off (unless `--transparent-huge-pages`): with them, RSS counts whole 2 MiB pages around a
 //! few live objects (see `disable_thp`).
 //!
@@ -21,17 +22,24 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// `mi_option_arena_purge_mult`: multiplier of `purge_delay` for arena pages (default 10).
 const MI_OPTION_ARENA_PURGE_MULT: libmimalloc_sys::mi_option_t = 24;
 
-/// Purge free pages on the owning thread's next allocator call instead of 10–100 ms later:
-/// the shards allocate and free on every request, so waiting buys little reuse.
-const PURGE_DELAY_MS: c_long = 0;
+/// Default of `--heap-purge-delay-ms`: how long a freed page stays mapped for reuse.
+///
+/// Not 0: purging at once (what herald did before) re-faulted and re-zeroed the pages on
+/// the next allocations, since the shards allocate and free on every request: the core
+/// bench under herald's allocator settings took 1.29–1.45× the time per SUBSCRIBE→NOTIFY
+/// pair (`CORE_TIME=20000,9`, purge delay 0 vs 1,000 ms: ~1,550 vs ~1,190 ns). At 100 ms
+/// it still took ~1,260 ns. A burst's memory still goes back once the shard's periodic
+/// [`release_freed`] runs after the delay.
+pub const DEFAULT_PURGE_DELAY_MS: u64 = 1000;
 
 /// Sets the allocator options; call once at start, before the shards run.
 /// `huge_pages`: leave transparent huge pages to the kernel's policy instead of turning
-/// them off for the process.
-pub fn configure(huge_pages: bool) {
+/// them off for the process. `purge_delay_ms`: see [`DEFAULT_PURGE_DELAY_MS`].
+pub fn configure(huge_pages: bool, purge_delay_ms: u64) {
+    let delay = c_long::try_from(purge_delay_ms).unwrap_or(c_long::MAX);
     // SAFETY: plain setters of mimalloc's global options, valid at any time.
     unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS);
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, delay);
         libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_PURGE_MULT, 1);
     }
     if !huge_pages {
