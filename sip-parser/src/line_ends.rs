@@ -1,11 +1,12 @@
 //! Line ends of a message head, found 64 bytes at a time.
 //!
-//! A SIP header line is ~25 bytes. Searching each one for its `\n` with `memchr` costs a
-//! call, a length dispatch and a vector setup per line (~45 instructions, a quarter of the
-//! header loop). Here one pass turns each 64-byte block into a bit mask of its `\n` bytes
-//! and every line end after that is a `trailing_zeros` and a bit clear: ~12 instructions a
-//! line. The block compare is SSE2 on x86_64 (always present there, so no run-time
-//! dispatch and no `unsafe`) and a word-at-a-time compare elsewhere.
+//! A SIP header line is ~25 bytes. Searching each one for its `\n` with `memchr` paid a
+//! call, a length dispatch and a vector setup per line. Here one pass turns each 64-byte
+//! block into a bit mask of its `\n` bytes, and every line end after that is a
+//! `trailing_zeros` and a bit clear. On the core bench (callgrind) the line-end search went
+//! from ~30 to ~20 instructions a line, and the pair took 0.94–0.98× the time: the header
+//! loop lost a call per line. The block compare is SSE2 on x86_64 (always present there, so
+//! no run-time dispatch) and a word-at-a-time compare elsewhere.
 
 /// Block size: one `u64` mask bit per byte.
 const BLOCK: usize = 64;
@@ -92,6 +93,13 @@ fn newlines(block: &[u8; BLOCK]) -> u64 {
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
 #[inline(always)]
 fn newlines(block: &[u8; BLOCK]) -> u64 {
+    newlines_swar(block)
+}
+
+/// [`newlines`] a word at a time, for targets without SSE2 (and tested on every target).
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
+#[inline(always)]
+fn newlines_swar(block: &[u8; BLOCK]) -> u64 {
     const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     const NLS: u64 = 0x0101_0101_0101_0101 * b'\n' as u64;
     let mut mask = 0u64;
@@ -133,23 +141,24 @@ mod tests {
         assert_eq!(ends(b"\n", 0), vec![0]);
     }
 
+    fn naive_mask(block: &[u8; BLOCK]) -> u64 {
+        (0..BLOCK).fold(0, |m, i| m | u64::from(block[i] == b'\n') << i)
+    }
+
     #[test]
-    fn the_portable_gather_matches() {
-        // The SWAR form, checked on every target (it is what non-x86 builds run).
-        const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-        const NLS: u64 = 0x0101_0101_0101_0101 * b'\n' as u64;
+    fn the_word_at_a_time_compare_is_exact() {
+        // Bytes one bit away from `\n` or that borrow in a subtraction trick must not count.
+        let near = [0x0a, 0x0b, 0x09, 0x8a, 0x00, 0xff, 0x0e, 0x2a];
         for pattern in 0u32..256 {
-            let bytes: [u8; 8] = core::array::from_fn(|i| {
-                if pattern >> i & 1 == 1 {
-                    b'\n'
+            let block: [u8; BLOCK] = core::array::from_fn(|i| {
+                if pattern >> (i % 8) & 1 == 1 {
+                    near[0]
                 } else {
-                    [0x8a, 0x0b, 0x09, 0xff, 0x00, b'a', 0x0a ^ 0x80, 0x7f][i]
+                    near[1 + i % 7]
                 }
             });
-            let x = u64::from_le_bytes(bytes) ^ NLS;
-            let zero = !(((x & LOW7) + LOW7) | x | LOW7);
-            let bits = (zero >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56;
-            assert_eq!(bits as u32, pattern, "{bytes:?}");
+            assert_eq!(newlines_swar(&block), naive_mask(&block), "{pattern:08b}");
+            assert_eq!(newlines(&block), naive_mask(&block), "{pattern:08b}");
         }
     }
 
@@ -159,6 +168,14 @@ mod tests {
             prop_oneof![Just(b'\n'), Just(b'\r'), any::<u8>()], 0..400), from in 0usize..420) {
             let from = from.min(hay.len());
             prop_assert_eq!(ends(&hay, from), naive(&hay, from));
+        }
+
+        #[test]
+        fn both_block_compares_are_a_byte_compare(bytes in proptest::collection::vec(
+            prop_oneof![Just(b'\n'), any::<u8>()], BLOCK)) {
+            let block: [u8; BLOCK] = bytes.try_into().unwrap();
+            prop_assert_eq!(newlines(&block), naive_mask(&block));
+            prop_assert_eq!(newlines_swar(&block), naive_mask(&block));
         }
     }
 }
