@@ -297,8 +297,9 @@ pub struct RunArgs {
     /// Milliseconds a heap page freed by a shard waits before its memory goes back to the
     /// kernel. Each shard also releases expired free pages once a second, so an idle server
     /// gives a burst's memory back within about this delay plus a second. 0 returns pages
-    /// at once, which re-faults them on the next allocation: it cost ~40% per SUBSCRIBE in
-    /// the core bench.
+    /// at once, which re-faults them when they are needed again: the core bench, which
+    /// frees and allocates in bursts, took ~1.4× the time per SUBSCRIBE (no difference
+    /// under steady load).
     #[arg(long, default_value_t = crate::edge::memory::DEFAULT_PURGE_DELAY_MS)]
     pub heap_purge_delay_ms: u64,
 

@@ -7,9 +7,9 @@
 //! never does, so the process keeps the burst's peak RSS for ever. [`release_freed`], called
 //! by each shard once a second, makes that shard's thread heap hand back the free pages
 //! whose purge delay ([`configure`], `--heap-purge-delay-ms`) has passed. The delay is not
-//! 0: pages freed and needed again within it are reused without a page fault. [`configure`] also turns transparent huge pages
-//! off (unless `--transparent-huge-pages`): with them, RSS counts whole 2 MiB pages around a
-//! few live objects (see `disable_thp`).
+//! 0: pages freed and needed again within it are reused without a page fault.
+//! [`configure`] also turns transparent huge pages off (unless `--transparent-huge-pages`):
+//! with them, RSS counts whole 2 MiB pages around a few live objects (see `disable_thp`).
 //!
 //! Option numbers are those of mimalloc v3 (`mi_option_e` in `mimalloc.h`), which
 //! libmimalloc-sys 0.1.49 builds by default but does not name; the `v2` feature is off.
@@ -27,8 +27,10 @@ const MI_OPTION_ARENA_PURGE_MULT: libmimalloc_sys::mi_option_t = 24;
 /// Not 0: purging at once (what herald did before) re-faulted and re-zeroed the pages on
 /// the next allocations, since the shards allocate and free on every request: the core
 /// bench under herald's allocator settings took 1.29–1.45× the time per SUBSCRIBE→NOTIFY
-/// pair (`CORE_TIME=20000,9`, purge delay 0 vs 1,000 ms: ~1,550 vs ~1,190 ns). At 100 ms
-/// it still took ~1,260 ns. A burst's memory still goes back once the shard's periodic
+/// pair (`CORE_TIME=20000,9`, purge delay 0 vs 1,000 ms: ~1,550 vs ~1,190 ns), whose
+/// batches free and allocate in bursts. At 100 ms it still took ~1,260 ns. Under steady
+/// load (`perf/steps none subscribe 40000`, `80000`) the server's CPU per request was the
+/// same either way. A burst's memory still goes back once the shard's periodic
 /// [`release_freed`] runs after the delay.
 pub const DEFAULT_PURGE_DELAY_MS: u64 = 1000;
 
