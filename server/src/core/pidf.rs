@@ -143,13 +143,37 @@ pub fn validate(body: &[u8]) -> Result<PidfIndex, PidfError> {
     if std::str::from_utf8(body).is_err() {
         return Err(PidfError::NotUtf8);
     }
-    index(body)
+    index_with(body, true)
+}
+
+/// Whether `name` is a qualified name (Namespaces in XML 1.0 §4): XML 1.0 Name characters,
+/// at most one `:`, neither first nor last. Bytes from 0x80 up (the body is UTF-8) are
+/// let through as the Unicode name characters they almost always are; every ASCII byte
+/// is held to the grammar. quick-xml splits a tag at whitespace and `=` but takes any
+/// other byte into a name, so without this `xmlns:dm<ct="…"` was accepted and copied
+/// into every watcher's aggregated root.
+fn is_qname(name: &[u8]) -> bool {
+    let start = |b: u8| b.is_ascii_alphabetic() || b == b'_' || b >= 0x80;
+    let inner = |b: u8| start(b) || b.is_ascii_digit() || b == b'-' || b == b'.';
+    let mut parts = name.splitn(3, |&b| b == b':');
+    let part_ok = |p: &[u8]| p.first().is_some_and(|&b| start(b)) && p.iter().all(|&b| inner(b));
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(a), None, None) => part_ok(a),
+        (Some(a), Some(b), None) => part_ok(a) && part_ok(b),
+        _ => false,
+    }
 }
 
 /// [`validate`] without the character rule, for stored bodies: a publication that a
 /// version before the rule acknowledged is restored as it was acknowledged, not dropped
 /// at the first start of this one. New bodies always go through [`validate`].
 pub fn index(body: &[u8]) -> Result<PidfIndex, PidfError> {
+    index_with(body, false)
+}
+
+/// [`index`]; `strict` (new bodies, [`validate`]) also holds element and attribute names
+/// to the QName grammar and the XML declaration to its own.
+fn index_with(body: &[u8], strict: bool) -> Result<PidfIndex, PidfError> {
     // quick-xml skips a UTF-8 byte order mark without counting it in `buffer_position`,
     // which would put every child's range 3 bytes early: skip it here and count it.
     let base = if body.starts_with(UTF8_BOM) {
@@ -185,7 +209,10 @@ pub fn index(body: &[u8]) -> Result<PidfIndex, PidfError> {
                     return Err(PidfError::TooManyElements);
                 }
                 let name = e.name().into_inner();
-                check_attributes(e)?;
+                if strict && !is_qname(name) {
+                    return Err(PidfError::NotWellFormed);
+                }
+                check_attributes(e, strict)?;
                 if depth == 0 {
                     root_seen = true;
                     let (prefix, local) = local_name(name);
@@ -242,6 +269,7 @@ pub fn index(body: &[u8]) -> Result<PidfIndex, PidfError> {
                 }
             }
             Event::End(_) => {
+                // The end name equals the start name (`check_end_names`): checked there.
                 depth = depth.checked_sub(1).ok_or(PidfError::NotWellFormed)?;
                 if depth == 1 {
                     let end = base + reader.buffer_position() as u32;
@@ -262,6 +290,16 @@ pub fn index(body: &[u8]) -> Result<PidfIndex, PidfError> {
                 check_ref_name(r)?;
             }
             Event::DocType(_) => return Err(PidfError::DocTypeForbidden),
+            // `<?xml version="1.0" … ?>` is copied to watchers as published (a lone
+            // publication's body is sent whole): its pseudo-attributes must parse.
+            Event::Decl(ref d) if strict => {
+                let ok = d.version().is_ok()
+                    && d.encoding().is_none_or(|e| e.is_ok())
+                    && d.standalone().is_none_or(|s| s.is_ok());
+                if !ok {
+                    return Err(PidfError::NotWellFormed);
+                }
+            }
             Event::CData(_) | Event::Comment(_) | Event::Decl(_) | Event::PI(_) => {}
             Event::Eof => break,
         }
@@ -283,12 +321,15 @@ const ATTRS_ON_STACK: usize = 16;
 /// the names in a `Vec` allocated for every element with an attribute, ~0.5 µs per PUBLISH
 /// in the profile; PIDF elements carry a few attributes, compared here on the stack (the
 /// same linear search per name as quick-xml's, so no worse on hostile input).
-fn check_attributes(e: &quick_xml::events::BytesStart<'_>) -> Result<(), PidfError> {
+fn check_attributes(e: &quick_xml::events::BytesStart<'_>, strict: bool) -> Result<(), PidfError> {
     let mut on_stack: [&[u8]; ATTRS_ON_STACK] = [&[]; ATTRS_ON_STACK];
     let mut spilled: Vec<&[u8]> = Vec::new();
     for (n, a) in e.attributes().with_checks(false).enumerate() {
         let a = a.map_err(|_| PidfError::NotWellFormed)?;
         let key = a.key.into_inner();
+        if strict && !is_qname(key) {
+            return Err(PidfError::NotWellFormed);
+        }
         if on_stack[..n.min(ATTRS_ON_STACK)].contains(&key) || spilled.contains(&key) {
             return Err(PidfError::NotWellFormed);
         }
@@ -631,6 +672,54 @@ mod tests {
         }
         let root = b"<presence xmlns='urn:ietf:params:xml:ns:pidf' entity='x' entity='y'/>";
         assert_eq!(validate(root).unwrap_err(), PidfError::NotWellFormed);
+    }
+
+    /// Found by the `pidf` fuzz target: quick-xml takes any byte but whitespace and `=`
+    /// into a name, so a root carrying `xmlns:dm<ct="…"` was accepted and its declaration
+    /// copied into the aggregated root, which no XML parser reads.
+    #[test]
+    fn names_and_the_declaration_must_follow_the_grammar() {
+        let doc = |decl: &str, root_attr: &str, tuple: &str| {
+            format!(
+                "{decl}<presence xmlns='urn:ietf:params:xml:ns:pidf' {root_attr} entity='x'>\
+                 <{tuple}><status><basic>open</basic></status></{tuple}></presence>"
+            )
+        };
+        for ok in [
+            doc("", "", "tuple"),
+            doc(
+                "<?xml version='1.0' encoding='UTF-8'?>",
+                "xmlns:dm='urn:d'",
+                "tuple",
+            ),
+            doc(
+                "<?xml version=\"1.0\"?>",
+                "xmlns:r-p.1='urn:r' a_b='1'",
+                "r-p.1:person",
+            ),
+            doc("", "xmlns:é='urn:e'", "é:tüple"),
+        ] {
+            assert!(validate(ok.as_bytes()).is_ok(), "{ok}");
+        }
+        for bad in [
+            doc("", "xmlns:dm<ct='urn:d'", "tuple"),
+            doc("", "xmlns:ru\"d-='urn:d'", "tuple"),
+            doc("", "a:b:c='1'", "tuple"),
+            doc("", ":a='1'", "tuple"),
+            doc("", "1a='1'", "tuple"),
+            doc("", "", "tu?ple"),
+            doc("", "", "dm:"),
+            doc("<?xml versionxample.com'>?>", "", "tuple"),
+            doc("<?xml encoding='UTF-8'?>", "", "tuple"),
+        ] {
+            assert_eq!(
+                validate(bad.as_bytes()).unwrap_err(),
+                PidfError::NotWellFormed,
+                "{bad}"
+            );
+        }
+        // Stored bodies are restored as acknowledged: the lenient index takes them.
+        assert!(index(doc("", "xmlns:dm<ct='urn:d'", "tuple").as_bytes()).is_ok());
     }
 
     #[test]
