@@ -153,16 +153,48 @@ pub fn validate(body: &[u8]) -> Result<PidfIndex, PidfError> {
 /// other byte into a name, so without this `xmlns:dm<ct="…"` was accepted and copied
 /// into every watcher's aggregated root.
 fn is_qname(name: &[u8]) -> bool {
-    let start = |b: u8| b.is_ascii_alphabetic() || b == b'_' || b >= 0x80;
-    let inner = |b: u8| start(b) || b.is_ascii_digit() || b == b'-' || b == b'.';
-    let mut parts = name.splitn(3, |&b| b == b':');
-    let part_ok = |p: &[u8]| p.first().is_some_and(|&b| start(b)) && p.iter().all(|&b| inner(b));
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some(a), None, None) => part_ok(a),
-        (Some(a), Some(b), None) => part_ok(a) && part_ok(b),
-        _ => false,
+    // One table lookup a byte: an iterator split at `:` with closures cost ~150
+    // instructions a name, 12% of validating a 1 KB body.
+    let mut need_start = true;
+    let mut colon_seen = false;
+    for &b in name {
+        match NAME_CLASS[usize::from(b)] {
+            NAME_START => need_start = false,
+            NAME_INNER if !need_start => {}
+            NAME_COLON if !need_start && !colon_seen => {
+                colon_seen = true;
+                need_start = true;
+            }
+            _ => return false,
+        }
     }
+    !need_start
 }
+
+const NAME_NONE: u8 = 0;
+const NAME_START: u8 = 1;
+const NAME_INNER: u8 = 2;
+const NAME_COLON: u8 = 3;
+
+/// [`is_qname`]'s byte classes.
+const NAME_CLASS: [u8; 256] = {
+    let mut t = [NAME_NONE; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 {
+            NAME_START
+        } else if c.is_ascii_digit() || c == b'-' || c == b'.' {
+            NAME_INNER
+        } else if c == b':' {
+            NAME_COLON
+        } else {
+            NAME_NONE
+        };
+        b += 1;
+    }
+    t
+};
 
 /// [`validate`] without the character rule, for stored bodies: a publication that a
 /// version before the rule acknowledged is restored as it was acknowledged, not dropped
