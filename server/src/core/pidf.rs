@@ -143,7 +143,7 @@ pub fn validate(body: &[u8]) -> Result<PidfIndex, PidfError> {
     if std::str::from_utf8(body).is_err() {
         return Err(PidfError::NotUtf8);
     }
-    index_with(body, true)
+    index_with::<true>(body)
 }
 
 /// Whether `name` is a qualified name (Namespaces in XML 1.0 §4): XML 1.0 Name characters,
@@ -200,12 +200,13 @@ const NAME_CLASS: [u8; 256] = {
 /// version before the rule acknowledged is restored as it was acknowledged, not dropped
 /// at the first start of this one. New bodies always go through [`validate`].
 pub fn index(body: &[u8]) -> Result<PidfIndex, PidfError> {
-    index_with(body, false)
+    index_with::<false>(body)
 }
 
-/// [`index`]; `strict` (new bodies, [`validate`]) also holds element and attribute names
-/// to the QName grammar and the XML declaration to its own.
-fn index_with(body: &[u8], strict: bool) -> Result<PidfIndex, PidfError> {
+/// [`index`]; `STRICT` (new bodies, [`validate`]) also holds element and attribute names
+/// to the QName grammar and the XML declaration to its own. A const parameter, so each
+/// caller gets a copy of the loop without the other's tests in it.
+fn index_with<const STRICT: bool>(body: &[u8]) -> Result<PidfIndex, PidfError> {
     // quick-xml skips a UTF-8 byte order mark without counting it in `buffer_position`,
     // which would put every child's range 3 bytes early: skip it here and count it.
     let base = if body.starts_with(UTF8_BOM) {
@@ -241,10 +242,10 @@ fn index_with(body: &[u8], strict: bool) -> Result<PidfIndex, PidfError> {
                     return Err(PidfError::TooManyElements);
                 }
                 let name = e.name().into_inner();
-                if strict && !is_qname(name) {
+                if STRICT && !is_qname(name) {
                     return Err(PidfError::NotWellFormed);
                 }
-                check_attributes(e, strict)?;
+                check_attributes::<STRICT>(e)?;
                 if depth == 0 {
                     root_seen = true;
                     let (prefix, local) = local_name(name);
@@ -324,7 +325,7 @@ fn index_with(body: &[u8], strict: bool) -> Result<PidfIndex, PidfError> {
             Event::DocType(_) => return Err(PidfError::DocTypeForbidden),
             // `<?xml version="1.0" … ?>` is copied to watchers as published (a lone
             // publication's body is sent whole): its pseudo-attributes must parse.
-            Event::Decl(ref d) if strict => {
+            Event::Decl(ref d) if STRICT => {
                 let ok = d.version().is_ok()
                     && d.encoding().is_none_or(|e| e.is_ok())
                     && d.standalone().is_none_or(|s| s.is_ok());
@@ -353,13 +354,15 @@ const ATTRS_ON_STACK: usize = 16;
 /// the names in a `Vec` allocated for every element with an attribute, ~0.5 µs per PUBLISH
 /// in the profile; PIDF elements carry a few attributes, compared here on the stack (the
 /// same linear search per name as quick-xml's, so no worse on hostile input).
-fn check_attributes(e: &quick_xml::events::BytesStart<'_>, strict: bool) -> Result<(), PidfError> {
+fn check_attributes<const STRICT: bool>(
+    e: &quick_xml::events::BytesStart<'_>,
+) -> Result<(), PidfError> {
     let mut on_stack: [&[u8]; ATTRS_ON_STACK] = [&[]; ATTRS_ON_STACK];
     let mut spilled: Vec<&[u8]> = Vec::new();
     for (n, a) in e.attributes().with_checks(false).enumerate() {
         let a = a.map_err(|_| PidfError::NotWellFormed)?;
         let key = a.key.into_inner();
-        if strict && !is_qname(key) {
+        if STRICT && !is_qname(key) {
             return Err(PidfError::NotWellFormed);
         }
         if on_stack[..n.min(ATTRS_ON_STACK)].contains(&key) || spilled.contains(&key) {
