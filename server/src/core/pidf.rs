@@ -325,11 +325,25 @@ fn index_with<const STRICT: bool>(body: &[u8]) -> Result<PidfIndex, PidfError> {
             Event::DocType(_) => return Err(PidfError::DocTypeForbidden),
             // `<?xml version="1.0" … ?>` is copied to watchers as published (a lone
             // publication's body is sent whole): its pseudo-attributes must parse.
+            // It is also only allowed first (XML 1.0 §2.8: `document ::= prolog …`, `prolog ::=
+            // XMLDecl? …`); libxml2 refuses one anywhere else.
             Event::Decl(ref d) if STRICT => {
-                let ok = d.version().is_ok()
+                let ok = before == base
+                    && d.version().is_ok()
                     && d.encoding().is_none_or(|e| e.is_ok())
                     && d.standalone().is_none_or(|s| s.is_ok());
                 if !ok {
+                    return Err(PidfError::NotWellFormed);
+                }
+            }
+            // A PI target is a Name without colon (Namespaces in XML §7) and not `xml` in any
+            // case (XML 1.0 §2.6); quick-xml takes everything up to whitespace as the target.
+            Event::PI(ref pi) if STRICT => {
+                let target = pi.target();
+                if !is_qname(target)
+                    || memchr::memchr(b':', target).is_some()
+                    || target.eq_ignore_ascii_case(b"xml")
+                {
                     return Err(PidfError::NotWellFormed);
                 }
             }
@@ -709,6 +723,32 @@ mod tests {
         assert_eq!(validate(root).unwrap_err(), PidfError::NotWellFormed);
     }
 
+    /// The QName grammar (Namespaces in XML §4) written out plainly, to check the table
+    /// version against.
+    fn qname_by_the_grammar(name: &[u8]) -> bool {
+        let start = |c: u8| c.is_ascii_alphabetic() || c == b'_' || c >= 0x80;
+        let ncname = |p: &[u8]| {
+            p.first().is_some_and(|&c| start(c))
+                && p.iter()
+                    .all(|&c| start(c) || c.is_ascii_digit() || matches!(c, b'-' | b'.'))
+        };
+        match name.iter().position(|&c| c == b':') {
+            None => ncname(name),
+            Some(i) => ncname(&name[..i]) && ncname(&name[i + 1..]),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn qname_check_follows_the_grammar(name in proptest::collection::vec(
+            prop_oneof![Just(b':'), Just(b'a'), Just(b'Z'), Just(b'_'), Just(b'1'), Just(b'-'),
+                        Just(b'.'), Just(0xc3u8), Just(b'<'), Just(b' '), any::<u8>()],
+            0..12,
+        )) {
+            prop_assert_eq!(is_qname(&name), qname_by_the_grammar(&name), "{:?}", name);
+        }
+    }
+
     /// Found by the `pidf` fuzz target: quick-xml takes any byte but whitespace and `=`
     /// into a name, so a root carrying `xmlns:dm<ct="…"` was accepted and its declaration
     /// copied into the aggregated root, which no XML parser reads.
@@ -733,6 +773,13 @@ mod tests {
                 "r-p.1:person",
             ),
             doc("", "xmlns:é='urn:e'", "é:tüple"),
+            doc(
+                "<?xml version='1.0'?><?xml-stylesheet href='s'?>",
+                "",
+                "tuple",
+            ),
+            doc("<?app?>", "", "tuple"),
+            format!("\u{feff}{}", doc("<?xml version='1.0'?>", "", "tuple")),
         ] {
             assert!(validate(ok.as_bytes()).is_ok(), "{ok}");
         }
@@ -746,6 +793,12 @@ mod tests {
             doc("", "", "dm:"),
             doc("<?xml versionxample.com'>?>", "", "tuple"),
             doc("<?xml encoding='UTF-8'?>", "", "tuple"),
+            doc(" <?xml version='1.0'?>", "", "tuple"),
+            doc("<?xml version='1.0'?><?xml version='1.0'?>", "", "tuple"),
+            doc("<?a:b x?>", "", "tuple"),
+            doc("<?XmL x?>", "", "tuple"),
+            doc("<?t<x?>", "", "tuple"),
+            doc("<?1t?>", "", "tuple"),
         ] {
             assert_eq!(
                 validate(bad.as_bytes()).unwrap_err(),
