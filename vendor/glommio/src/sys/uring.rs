@@ -1863,7 +1863,8 @@ impl Reactor {
             // See https://www.scylladb.com/2018/02/15/memory-barriers-seastar-linux/ for
             // details. This translates to `sys_membarrier()` /
             // `MEMBARRIER_CMD_PRIVATE_EXPEDITED`
-            // herald: a full fence instead of `membarrier::heavy()`. The syscall IPIs
+            // herald: upstream called `membarrier::heavy()` here (the syscall the lines
+            // above describe); now a full fence takes its place. The syscall IPIs
             // every CPU running a thread of the process on every sleep (at a few
             // thousand sleeps a second, ~8% of a shard's CPU plus the other core's
             // interrupts); `SleepNotifier::notify` issues the matching fence.
