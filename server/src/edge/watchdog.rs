@@ -158,6 +158,10 @@ pub async fn beat_forever(hb: std::sync::Arc<ShardStats>) {
     loop {
         glommio::timer::sleep(BEAT_EVERY).await;
         hb.heartbeat.beat();
+        // Counted by glommio per thread: this task runs on the shard's own.
+        hb.edge
+            .sleep_link_misses
+            .store(glommio::herald_link_wake_misses(), Ordering::Relaxed);
     }
 }
 

@@ -619,3 +619,8 @@ pub(crate) fn shutdown(raw: RawFd, how: Shutdown) -> io::Result<()> {
         _ => Ok(()),
     }
 }
+
+/// herald: see [`crate::herald_link_wake_misses`].
+pub(crate) fn herald_link_wake_misses() -> u64 {
+    uring::LINK_WAKE_MISSES.with(|c| c.get())
+}

@@ -231,6 +231,13 @@ fn check_supported_operations(ops: &[uring_sys::IoRingOp]) -> bool {
     }
 }
 
+thread_local! {
+    /// herald: this thread's bounded sleeps that ran to their bound while the latency ring
+    /// held completions (its poll from the main ring should have ended them). Read through
+    /// [`crate::herald_link_wake_misses`].
+    pub(crate) static LINK_WAKE_MISSES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 static GLOMMIO_URING_OPS: &[IoRingOp] = &[
     IoRingOp::IORING_OP_NOP,
     IoRingOp::IORING_OP_READV,
@@ -1044,7 +1051,8 @@ impl SleepableRing {
         }
     }
 
-    fn sleep(&mut self, link: &Source) -> io::Result<usize> {
+    // herald: `bound` limits the wait (the next user timer); returns whether CQEs woke it.
+    fn sleep(&mut self, link: &Source, bound: Option<Duration>) -> io::Result<bool> {
         assert_eq!(
             self.waiting_kernel_submission(),
             0,
@@ -1087,13 +1095,18 @@ impl SleepableRing {
                 Err(io::Error::from_raw_os_error(libc::EBUSY))
             } else {
                 // The rings are linked. Goodnight!
+                // herald: upstream waited without a bound here (`cq().wait(1)`) and relied on
+                // an `IORING_OP_TIMEOUT` on the latency ring, seen through this ring's poll
+                // of the latency ring's fd, to wake it for the next timer. The wait is now
+                // bounded by the timer itself (`EXT_ARG`): see `HERALD.md`, patch 2.
                 self.ring
                     .cq()
-                    .wait(1)
-                    .map(|_| 1)
-                    .or_else(Reactor::busy_ok)
-                    .or_else(Reactor::again_ok)
-                    .or_else(Reactor::intr_ok)
+                    .wait_at_most(1, bound)
+                    .or_else(|e| match e.raw_os_error() {
+                        // As upstream: interrupted or busy is "look again", not a timeout.
+                        Some(libc::EBUSY | libc::EAGAIN | libc::EINTR) => Ok(true),
+                        _ => Err(e),
+                    })
             }
         } else {
             // Can't link rings because we ran out of `CQE`s. Just can't sleep.
@@ -1103,6 +1116,7 @@ impl SleepableRing {
                 .or_else(Reactor::busy_ok)
                 .or_else(Reactor::again_ok)
                 .or_else(Reactor::intr_ok)
+                .map(|_| true)
         }
     }
 }
@@ -1725,7 +1739,12 @@ impl Reactor {
     ///
     /// We may not be able to register an `SQE` at this point, so we return an
     /// Error and will just not sleep.
-    fn link_rings_and_sleep(&self, ring: &mut SleepableRing) -> io::Result<()> {
+    // herald: `bound` and the returned "woken by a CQE" are new; see `SleepableRing::sleep`.
+    fn link_rings_and_sleep(
+        &self,
+        ring: &mut SleepableRing,
+        bound: Option<Duration>,
+    ) -> io::Result<bool> {
         let link_rings = Source::new(
             IoRequirements::default(),
             self.link_fd,
@@ -1733,7 +1752,10 @@ impl Reactor {
             None,
             None,
         );
-        ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {})
+        ring.sleep(&link_rings, bound).or_else(|e| match e.raw_os_error() {
+            Some(libc::EBUSY) => Ok(true),
+            _ => Err(e),
+        })
     }
 
     pub(crate) fn poll_io(&self, woke: &mut usize) -> io::Result<()> {
@@ -1850,11 +1872,10 @@ impl Reactor {
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
-            if let Some(dur) = user_timer {
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                assert!(flush_rings!(lat_ring)? > 0);
-            }
+            // herald: upstream armed an `IORING_OP_TIMEOUT` on the latency ring here for
+            // `user_timer` and slept until the main ring's poll of the latency ring saw its
+            // completion. Now the sleep itself is bounded by `user_timer` (`EXT_ARG`), so a
+            // timer no longer depends on that cross-ring wake-up (HERALD.md, patch 2).
             // From this moment on the remote executors are aware that we are sleeping
             // We have to sweep the remote channels function once more because since
             // last time until now it could be that something happened in a remote executor
@@ -1872,8 +1893,14 @@ impl Reactor {
             let events = process_remote_channels() + self.flush_syscall_thread();
             if events == 0 {
                 if self.eventfd_src.is_installed().unwrap() {
-                    self.link_rings_and_sleep(&mut main_ring)
+                    let woken = self
+                        .link_rings_and_sleep(&mut main_ring, user_timer)
                         .expect("some error");
+                    // herald: a sleep that ran to its bound while the latency ring held
+                    // completions is a wake-up the ring link missed (HERALD.md, patch 2).
+                    if !woken && lat_ring.ring.cq().ready() > 0 {
+                        LINK_WAKE_MISSES.with(|c| c.set(c.get() + 1));
+                    }
                     // May have new cancellations related to the link ring fd.
                     flush_cancellations!(into &mut 0; lat_ring, poll_ring, main_ring);
                     flush_rings!(lat_ring, poll_ring, main_ring)?;
