@@ -460,7 +460,7 @@ pub use enclose::enclose;
 
 /// herald: how many times the calling thread's executor's bounded sleep ran to its bound
 /// (its next timer) although the latency ring held completions that should have woken it
-/// at once: the io_uring ring-link wake-up that `HERALD.md` patch 2 stops relying on.
+/// at once and the ring link had not fired: the io_uring ring-link wake-up that `HERALD.md` patch 2 stops relying on.
 pub fn herald_link_wake_misses() -> u64 {
     sys::herald_link_wake_misses()
 }

@@ -233,7 +233,8 @@ fn check_supported_operations(ops: &[uring_sys::IoRingOp]) -> bool {
 
 thread_local! {
     /// herald: this thread's bounded sleeps that ran to their bound while the latency ring
-    /// held completions (its poll from the main ring should have ended them). Read through
+    /// held completions and the main ring none (the main ring's poll of the latency ring
+    /// should have ended them). Read through
     /// [`crate::herald_link_wake_misses`].
     pub(crate) static LINK_WAKE_MISSES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
@@ -1897,8 +1898,12 @@ impl Reactor {
                         .link_rings_and_sleep(&mut main_ring, user_timer)
                         .expect("some error");
                     // herald: a sleep that ran to its bound while the latency ring held
-                    // completions is a wake-up the ring link missed (HERALD.md, patch 2).
-                    if !woken && lat_ring.ring.cq().ready() > 0 {
+                    // completions and the main ring none is a wake-up the ring link missed
+                    // (HERALD.md, patch 2). With a completion on the main ring too, the link's
+                    // poll fired as the bound expired (its task work ran on the way out of
+                    // the wait): a race with a short bound, not a lost wake-up.
+                    if !woken && lat_ring.ring.cq().ready() > 0 && main_ring.ring.cq().ready() == 0
+                    {
                         LINK_WAKE_MISSES.with(|c| c.set(c.get() + 1));
                     }
                     // May have new cancellations related to the link ring fd.
