@@ -3,7 +3,6 @@ use std::{
     marker::PhantomData,
     mem::MaybeUninit,
     ptr::{self, NonNull},
-    time::Duration,
 };
 
 use super::{resultify, CQEs, CQEsBlocking, IoUring, CQE};
@@ -59,37 +58,6 @@ impl<'ring> CompletionQueue<'ring> {
     /// These CQEs can be processed using `peek_for_cqe` or the `cqes` iterator.
     pub fn wait(&mut self, count: u32) -> io::Result<()> {
         self.wait_inner(count).map(|_| ())
-    }
-
-    /// herald: like [`wait`](Self::wait), but the kernel ends the wait after `timeout`
-    /// even if no CQE came: `Ok(true)` when CQEs are ready, `Ok(false)` when the time ran
-    /// out. The bound is the waiting thread's own timer (`IORING_ENTER_EXT_ARG`), not an
-    /// `IORING_OP_TIMEOUT` whose completion must wake the waiter. Without that kernel
-    /// feature (before 5.11) it waits without a bound, as [`wait`](Self::wait) does: the
-    /// fallback liburing would use submits a timeout SQE glommio does not expect.
-    pub fn wait_at_most(&mut self, count: u32, timeout: Option<Duration>) -> io::Result<bool> {
-        const IORING_FEAT_EXT_ARG: libc::c_uint = 1 << 8;
-        let ext_arg = unsafe { self.ring.as_ref().features } & IORING_FEAT_EXT_ARG != 0;
-        let ts = timeout.filter(|_| ext_arg).map(|d| uring_sys::__kernel_timespec {
-            tv_sec: d.as_secs() as _,
-            tv_nsec: d.subsec_nanos() as _,
-        });
-        let ts_ptr = ts.as_ref().map_or(ptr::null(), |t| t as *const _);
-        let mut cqe = MaybeUninit::uninit();
-        let ret = unsafe {
-            uring_sys::io_uring_wait_cqes(
-                self.ring.as_ptr(),
-                cqe.as_mut_ptr(),
-                count as _,
-                ts_ptr,
-                ptr::null(),
-            )
-        };
-        match resultify(ret) {
-            Ok(_) => Ok(true),
-            Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(false),
-            Err(e) => Err(e),
-        }
     }
 
     #[inline(always)]

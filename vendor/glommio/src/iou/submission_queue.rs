@@ -95,6 +95,59 @@ impl<'ring> SubmissionQueue<'ring> {
         }
     }
 
+    /// herald: submits the prepared SQEs and waits for `wait_for` CQEs, or at most `timeout`,
+    /// in one `io_uring_enter` (`IORING_ENTER_EXT_ARG`). Returns how many SQEs the kernel
+    /// took; the kernel waits only if it took them all, and reports a timeout or an
+    /// interrupted wait as that count too (callers look at the CQ). Without `timeout`, or on
+    /// a kernel without `EXT_ARG` (before 5.11), it is [`submit_and_wait`](Self::submit_and_wait).
+    pub fn submit_and_wait_at_most(
+        &mut self,
+        wait_for: u32,
+        timeout: Option<Duration>,
+    ) -> io::Result<u32> {
+        const IORING_FEAT_EXT_ARG: libc::c_uint = 1 << 8;
+        const IORING_ENTER_EXT_ARG: libc::c_uint = 1 << 3;
+        /// `struct io_uring_getevents_arg` (include/uapi/linux/io_uring.h).
+        #[repr(C)]
+        struct GeteventsArg {
+            sigmask: u64,
+            sigmask_sz: u32,
+            min_wait_usec: u32,
+            ts: u64,
+        }
+        let (fd, features) = unsafe { (self.ring.as_ref().ring_fd, self.ring.as_ref().features) };
+        let Some(d) = timeout.filter(|_| features & IORING_FEAT_EXT_ARG != 0) else {
+            return self.submit_and_wait(wait_for);
+        };
+        let ts = uring_sys::__kernel_timespec {
+            tv_sec: d.as_secs() as _,
+            tv_nsec: d.subsec_nanos() as _,
+        };
+        let arg = GeteventsArg {
+            sigmask: 0,
+            sigmask_sz: 8, // _NSIG / 8, as liburing passes it
+            min_wait_usec: 0,
+            ts: &ts as *const _ as u64,
+        };
+        let to_submit = unsafe { uring_sys::__io_uring_flush_sq(self.ring.as_ptr()) };
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_io_uring_enter,
+                fd,
+                to_submit as libc::c_uint,
+                wait_for,
+                uring_sys::IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
+                &arg as *const GeteventsArg,
+                std::mem::size_of::<GeteventsArg>(),
+            )
+        };
+        if ret < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(ret as u32)
+        }
+    }
+
     pub fn ready(&self) -> u32 {
         unsafe { uring_sys::io_uring_sq_ready(self.ring.as_ptr()) }
     }

@@ -1080,14 +1080,25 @@ impl SleepableRing {
 
             // We have now prepared the SQE that links the two rings. We now need to submit
             // it successfully to be able to safely sleep.
-
-            if self
-                .submit_sqes()
-                .or_else(Reactor::busy_ok)
-                .or_else(Reactor::again_ok)
-                .or_else(Reactor::intr_ok)?
-                != 1
-            {
+            //
+            // herald: upstream submitted here (one `io_uring_enter`) and then waited without
+            // a bound (a second one), relying on an `IORING_OP_TIMEOUT` on the latency ring,
+            // seen through this ring's poll of the latency ring's fd, to wake it for the next
+            // timer. Now one `io_uring_enter` submits the link and waits, bounded by the
+            // timer itself (`EXT_ARG`); the kernel waits only once the link is submitted, and
+            // reports the submitted count whether a completion, the bound or a signal ended
+            // the wait: the CQ says which. See `HERALD.md`, patches 2 and 3.
+            let submitted = self
+                .ring
+                .sq()
+                .submit_and_wait_at_most(1, bound)
+                .or_else(|e| match e.raw_os_error() {
+                    // ETIME only if nothing was submitted: treated as a failed submit.
+                    Some(libc::EBUSY | libc::EAGAIN | libc::EINTR | libc::ETIME) => Ok(0),
+                    _ => Err(e),
+                })? as usize;
+            self.in_kernel += submitted;
+            if submitted != 1 {
                 // We failed to submit the `SQE` that links the rings. Just can't sleep.
                 // Waiting here is unsafe because we could end up waiting much longer than
                 // needed.
@@ -1095,19 +1106,8 @@ impl SleepableRing {
                 unsafe { crate::uring_sys::io_uring_prep_nop(sqe_ptr) };
                 Err(io::Error::from_raw_os_error(libc::EBUSY))
             } else {
-                // The rings are linked. Goodnight!
-                // herald: upstream waited without a bound here (`cq().wait(1)`) and relied on
-                // an `IORING_OP_TIMEOUT` on the latency ring, seen through this ring's poll
-                // of the latency ring's fd, to wake it for the next timer. The wait is now
-                // bounded by the timer itself (`EXT_ARG`): see `HERALD.md`, patch 2.
-                self.ring
-                    .cq()
-                    .wait_at_most(1, bound)
-                    .or_else(|e| match e.raw_os_error() {
-                        // As upstream: interrupted or busy is "look again", not a timeout.
-                        Some(libc::EBUSY | libc::EAGAIN | libc::EINTR) => Ok(true),
-                        _ => Err(e),
-                    })
+                // The rings were linked, and we slept. Woken by a completion, or by the bound?
+                Ok(self.ring.cq().ready() > 0)
             }
         } else {
             // Can't link rings because we ran out of `CQE`s. Just can't sleep.

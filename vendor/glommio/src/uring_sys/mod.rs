@@ -338,6 +338,10 @@ extern "C" {
 
     pub fn io_uring_submit_and_wait(ring: *mut io_uring, wait_nr: libc::c_uint) -> libc::c_int;
 
+    /// herald: liburing's (exported) step that publishes the prepared SQEs to the kernel's
+    /// SQ ring; returns how many are there to submit.
+    pub fn __io_uring_flush_sq(ring: *mut io_uring) -> libc::c_int;
+
     pub fn io_uring_get_sqe(ring: *mut io_uring) -> *mut io_uring_sqe;
 
     pub fn io_uring_register_buffers(
