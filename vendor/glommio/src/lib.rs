@@ -458,9 +458,10 @@ pub use crate::{
 };
 pub use enclose::enclose;
 
-/// herald: how many times the calling thread's executor's bounded sleep ran to its bound
-/// (its next timer) although the latency ring held completions that should have woken it
-/// at once and the ring link had not fired: the io_uring ring-link wake-up that `HERALD.md` patch 2 stops relying on.
+/// herald: how many times the calling thread's executor's bounded sleep ended without a
+/// completion on its main ring (its next timer came, or a signal) although the latency ring
+/// held completions that the ring link should have woken it for at once: a lost io_uring
+/// cross-ring wake-up, which `HERALD.md` patch 2 bounds by the next timer.
 pub fn herald_link_wake_misses() -> u64 {
     sys::herald_link_wake_misses()
 }

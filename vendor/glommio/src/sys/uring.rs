@@ -1753,10 +1753,11 @@ impl Reactor {
             None,
             None,
         );
-        ring.sleep(&link_rings, bound).or_else(|e| match e.raw_os_error() {
-            Some(libc::EBUSY) => Ok(true),
-            _ => Err(e),
-        })
+        ring.sleep(&link_rings, bound)
+            .or_else(|e| match e.raw_os_error() {
+                Some(libc::EBUSY) => Ok(true),
+                _ => Err(e),
+            })
     }
 
     pub(crate) fn poll_io(&self, woke: &mut usize) -> io::Result<()> {
@@ -1897,13 +1898,13 @@ impl Reactor {
                     let woken = self
                         .link_rings_and_sleep(&mut main_ring, user_timer)
                         .expect("some error");
-                    // herald: a sleep that ran to its bound while the latency ring held
-                    // completions and the main ring none is a wake-up the ring link missed
-                    // (HERALD.md, patch 2). With a completion on the main ring too, the link's
-                    // poll fired as the bound expired (its task work ran on the way out of
-                    // the wait): a race with a short bound, not a lost wake-up.
-                    if !woken && lat_ring.ring.cq().ready() > 0 && main_ring.ring.cq().ready() == 0
-                    {
+                    // herald: a sleep that ended with no completion on the main ring (the
+                    // bound, or a signal such as herald's watchdog) while the latency ring held
+                    // completions is a wake-up the ring link missed (HERALD.md, patch 2). With
+                    // a completion on the main ring, the link's poll fired as the bound expired
+                    // (its task work ran on the way out of the wait): a race with a short
+                    // bound, not a lost wake-up; `woken` is then true.
+                    if !woken && lat_ring.ring.cq().ready() > 0 {
                         LINK_WAKE_MISSES.with(|c| c.set(c.get() + 1));
                     }
                     // May have new cancellations related to the link ring fd.
