@@ -51,7 +51,7 @@ edge_counters! {
     handoff_queue_max: "largest hand-off batch drained at once",
     timer_fires: "core timer wake-ups",
     core_transmits: "messages produced by the core",
-    sleep_link_misses: "times this shard's executor slept until its next timer although network completions waited on its latency ring and its ring link never fired (a lost io_uring wake-up, now bounded by the timer; see vendor/glommio/HERALD.md)",
+    sleep_link_misses: "times this shard's executor slept until its next timer (or a signal) although network completions waited on its latency ring and its ring link never fired (a lost io_uring wake-up, now bounded by the timer; see vendor/glommio/HERALD.md)",
     watchdog_nudges: "times the main thread signalled this shard's executor after it made no progress for edge::watchdog::WEDGED_AFTER",
 }
 
