@@ -105,42 +105,32 @@ impl<'ring> SubmissionQueue<'ring> {
         wait_for: u32,
         timeout: Option<Duration>,
     ) -> io::Result<u32> {
-        const IORING_FEAT_EXT_ARG: libc::c_uint = 1 << 8;
-        const IORING_ENTER_EXT_ARG: libc::c_uint = 1 << 3;
-        /// `struct io_uring_getevents_arg` (include/uapi/linux/io_uring.h).
-        #[repr(C)]
-        struct GeteventsArg {
-            sigmask: u64,
-            sigmask_sz: u32,
-            min_wait_usec: u32,
-            ts: u64,
-        }
         let (fd, features) = unsafe { (self.ring.as_ref().ring_fd, self.ring.as_ref().features) };
-        let Some(d) = timeout.filter(|_| features & IORING_FEAT_EXT_ARG != 0) else {
+        let Some(d) = timeout.filter(|_| features & uring_sys::IORING_FEAT_EXT_ARG != 0) else {
             return self.submit_and_wait(wait_for);
         };
         let ts = uring_sys::__kernel_timespec {
             tv_sec: d.as_secs() as _,
             tv_nsec: d.subsec_nanos() as _,
         };
-        let arg = GeteventsArg {
+        let arg = uring_sys::io_uring_getevents_arg {
             sigmask: 0,
             sigmask_sz: 8, // _NSIG / 8, as liburing passes it
             min_wait_usec: 0,
             ts: &ts as *const _ as u64,
         };
-        let to_submit = unsafe { uring_sys::__io_uring_flush_sq(self.ring.as_ptr()) };
         let ret = unsafe {
-            libc::syscall(
-                libc::SYS_io_uring_enter,
+            let to_submit = uring_sys::__io_uring_flush_sq(self.ring.as_ptr());
+            uring_sys::syscalls::io_uring_enter2(
                 fd,
                 to_submit as libc::c_uint,
                 wait_for,
-                uring_sys::IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
-                &arg as *const GeteventsArg,
-                std::mem::size_of::<GeteventsArg>(),
+                uring_sys::IORING_ENTER_GETEVENTS | uring_sys::IORING_ENTER_EXT_ARG,
+                &arg as *const _ as *const libc::c_void,
+                std::mem::size_of_val(&arg),
             )
         };
+        // A raw syscall: -1 and errno, not liburing's negated errno (so not `resultify`).
         if ret < 0 {
             Err(io::Error::last_os_error())
         } else {

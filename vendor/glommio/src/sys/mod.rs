@@ -172,7 +172,7 @@ pub(crate) fn sendmsg_syscall(
 }
 
 mod dma_buffer;
-mod membarrier;
+// herald: `mod membarrier` is gone with its only caller (HERALD.md, patch 1).
 pub(crate) mod source;
 pub(crate) mod sysfs;
 mod uring;

@@ -37,8 +37,8 @@ use crate::{
         self,
         blocking::{BlockingThreadOp, BlockingThreadPool},
         dma_buffer::{BufferStorage, DmaBuffer},
-        membarrier, DirectIo, EnqueuedSource, EnqueuedStatus, InnerSource, IoBuffer,
-        PollableStatus, Source, SourceType, Statx, TimeSpec64,
+        DirectIo, EnqueuedSource, EnqueuedStatus, InnerSource, IoBuffer, PollableStatus, Source,
+        SourceType, Statx, TimeSpec64,
     },
     uring_sys::{self, IoRingOp},
     GlommioError, IoRequirements, IoStats, ReactorErrorKind, RingIoStats, TaskQueueHandle,
@@ -232,9 +232,9 @@ fn check_supported_operations(ops: &[uring_sys::IoRingOp]) -> bool {
 }
 
 thread_local! {
-    /// herald: this thread's bounded sleeps that ran to their bound while the latency ring
-    /// held completions and the main ring none (the main ring's poll of the latency ring
-    /// should have ended them). Read through
+    /// herald: this thread's sleeps that ended with no completion on the main ring (the
+    /// bound, or a signal) while the latency ring held completions (the main ring's poll of
+    /// the latency ring should have ended them). Read through
     /// [`crate::herald_link_wake_misses`].
     pub(crate) static LINK_WAKE_MISSES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }

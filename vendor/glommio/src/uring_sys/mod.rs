@@ -89,6 +89,8 @@ pub const IORING_CQ_EVENTFD_DISABLED: libc::c_uint = 1 << 0;
 // io_uring_enter flags
 pub const IORING_ENTER_GETEVENTS: libc::c_uint = 1 << 0;
 pub const IORING_ENTER_SQ_WAKEUP: libc::c_uint = 1 << 1;
+// herald: used by `SubmissionQueue::submit_and_wait_at_most` (HERALD.md, patches 2 and 3).
+pub const IORING_ENTER_EXT_ARG: libc::c_uint = 1 << 3;
 
 // io_uring_params.features flags
 pub const IORING_FEAT_SINGLE_MMAP: libc::__u32 = 1 << 0;
@@ -98,6 +100,18 @@ pub const IORING_FEAT_RW_CUR_POS: libc::__u32 = 1 << 3;
 pub const IORING_FEAT_CUR_PERSONALITY: libc::__u32 = 1 << 4;
 pub const IORING_FEAT_FAST_POLL: libc::__u32 = 1 << 5;
 pub const IORING_FEAT_POLL_32BITS: libc::__u32 = 1 << 6;
+// herald: see IORING_ENTER_EXT_ARG.
+pub const IORING_FEAT_EXT_ARG: libc::__u32 = 1 << 8;
+
+/// herald: `struct io_uring_getevents_arg` (include/uapi/linux/io_uring.h), the argument of
+/// `io_uring_enter` with `IORING_ENTER_EXT_ARG`.
+#[repr(C)]
+pub struct io_uring_getevents_arg {
+    pub sigmask: libc::__u64,
+    pub sigmask_sz: libc::__u32,
+    pub min_wait_usec: libc::__u32,
+    pub ts: libc::__u64,
+}
 
 // io_uring_register opcodes and arguments
 pub const IORING_REGISTER_BUFFERS: libc::c_uint = 0;

@@ -38,3 +38,25 @@ pub unsafe fn io_uring_enter(
         core::mem::size_of::<libc::sigset_t>(),
     ) as libc::c_int
 }
+
+/// herald: `io_uring_enter` with an explicit argument and its size (liburing's
+/// `__sys_io_uring_enter2`), for `IORING_ENTER_EXT_ARG`, whose argument is an
+/// `io_uring_getevents_arg` rather than a signal mask.
+pub unsafe fn io_uring_enter2(
+    fd: libc::c_int,
+    to_submit: libc::c_uint,
+    min_complete: libc::c_uint,
+    flags: libc::c_uint,
+    arg: *const libc::c_void,
+    argsz: usize,
+) -> libc::c_int {
+    libc::syscall(
+        __NR_io_uring_enter,
+        fd,
+        to_submit,
+        min_complete,
+        flags,
+        arg,
+        argsz,
+    ) as libc::c_int
+}
