@@ -44,10 +44,15 @@ impl Core {
             return;
         }
         sub.queued = true;
-        if sub.gate > persisted {
-            self.gated.push_back((sub.gate, Out::Notify(id)));
+        let item = if self.in_timer {
+            Out::TimerNotify(id)
         } else {
-            self.ready.push_back(Out::Notify(id));
+            Out::Notify(id)
+        };
+        if sub.gate > persisted {
+            self.gated.push_back((sub.gate, item));
+        } else {
+            self.queue_out(item);
         }
     }
 
@@ -167,10 +172,13 @@ impl Core {
 
     /// Writes the dialog's next NOTIFY into `out` (if it still owes one) and opens its
     /// client transaction.
+    /// `from_timer`: it was queued as [`Out::TimerNotify`] (kept so if it waits for its gate
+    /// again).
     pub(super) fn build_notify(
         &mut self,
         now: Instant,
         id: u64,
+        from_timer: bool,
         out: &mut Vec<u8>,
     ) -> Option<Transmit> {
         let persisted = self.persisted_seq;
@@ -181,7 +189,12 @@ impl Core {
         }
         if sub.gate > persisted {
             sub.queued = true;
-            self.gated.push_back((sub.gate, Out::Notify(id)));
+            let item = if from_timer {
+                Out::TimerNotify(id)
+            } else {
+                Out::Notify(id)
+            };
+            self.gated.push_back((sub.gate, item));
             return None;
         }
         sub.pending = false;
@@ -260,7 +273,14 @@ impl Core {
         match tx.on_timer(now, t2) {
             TxFire::Retransmit(next) => {
                 self.timers.push(next, TimerKey::Notify { id, cseq });
-                self.ready.push_back(Out::Retransmit(id, cseq));
+                if tx.resend_queued {
+                    // The last one has not left yet (the shard is behind on its
+                    // background output): one copy in the queue is enough.
+                    self.stats.notify_retransmits_merged += 1;
+                } else {
+                    tx.resend_queued = true;
+                    self.background.push_back(Out::Retransmit(id, cseq));
+                }
             }
             TxFire::Rearm(next) => self.timers.push(next, TimerKey::Notify { id, cseq }),
             TxFire::Timeout => self.notify_done(id, 408),

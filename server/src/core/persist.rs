@@ -343,7 +343,7 @@ impl Core {
             .is_some_and(|(gate, _)| *gate <= up_to_seq)
         {
             if let Some((_, out)) = self.gated.pop_front() {
-                self.ready.push_back(out);
+                self.queue_out(out);
             }
         }
         if self.gated.iter().any(|(gate, _)| *gate <= up_to_seq) {
@@ -351,8 +351,8 @@ impl Core {
         }
     }
 
-    /// Moves every gated output that `release` picks to `ready`, keeping the order of both
-    /// queues. In place: the deque is rotated through its own buffer (a new deque per
+    /// Moves every gated output that `release` picks to `ready` (timer output to
+    /// `background`), keeping the order of the queues. In place: the deque is rotated through its own buffer (a new deque per
     /// commit took fresh, kernel-zeroed pages from the allocator each time).
     fn release_gated(&mut self, mut release: impl FnMut(&mut Core, u64, &super::Out) -> bool) {
         let mut gated = std::mem::take(&mut self.gated);
@@ -361,7 +361,7 @@ impl Core {
                 break;
             };
             if release(self, gate, &out) {
-                self.ready.push_back(out);
+                self.queue_out(out);
             } else {
                 gated.push_back((gate, out));
             }

@@ -22,6 +22,9 @@ pub struct Stats {
     pub tx_6xx: u64,
     pub notify_sent: u64,
     pub notify_retransmitted: u64,
+    /// Timer E retransmissions not queued because the previous one had not been sent yet:
+    /// the shard was behind on timer output (answers to requests go first).
+    pub notify_retransmits_merged: u64,
     pub notify_failed: u64,
     pub notify_coalesced: u64,
     /// TCP NOTIFYs sent again on a fresh connection after theirs dropped (conn_lost.rs).
@@ -72,6 +75,7 @@ impl fmt::Display for Stats {
             tx_6xx,
             notify_sent,
             notify_retransmitted,
+            notify_retransmits_merged,
             notify_failed,
             notify_coalesced,
             notify_resent_after_conn_loss,

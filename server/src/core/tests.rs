@@ -821,3 +821,100 @@ fn requests_with_many_headers_are_parsed_again_with_all_slots() {
         assert_eq!(h.core.stats().rx_dropped, 1);
     }
 }
+
+/// Timer output (Timer E retransmissions, expiry NOTIFYs) waits behind the answers to
+/// requests and leaves only within the caller's budget; a retransmission that has not
+/// left yet is not queued a second time when Timer E fires again.
+#[test]
+fn timer_output_yields_to_answers_and_is_queued_once() {
+    let mut h = H::new(Config::default());
+    let (_, n1) = sub_ok(&mut h, "Event: presence\r\n");
+    // The watcher never answers: Timer E at 500 ms and again at 1500 ms, nothing polled
+    // in between.
+    h.advance(500);
+    h.advance(1000);
+    assert_eq!(h.core.stats().notify_retransmits_merged, 1);
+    assert!(h.core.has_background());
+    // A new watcher's SUBSCRIBE arrives meanwhile.
+    let carol = "SUBSCRIBE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5090;branch=z9hG4bKcarol\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:carol@example.com>;tag=c1\r\nTo: <sip:bob@example.com>\r\n\
+                 Call-ID: call-carol\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:carol@10.0.0.2:5090>\r\n\
+                 Event: presence\r\nContent-Length: 0\r\n\r\n";
+    h.send(udp(5090), carol);
+    let mut sent = Vec::new();
+    let mut budget = 0;
+    h.out.clear();
+    while let Some(t) = h.core.poll_transmit_within(&mut h.out, &mut budget) {
+        sent.push(String::from_utf8(h.out[t.offset..t.offset + t.len].to_vec()).unwrap());
+    }
+    assert_eq!(sent.len(), 2, "the 200 and carol's NOTIFY only: {sent:?}");
+    assert_eq!(code(&sent[0]), 200);
+    assert!(sent[1].starts_with("NOTIFY sip:carol@"), "{}", sent[1]);
+    assert!(h.core.has_background(), "the retransmission still waits");
+    let ok = h.answer(&sent[1], 200);
+    h.send(udp(5090), &ok);
+    // Within a budget of 5: the one retransmission, as first sent.
+    let mut budget = 5;
+    h.out.clear();
+    let t = h
+        .core
+        .poll_transmit_within(&mut h.out, &mut budget)
+        .expect("the retransmission");
+    assert_eq!(&h.out[t.offset..t.offset + t.len], n1.as_bytes());
+    assert_eq!(budget, 4);
+    assert!(h
+        .core
+        .poll_transmit_within(&mut h.out, &mut budget)
+        .is_none());
+    assert!(!h.core.has_background());
+    assert_eq!(h.core.stats().notify_retransmitted, 1);
+    // Sent, so the next Timer E (3500 ms) queues one again.
+    h.advance(2000);
+    assert_eq!(h.drain().len(), 1);
+    assert_eq!(h.core.stats().notify_retransmits_merged, 1);
+}
+
+/// With `--durability sync`, an expiry's `terminated` NOTIFY first waits for its commit;
+/// released, it is still timer output (behind answers, within the budget).
+#[test]
+fn an_expiry_notify_released_by_a_commit_stays_timer_output() {
+    let cfg = Config {
+        durability_gate: true,
+        ..Config::default()
+    };
+    let mut h = H::new(cfg);
+    let s = h.subscribe("Event: presence\r\nExpires: 60\r\n", None, 1);
+    h.send(udp(5070), &s);
+    let mut last = 0;
+    while let Some(op) = h.core.poll_persist() {
+        last = op.seq();
+    }
+    h.core.handle_persisted(h.now, last);
+    let out = h.drain();
+    assert_eq!(out.len(), 2, "200 and the first NOTIFY: {out:?}");
+    let ok = h.answer(&out[1].1, 200);
+    h.send(udp(5070), &ok);
+    h.advance(61_000);
+    assert_eq!(h.core.stats().subscriptions_expired, 1);
+    assert!(
+        h.drain().is_empty(),
+        "the final NOTIFY waits for its commit"
+    );
+    while let Some(op) = h.core.poll_persist() {
+        last = op.seq();
+    }
+    h.core.handle_persisted(h.now, last);
+    assert!(h.core.has_background());
+    let mut budget = 0;
+    h.out.clear();
+    assert!(h
+        .core
+        .poll_transmit_within(&mut h.out, &mut budget)
+        .is_none());
+    let out = h.drain();
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        hdr(&out[0].1, "Subscription-State"),
+        Some("terminated;reason=timeout")
+    );
+}

@@ -65,6 +65,10 @@ pub struct NotifyTx {
     pub content: NotifyContent,
     /// This NOTIFY says `terminated`: the dialog ends with this transaction.
     pub is_final: bool,
+    /// A Timer E retransmission of it waits in the core's background queue, not yet
+    /// written: the next Timer E finds it there and does not queue another (see
+    /// `Core::on_notify_timer`).
+    pub resend_queued: bool,
 }
 
 impl NotifyTx {
@@ -85,6 +89,7 @@ impl NotifyTx {
             deadline_f: now.add_millis(64 * t1_ms.max(1)),
             content,
             is_final,
+            resend_queued: false,
         }
     }
 
