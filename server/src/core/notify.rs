@@ -279,7 +279,7 @@ impl Core {
                     self.stats.notify_retransmits_merged += 1;
                 } else {
                     tx.resend_queued = true;
-                    self.background.push_back(Out::Retransmit(id, cseq));
+                    self.resends.push_back(Out::Retransmit(id, cseq));
                 }
             }
             TxFire::Rearm(next) => self.timers.push(next, TimerKey::Notify { id, cseq }),

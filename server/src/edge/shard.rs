@@ -38,7 +38,7 @@ const BACKGROUND_PER_FLUSH: usize = 512;
 /// pause is at least as long as the last share took: timer output then gets at most half of
 /// the shard's time, and requests the rest. Why: a wave of NOTIFYs to watchers that are
 /// gone (terminated NOTIFYs at expiry, each retransmitted ~10 times over 32 s) otherwise
-/// held the shards off their sockets, and new SUBSCRIBEs timed out (measured: 2,200–7,300
+/// held the shards off their sockets, and new SUBSCRIBEs timed out (measured: 945–4,000
 /// calls/s and thousands of timeouts, instead of ~80,000/s, while 200,000 such dialogs
 /// expired every 2.4 s; README, "Answers before timer output").
 const BACKGROUND_PAUSE: Duration = Duration::from_micros(200);
