@@ -102,7 +102,7 @@ pub struct Subscription {
     pub auth: AuthDecision,
     /// State changed since the last NOTIFY was built: one more NOTIFY is owed.
     pub pending: bool,
-    /// An `Out::Notify` for this dialog sits in a transmit queue.
+    /// An `Out::Notify` or `Out::TimerNotify` for this dialog sits in a transmit queue.
     pub queued: bool,
     /// A PutSubscription was emitted (so removal must emit a DeleteSubscription).
     pub stored: bool,
