@@ -200,21 +200,18 @@ pub struct Core {
     /// Reused by `handle_timeout` for the ids of opened expiry buckets.
     opened: Vec<(u64, u64)>,
     ready: VecDeque<Out>,
-    /// What timers produced: NOTIFY retransmissions (Timer E) and the NOTIFYs of
-    /// expiries. [`Core::poll_transmit_within`] writes it only once `ready` (answers to
-    /// requests and the NOTIFYs they caused) is empty, and then within a budget the edge
-    /// gives per flush. Why: after a mass expiry of watchers that are gone (a SIPp run that
-    /// ended, a site that dropped off the network), Timer E kept ~10 retransmissions per
-    /// terminated NOTIFY for 32 s in the same queue as the answers to new requests, and a
-    /// shard spent seconds on them while SUBSCRIBEs timed out (measured: 945 calls/s
-    /// instead of 75,000). Not bounded by `max_pending_transmits`: it holds at most one
-    /// entry per NOTIFY transaction (`NotifyTx::resend_queued`) and per expiring dialog.
-    /// First sends (`Out::TimerNotify`) here, retransmissions in `resends`, which are
-    /// written after them: an expired dialog's transaction (and so its Timer F, which
-    /// frees its slot) starts when its NOTIFY first leaves, and with one FIFO a backlog of
-    /// retransmissions to the same dead watchers kept the dialogs of later expiries in the
-    /// table until it was full (measured: 2,000,000 of 2,000,000 slots, 0.6% of new
-    /// SUBSCRIBEs refused).
+    /// What timers produced: the NOTIFYs queued by expiries and paced restores (here) and
+    /// Timer E retransmissions (`resends`). [`Core::poll_transmit_within`] writes them only
+    /// once `ready` (answers to requests and the NOTIFYs they caused) is empty, and then
+    /// within a budget the edge gives per flush. Why: after a mass expiry of watchers that
+    /// are gone (a SIPp run that ended, a site that dropped off the network), Timer E kept
+    /// ~10 retransmissions per terminated NOTIFY for 32 s in the same queue as the answers
+    /// to new requests, and a shard spent seconds on them while SUBSCRIBEs timed out
+    /// (measured: 945 calls/s instead of 75,000). Not bounded by `max_pending_transmits`:
+    /// it holds at most one entry per NOTIFY transaction (`NotifyTx::resend_queued`) and
+    /// per expiring dialog. First sends leave before retransmissions: an expired dialog's
+    /// transaction (and so its Timer F, which frees its slot) starts when its NOTIFY first
+    /// leaves, which a backlog of retransmissions to earlier dead watchers would delay.
     background: VecDeque<Out>,
     /// Timer E retransmissions (see `background`).
     resends: VecDeque<Out>,
