@@ -691,13 +691,14 @@ impl Core {
                     }
                 }
                 Out::Retransmit(id, cseq) => {
-                    match self.subs.get_mut(&id).and_then(|s| s.tx.as_mut()) {
+                    let Some(sub) = self.subs.get_mut(&id) else {
+                        continue;
+                    };
+                    match sub.tx.as_mut() {
                         Some(t) if t.cseq == cseq => t.resend_queued = false,
                         _ => continue,
                     }
-                    let Some(sub) = self.subs.get(&id) else {
-                        continue;
-                    };
+                    let sub = &*sub;
                     let Some(tx) = sub.tx.as_ref() else {
                         continue;
                     };
@@ -709,8 +710,9 @@ impl Core {
                         pkg: &*self.packages[sub.pkg as usize],
                     };
                     notify::write_notify(out, &parts, sub, id, tx);
+                    let peer = sub.peer();
                     return Some(Transmit {
-                        dst: self.notify_dst(sub.peer()),
+                        dst: self.notify_dst(peer),
                         offset,
                         len: out.len() - offset,
                     });

@@ -211,11 +211,10 @@ impl Shard {
         }
     }
 
-    /// Drains everything the core wants to send (plus what the edge queued in `out`) and
-    /// sends it; re-arms the timer task if the core's earliest deadline moved earlier.
-    ///
-    /// Timer output (`Core::has_background`) is left to the timer task, which writes it a
-    /// share at a time ([`Shard::flush_within`]).
+    /// Sends what the core has ready (answers to requests, the NOTIFYs they caused) plus
+    /// what the edge queued in `out`; re-arms the timer task if the core's earliest deadline
+    /// moved earlier. Timer output (`Core::has_background`) is left to the timer task,
+    /// which writes it a share at a time ([`Shard::flush_within`]).
     pub async fn flush(self: &Rc<Self>, out: &mut Outbox) {
         self.flush_within(out, 0).await
     }
