@@ -287,6 +287,14 @@ pub struct RunArgs {
     #[arg(long, default_value_t = DEFAULT_COALESCE_US)]
     pub coalesce_us: u64,
 
+    /// Act on ICMP errors for UDP NOTIFYs (RFC 3261 §18.4): when a watcher's host answers a
+    /// NOTIFY with port, host, network or protocol unreachable, its transaction ends at once
+    /// (as Timer F would end it 32 s later), instead of being retransmitted ten times.
+    /// `--udp-icmp-errors=false` ignores them, as the kernel does by default.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true")]
+    pub udp_icmp_errors: bool,
+
     /// Let the kernel back the heap with transparent huge pages (its THP policy decides).
     /// Off by default: with huge pages every touched 2 MiB region stays resident whole, which
     /// raised RSS per held subscription by ~55% on the core bench (549 vs 347 B); on large

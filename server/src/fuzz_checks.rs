@@ -49,7 +49,8 @@ pub fn pidf_bodies(data: &[u8]) {
 
 /// A whole exchange through the sans-IO core: the input is split at `\0\0\0` into up to 32
 /// datagrams or TCP messages (the first byte of each picks the peer and the time step).
-/// Every NOTIFY the core sends is answered (200, 481 or not at all, by its CSeq), every
+/// Every NOTIFY the core sends is answered (200, 481, refused by the network as an ICMP
+/// error would report it, or not at all, by its CSeq), every
 /// state change is made durable (as `--durability sync` does), timers fire, the core's
 /// invariants are checked after every step, and every NOTIFY it sends must parse.
 pub fn core_exchange(data: &[u8]) {
@@ -483,6 +484,13 @@ pub fn steer_agrees(data: &[u8]) {
     if let Route::Shard(owner) = routed {
         assert!(owner.0 < shards, "owner {owner:?} of {shards}");
     }
+    // So must the routing of an ICMP error's payload (the start of a datagram we sent).
+    if let Route::Shard(owner) = crate::core::route_refused(msg, shards) {
+        assert!(
+            owner.0 < shards,
+            "owner {owner:?} of {shards} for a refusal"
+        );
+    }
     let got = interp::run(&programs[usize::from(shards - 2)], msg);
     assert!(got == FALLBACK || got < u32::from(shards), "answer {got}");
     if got == FALLBACK {
@@ -540,12 +548,16 @@ fn settle(core: &mut Core, now: Instant, out: &mut Vec<u8>, answers: &mut Vec<(P
             core.handle_persisted(now, seq);
         }
         out.clear();
+        let mut refused = Vec::new();
         while let Some(t) = core.poll_transmit(out) {
             busy = true;
             let msg = &out[t.offset..t.offset + t.len];
             if msg.starts_with(b"NOTIFY ") {
-                if let Some(a) = answer(msg) {
-                    answers.push((t.dst, a));
+                match answer(msg) {
+                    Reply::Respond(a) => answers.push((t.dst, a)),
+                    // What the kernel hands back of a refused datagram: its start.
+                    Reply::Refuse => refused.push((t.dst, msg[..msg.len().min(520)].to_vec())),
+                    Reply::Nothing => {}
                 }
             } else {
                 response_parses(msg);
@@ -555,6 +567,10 @@ fn settle(core: &mut Core, now: Instant, out: &mut Vec<u8>, answers: &mut Vec<(P
         for (p, a) in answers.drain(..) {
             core.handle_message(now, p, &a);
             busy = true;
+        }
+        for (p, sent) in refused {
+            core.handle_refused(now, p.addr, &sent);
+            core.check_invariants().unwrap();
         }
         if !busy {
             return;
@@ -592,7 +608,15 @@ fn response_parses(msg: &[u8]) {
 }
 
 /// 200 to most NOTIFYs, 481 to some, silence to others (their Timer F then fires).
-fn answer(notify: &[u8]) -> Option<Vec<u8>> {
+/// What the fuzzed watcher does with a NOTIFY.
+enum Reply {
+    Respond(Vec<u8>),
+    /// Its port is closed: the network refuses the datagram (ICMP port unreachable).
+    Refuse,
+    Nothing,
+}
+
+fn answer(notify: &[u8]) -> Reply {
     let mut slots = [Header::EMPTY; 64];
     let Ok(Status::Complete(m)) = parse(notify, &mut slots, Framing::Datagram, &Limits::default())
     else {
@@ -603,13 +627,14 @@ fn answer(notify: &[u8]) -> Option<Vec<u8>> {
     };
     let cseq = m.cseq().map(|c| c.seq).unwrap_or(0);
     let (code, reason) = match cseq % 7 {
+        4 => return Reply::Refuse,
         5 => (481, "Call/Transaction Does Not Exist"),
-        6 => return None,
+        6 => return Reply::Nothing,
         _ => (200, "OK"),
     };
     let mut out = Vec::new();
     ResponseWriter::new(&mut out, &m, code, reason, None).finish();
-    Some(out)
+    Reply::Respond(out)
 }
 
 /// What a PIDF document means (for the pidf fuzz target and `core::pidf`'s tests), whatever prefixes it

@@ -237,6 +237,62 @@ fn notify_answered_481_removes_subscription() {
     );
 }
 
+/// Watchers that left without unsubscribing (their UDP ports closed): the NOTIFY a PUBLISH
+/// sends them comes back as ICMP port unreachable, which ends the transaction and, with
+/// `--end-sub-on-timeout` (the default), the subscription at once, with no retransmission,
+/// instead of ten sends over 32 s. The presentities are on both shards, so some errors land
+/// on the shard that did not send the NOTIFY and are handed over. With
+/// `--udp-icmp-errors=false` the same dialogs keep retransmitting.
+#[test]
+fn a_watcher_that_left_is_dropped_at_its_first_notify() {
+    const WATCHERS: usize = 8;
+    for icmp in [true, false] {
+        let flag = format!("--udp-icmp-errors={icmp}");
+        let s = Server::start(&[&flag]);
+        let mut presentities = Vec::new();
+        for i in 0..WATCHERS {
+            let p = aor_on_shard(&format!("gone{i}x"), (i % 2) as u16, 2);
+            let mut w = Client::udp(s.sip);
+            let mut d = Dialog::new(&format!("sip:w{i}@example.com"), &p);
+            assert!(ok(&d.send_subscribe(&mut w, 600)));
+            w.expect_notify("initial");
+            drop(w);
+            presentities.push(p);
+        }
+        s.wait_stats("subscriptions held", |st| {
+            st.get("core.subscriptions") == Some(&(WATCHERS as u64))
+        });
+        let mut pubc = Client::udp(s.sip);
+        for p in &presentities {
+            let r = pubc.request(&publish(
+                &pubc,
+                p,
+                600,
+                None,
+                Some(&pidf(p, "t", "open", "x")),
+            ));
+            assert_eq!(r.code, Some(200), "{}", r.text());
+        }
+        if icmp {
+            s.wait_stats("watchers that left dropped", |st| {
+                st.get("core.subscriptions") == Some(&0)
+                    && st.get("core.notify_unreachable") == Some(&(WATCHERS as u64))
+            });
+            assert_eq!(s.stat("core.notify_retransmitted"), 0);
+            assert!(s.stat("edge.udp_icmp_errors") >= WATCHERS as u64);
+            assert_eq!(s.stat("edge.udp_send_errors"), 0);
+        } else {
+            s.wait_stats("NOTIFYs retransmitted", |st| {
+                st.get("core.notify_retransmitted")
+                    .is_some_and(|&n| n >= WATCHERS as u64)
+            });
+            assert_eq!(s.stat("core.subscriptions"), WATCHERS as u64);
+            assert_eq!(s.stat("core.notify_unreachable"), 0);
+            assert_eq!(s.stat("edge.udp_icmp_errors"), 0);
+        }
+    }
+}
+
 #[test]
 fn tcp_subscribe_and_notify() {
     let s = Server::start(&[]);

@@ -90,6 +90,7 @@ mod subscription;
 pub mod tags;
 pub mod timers;
 pub mod transaction;
+pub mod unreachable;
 mod xcap_publish;
 pub use xcap_publish::{XcapPidfError, XCAP_PUBLICATION_ID, XCAP_PUBLICATION_LIFETIME_MS};
 
@@ -99,6 +100,7 @@ pub use persist::{
 };
 pub use route::{reply_overloaded, route, route_message, shard_contact, shard_for};
 pub use stats::Stats;
+pub use unreachable::{route_refused, SendRefused};
 
 use package::{EventPackage, PkgId};
 use presentity::Presentities;

@@ -49,7 +49,7 @@ pub fn shard_contact(server_address: &[u8], shard: ShardId, shards: u16) -> Vec<
     plain
 }
 
-fn by_hash(hash: u32, shards: u16) -> Route {
+pub(super) fn by_hash(hash: u32, shards: u16) -> Route {
     Route::Shard(ShardId((hash % shards.max(1) as u32) as u16))
 }
 

@@ -32,6 +32,9 @@ pub struct Stats {
     /// TCP NOTIFYs ended with 408 after a connection loss: the fresh connection could not
     /// be dialled, or the resends ran out.
     pub notify_failed_after_conn_loss: u64,
+    /// UDP NOTIFYs ended at once by an ICMP error naming them (unreachable.rs) instead of
+    /// retransmitted until Timer F.
+    pub notify_unreachable: u64,
     pub subscriptions: u64,
     pub presentities: u64,
     pub publications: u64,
@@ -80,6 +83,7 @@ impl fmt::Display for Stats {
             notify_coalesced,
             notify_resent_after_conn_loss,
             notify_failed_after_conn_loss,
+            notify_unreachable,
             subscriptions,
             presentities,
             publications,

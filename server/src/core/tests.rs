@@ -918,3 +918,83 @@ fn an_expiry_notify_released_by_a_commit_stays_timer_output() {
         Some("terminated;reason=timeout")
     );
 }
+
+/// An ICMP error for the NOTIFY in flight ends its transaction at once (RFC 3261 §18.4),
+/// not 32 s of retransmissions later; one that does not name that NOTIFY, its CSeq and its
+/// destination changes nothing.
+#[test]
+fn an_icmp_error_for_the_notify_in_flight_ends_it_at_once() {
+    let cut = |m: &str| m.as_bytes()[..m.len().min(300)].to_vec();
+    // A live dialog: ended like Timer F, so `end_sub_on_timeout` decides.
+    for end_sub in [true, false] {
+        let mut h = H::new(Config {
+            end_sub_on_timeout: end_sub,
+            ..Config::default()
+        });
+        let (_, n1) = sub_ok(&mut h, "Event: presence\r\n");
+        let now = h.now;
+        let wrong_dst = addr(5071);
+        assert_eq!(
+            h.core.handle_refused(now, wrong_dst, &cut(&n1)),
+            SendRefused::Stale
+        );
+        // The same dialog's branch with another CSeq (a NOTIFY it has not sent).
+        let forged = {
+            let b = hdr(&n1, "Via").unwrap().split("branch=").nth(1).unwrap();
+            let b = b.split(';').next().unwrap();
+            n1.replace(b, &format!("{}00000009", &b[..b.len() - 8]))
+        };
+        assert_ne!(forged, n1);
+        assert_eq!(
+            h.core.handle_refused(now, addr(5070), &cut(&forged)),
+            SendRefused::Stale
+        );
+        assert_eq!(
+            h.core
+                .handle_refused(now, addr(5070), b"SIP/2.0 200 OK\r\n"),
+            SendRefused::NotNotify
+        );
+        assert_eq!(h.core.stats().notify_unreachable, 0);
+        assert_eq!(
+            h.core.handle_refused(now, addr(5070), &cut(&n1)),
+            SendRefused::Ended
+        );
+        assert_eq!(h.core.stats().notify_unreachable, 1);
+        assert_eq!(h.core.stats().notify_failed, 1);
+        h.core.check_invariants().unwrap();
+        assert_eq!(h.core.stats().subscriptions, u64::from(!end_sub));
+        // No retransmission follows, and the same error again is stale.
+        h.advance(40_000);
+        assert!(h.drain().is_empty());
+        assert_eq!(h.core.stats().notify_retransmitted, 0);
+        assert_eq!(
+            h.core.handle_refused(h.now, addr(5070), &cut(&n1)),
+            SendRefused::Stale
+        );
+    }
+    // A final NOTIFY (the watcher unsubscribed and left): its dialog goes with the error,
+    // instead of holding its slot until Timer F.
+    let mut h = H::new(Config::default());
+    let (resp, n1) = sub_ok(&mut h, "Event: presence\r\n");
+    let tag = to_tag(&resp);
+    let ok = h.answer(&n1, 200);
+    h.send(udp(5070), &ok);
+    let unsub = h.subscribe("Event: presence\r\nExpires: 0\r\n", Some(&tag), 2);
+    h.send(udp(5070), &unsub);
+    let out = h.drain();
+    let fin = &out.iter().find(|(_, m)| m.starts_with("NOTIFY")).unwrap().1;
+    assert!(hdr(fin, "Subscription-State")
+        .unwrap()
+        .starts_with("terminated"));
+    assert_eq!(
+        h.core.stats().subscriptions,
+        1,
+        "held until the final NOTIFY ends"
+    );
+    assert_eq!(
+        h.core.handle_refused(h.now, addr(5070), &cut(fin)),
+        SendRefused::Ended
+    );
+    assert_eq!(h.core.stats().subscriptions, 0);
+    h.core.check_invariants().unwrap();
+}

@@ -15,6 +15,7 @@
 //! holding them back would hold back the dialog's next NOTIFY (one in flight per dialog).
 
 use std::future::Future;
+use std::net::SocketAddr;
 
 use glommio::channels::shared_channel::{self, ConnectedReceiver, SharedReceiver, SharedSender};
 
@@ -29,6 +30,9 @@ pub enum Handoff {
     Outbound { dst: Peer, bytes: Box<[u8]> },
     /// A TCP connection held by the sending shard closed.
     ConnClosed(ConnId),
+    /// An ICMP error, read on the sending shard's socket, for a NOTIFY the target shard
+    /// sent to `dst`; `sent` is the start of that NOTIFY (`core::unreachable`).
+    Refused { dst: SocketAddr, sent: Box<[u8]> },
 }
 
 /// One shard's ends of the mesh: `senders[j]` goes to shard j (None for itself),

@@ -79,6 +79,8 @@ pub struct Settings {
     pub udp_steering: UdpSteering,
     /// `--coalesce-us`: pause between batches under load (see `udp::recv_loop`).
     pub coalesce: Duration,
+    /// `--udp-icmp-errors`: read ICMP errors for our datagrams (see `udp::bind`).
+    pub udp_icmp_errors: bool,
     pub tcp_idle_timeout: Duration,
     pub max_tcp_connections: usize,
     pub tcp_write_queue: usize,
@@ -134,6 +136,7 @@ impl Settings {
             spin_before_park: Duration::from_micros(a.spin_before_park_us),
             udp_steering: a.udp_steering,
             coalesce: Duration::from_micros(a.coalesce_us),
+            udp_icmp_errors: a.udp_icmp_errors,
             tcp_idle_timeout: Duration::from_secs(a.tcp_idle_timeout.max(1)),
             max_tcp_connections: a.max_tcp_connections.max(1),
             tcp_write_queue: a.tcp_write_queue.max(1),
@@ -227,10 +230,12 @@ pub fn run(
     for _ in 0..n {
         let mut udp = Vec::new();
         for &addr in &settings.udp_addrs {
-            udp.push(udp::bind(addr).map_err(|source| StartError::Bind {
-                what: "UDP",
-                addr,
-                source,
+            udp.push(udp::bind(addr, settings.udp_icmp_errors).map_err(|source| {
+                StartError::Bind {
+                    what: "UDP",
+                    addr,
+                    source,
+                }
             })?);
         }
         let mut tcp_l = Vec::new();

@@ -95,8 +95,9 @@ pub struct Shard {
     persist_kick: Option<Rc<Kick>>,
     /// The driver, for its counters in /stats.
     driver: Option<Rc<Driver>>,
-    /// Wakes the task that sends what a commit released (bounded 1: a wake-up is a flag).
-    committed_wake: LocalSender<()>,
+    /// Wakes the task that flushes output produced outside a flushing task: what a commit
+    /// released, what an ICMP error caused (bounded 1: a wake-up is a flag).
+    flush_wake: LocalSender<()>,
 }
 
 impl Shard {
@@ -201,6 +202,44 @@ impl Shard {
         }
     }
 
+    /// An ICMP error read on one of this shard's UDP sockets: the network refused a datagram
+    /// sent to `dst`, of which `sent` is the start. The kernel picks the socket of the
+    /// SO_REUSEPORT group by address hash, not the one that sent it, so a NOTIFY's error
+    /// goes to the shard its branch names, like a response would.
+    pub fn refused(&self, dst: SocketAddr, sent: &[u8]) {
+        EdgeCounters::inc(&self.edge().udp_icmp_errors);
+        match core::route_refused(sent, self.settings.shards) {
+            Route::Shard(s) if s != self.id => {
+                let Some(Some(tx)) = self.handoff_tx.get(usize::from(s.0)) else {
+                    return;
+                };
+                let item = Handoff::Refused {
+                    dst,
+                    sent: sent.into(),
+                };
+                match tx.try_send(item) {
+                    Ok(()) => EdgeCounters::inc(&self.edge().udp_icmp_handed_over),
+                    // Best effort: the NOTIFY then ends by Timer F, as without the error.
+                    Err(_) => EdgeCounters::inc(&self.edge().handoff_full_dropped),
+                }
+            }
+            Route::Shard(_) | Route::Local => self.handle_refused(dst, sent),
+            // A response we sent, or not readable: nothing waits on it.
+            Route::Drop => {}
+        }
+    }
+
+    /// [`Shard::refused`] for a NOTIFY this shard sent. What the core does next (a NOTIFY
+    /// for a dialog that lives on, a persisted removal) leaves with the flush task's flush.
+    fn handle_refused(&self, dst: SocketAddr, sent: &[u8]) {
+        let now = self.clock.now();
+        self.core.borrow_mut().handle_refused(now, dst, sent);
+        if let Some(k) = &self.persist_kick {
+            k.notify();
+        }
+        let _ = self.flush_wake.try_send(());
+    }
+
     /// Tells the local core and every other shard's core that a connection held here closed.
     pub fn conn_closed(&self, conn: ConnId) {
         self.core.borrow_mut().handle_conn_closed(conn);
@@ -268,8 +307,13 @@ impl Shard {
                     _ => {}
                 }
             }
-            if !udp_batch.is_empty() {
-                udp::send_all(self.edge(), sock, &udp_batch).await;
+            if !udp_batch.is_empty()
+                && udp::send_all(self.edge(), sock, &udp_batch).await
+                && self.settings.udp_icmp_errors
+            {
+                // A send consumed the error flag the receive loop waits on: read the
+                // errors here, or they would wait for the next one.
+                udp::take_refusals(self, std::os::fd::AsRawFd::as_raw_fd(&**sock));
             }
         }
         if self.udp.is_empty() {
@@ -476,7 +520,7 @@ pub async fn run_shard(init: ShardInit) {
         }
     });
     let (timer_wake, timer_rx) = local_channel::new_bounded(1);
-    let (committed_wake, committed_rx) = local_channel::new_bounded(1);
+    let (flush_wake, flush_rx) = local_channel::new_bounded(1);
     let udp: Vec<Rc<UdpSocket>> = udp_socks
         .into_iter()
         .map(|s| Rc::new(udp::adopt(s)))
@@ -494,7 +538,7 @@ pub async fn run_shard(init: ShardInit) {
         armed: Cell::new(None),
         persist_kick: driver.as_ref().map(|d| d.kick()),
         driver: driver.clone(),
-        committed_wake,
+        flush_wake,
     });
 
     if let Some(driver) = driver.clone() {
@@ -506,14 +550,14 @@ pub async fn run_shard(init: ShardInit) {
                     &sh.core,
                     move || clock.now(),
                     || {
-                        let _ = sh.committed_wake.try_send(());
+                        let _ = sh.flush_wake.try_send(());
                     },
                 )
                 .await
         })
         .detach();
-        glommio::spawn_local(committed_loop(shard.clone(), committed_rx)).detach();
     }
+    glommio::spawn_local(flush_loop(shard.clone(), flush_rx)).detach();
 
     for sock in shard.udp.clone() {
         glommio::spawn_local(udp::recv_loop(shard.clone(), sock)).detach();
@@ -584,8 +628,9 @@ fn final_commit(shard: &Shard, driver: &Driver, store: &Store) {
     }
 }
 
-/// Sends the replies and NOTIFYs a commit released (the driver only signals).
-async fn committed_loop(shard: Rc<Shard>, wake: LocalReceiver<()>) {
+/// Sends what the core produced outside the tasks that flush after their input: the replies
+/// and NOTIFYs a commit released (the driver only signals), and what an ICMP error caused.
+async fn flush_loop(shard: Rc<Shard>, wake: LocalReceiver<()>) {
     let mut out = Outbox::new();
     while wake.recv().await.is_some() {
         shard.flush(&mut out).await;
@@ -602,7 +647,12 @@ async fn handoff_loop(
         batch.push(first);
         handoff::drain_ready(&rx, &mut batch, MAX_HANDOFF_BATCH);
         let n = batch.len() as u64;
-        EdgeCounters::add(&shard.edge().handoff_in, n);
+        // ICMP errors are not messages: `udp_icmp_handed_over` counts them on the sender.
+        let errors = batch
+            .iter()
+            .filter(|h| matches!(h, Handoff::Refused { .. }))
+            .count() as u64;
+        EdgeCounters::add(&shard.edge().handoff_in, n - errors);
         EdgeCounters::inc(&shard.edge().handoff_batches);
         EdgeCounters::max(&shard.edge().handoff_queue_max, n);
         for item in batch.drain(..) {
@@ -621,6 +671,7 @@ async fn handoff_loop(
                 }
                 Handoff::Outbound { dst, bytes } => tcp::send_local(&shard, dst, &bytes),
                 Handoff::ConnClosed(c) => shard.core.borrow_mut().handle_conn_closed(c),
+                Handoff::Refused { dst, sent } => shard.handle_refused(dst, &sent),
             }
         }
         shard.flush(&mut out).await;

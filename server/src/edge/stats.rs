@@ -27,6 +27,8 @@ edge_counters! {
     udp_out: "UDP datagrams sent",
     udp_send_errors: "UDP sends that failed",
     udp_recv_batches: "recvmmsg calls that returned datagrams (datagrams per call = udp_in / udp_recv_batches)",
+    udp_icmp_errors: "ICMP errors read for datagrams this shard's sockets sent (--udp-icmp-errors); core.notify_unreachable counts the NOTIFYs they ended",
+    udp_icmp_handed_over: "ICMP errors handed to the shard that sent the NOTIFY they name (the kernel picks the receiving socket by address hash); not counted in handoff_out",
     udp_send_batches: "sendmmsg calls that sent datagrams (datagrams per call = udp_out / udp_send_batches)",
     tcp_in: "SIP messages framed from TCP connections",
     tcp_out: "SIP messages queued to TCP connections",

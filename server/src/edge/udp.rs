@@ -39,18 +39,166 @@ pub const SEND_BATCH: usize = 64;
 /// Pause after an unexpected socket error, so a persistent one cannot spin the shard.
 const ERROR_BACKOFF: Duration = Duration::from_millis(1);
 
+/// Most ICMP errors read from a socket's error queue at once; the kernel flags the socket
+/// again (the next receive fails) while its queue holds more.
+const MAX_REFUSALS_PER_READ: usize = 256;
+/// Bytes kept of a refused datagram: a NOTIFY's request line and Via come first.
+const REFUSED_PREFIX: usize = 1024;
+/// Times one datagram is offered again after its send failed on a pending ICMP error (the
+/// error was about an earlier datagram; the kernel reports it on the next call).
+const MAX_SENDS_PAST_ERRORS: usize = 4;
+
 /// Creates and binds one shard's UDP socket (called on the main thread, before executors).
-pub fn bind(addr: SocketAddr) -> std::io::Result<Socket> {
+/// `icmp_errors` (`--udp-icmp-errors`): ask for ICMP errors about what it sends
+/// (`IP_RECVERR`), read by [`read_refusals`]. The kernel otherwise drops them for an
+/// unconnected socket.
+pub fn bind(addr: SocketAddr, icmp_errors: bool) -> std::io::Result<Socket> {
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     sock.set_reuse_address(true)?;
     sock.set_reuse_port(true)?;
     if addr.is_ipv6() {
         let _ = sock.set_only_v6(true);
     }
+    if icmp_errors {
+        let (level, name) = match addr {
+            SocketAddr::V4(_) => (libc::SOL_IP, libc::IP_RECVERR),
+            SocketAddr::V6(_) => (libc::SOL_IPV6, libc::IPV6_RECVERR),
+        };
+        set_int_option(&sock, level, name, 1)?;
+    }
     let _ = sock.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
     let _ = sock.set_send_buffer_size(SOCKET_BUFFER_BYTES);
     sock.bind(&addr.into())?;
     Ok(sock)
+}
+
+fn set_int_option(
+    sock: &Socket,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `v` lives for the call and its size is passed; the kernel copies it.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether a socket call failed on an error the kernel recorded from an ICMP message about
+/// an earlier datagram (`IP_RECVERR` sets it for unconnected sockets too): the call itself
+/// did nothing wrong, and the error queue has the details ([`read_refusals`]).
+pub fn is_icmp_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNREFUSED
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::ENOPROTOOPT
+                | libc::EPROTO
+                | libc::EOPNOTSUPP
+                | libc::EACCES
+                | libc::EMSGSIZE
+        )
+    )
+}
+
+/// [`is_icmp_error`] for an error of glommio's own calls (the receive loop's wait).
+fn is_icmp_wait_error(e: &glommio::GlommioError<()>) -> bool {
+    match e {
+        glommio::GlommioError::IoError(e) => is_icmp_error(e),
+        glommio::GlommioError::EnhancedIoError { source, .. } => is_icmp_error(source),
+        _ => false,
+    }
+}
+
+/// Whether an ICMP error says the destination cannot be reached, the errors RFC 3261 §18.4
+/// says to report as a failure to send: network, host, protocol or port unreachable, and
+/// parameter problem. Not "fragmentation needed" (path MTU), not local errors.
+fn is_refusal(ee: &libc::sock_extended_err) -> bool {
+    match ee.ee_origin {
+        libc::SO_EE_ORIGIN_ICMP => matches!((ee.ee_type, ee.ee_code), (3, 0..=3) | (12, _)),
+        // ICMPv6: destination unreachable (no route, address, port), parameter problem.
+        libc::SO_EE_ORIGIN_ICMP6 => matches!((ee.ee_type, ee.ee_code), (1, 0 | 3 | 4) | (4, _)),
+        _ => false,
+    }
+}
+
+/// Reads the ICMP errors queued on `fd` (at most [`MAX_REFUSALS_PER_READ`]) and gives
+/// `refused` each one that says the destination cannot be reached: that destination, and
+/// the start of the datagram the network refused. Returns how many errors it read.
+pub fn read_refusals(fd: RawFd, mut refused: impl FnMut(SocketAddr, &[u8])) -> usize {
+    let mut buf = [0u8; REFUSED_PREFIX];
+    // cmsghdr alignment; room for one extended error and its offender address.
+    let mut control = [0u64; 16];
+    let mut read = 0;
+    while read < MAX_REFUSALS_PER_READ {
+        // SAFETY: plain old data; all-zero is valid.
+        let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: plain old data; all-zero is valid.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control);
+        // SAFETY: every pointer in `msg` points at a live buffer of the stated size.
+        let r = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
+        if r < 0 {
+            // EAGAIN: the queue is empty. Anything else: try again at the next error.
+            break;
+        }
+        read += 1;
+        let len = (r as usize).min(buf.len());
+        let Some(dst) = from_storage(&name) else {
+            continue;
+        };
+        if extended_error(&msg).is_some_and(|ee| is_refusal(&ee)) {
+            refused(dst, &buf[..len]);
+        }
+    }
+    read
+}
+
+/// The `IP_RECVERR` / `IPV6_RECVERR` control message of an error-queue read.
+fn extended_error(msg: &libc::msghdr) -> Option<libc::sock_extended_err> {
+    // SAFETY: `msg` was filled by a successful recvmsg; the CMSG macros stay within
+    // msg_control / msg_controllen, and the data of a RECVERR message starts with a
+    // sock_extended_err (read unaligned, as the kernel gives no alignment promise).
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            let (level, kind) = ((*c).cmsg_level, (*c).cmsg_type);
+            let data_len = (*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+            if ((level, kind) == (libc::SOL_IP, libc::IP_RECVERR)
+                || (level, kind) == (libc::SOL_IPV6, libc::IPV6_RECVERR))
+                && data_len >= std::mem::size_of::<libc::sock_extended_err>()
+            {
+                let p = libc::CMSG_DATA(c).cast::<libc::sock_extended_err>();
+                return Some(std::ptr::read_unaligned(p));
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    None
 }
 
 /// `SO_ATTACH_REUSEPORT_CBPF` (the asm-generic value, x86-64 and arm64 included; the libc
@@ -111,6 +259,10 @@ pub async fn recv_loop(shard: Rc<Shard>, sock: Rc<UdpSocket>) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if is_icmp_error(&e) => {
+                take_refusals(&shard, fd);
+                continue;
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "UDP receive failed");
                 glommio::timer::sleep(ERROR_BACKOFF).await;
@@ -150,11 +302,24 @@ pub async fn recv_loop(shard: Rc<Shard>, sock: Rc<UdpSocket>) {
         // `peek_from`, not `peek`: glommio's `peek` is for connected sockets and fails at
         // once with ENOTCONN on ours, which turned this wait into a 1 ms poll (the error
         // back-off): ~0.5 ms added to every reply and a wake-up per ms on an idle shard.
-        if let Err(e) = sock.peek_from(&mut probe).await {
-            tracing::debug!(error = %e, "UDP wait failed");
-            glommio::timer::sleep(ERROR_BACKOFF).await;
+        match sock.peek_from(&mut probe).await {
+            Ok(_) => {}
+            // An ICMP error arrived (it ends the wait): read it, then wait again.
+            Err(e) if is_icmp_wait_error(&e) => {
+                take_refusals(&shard, fd);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "UDP wait failed");
+                glommio::timer::sleep(ERROR_BACKOFF).await;
+            }
         }
     }
+}
+
+/// Reads the ICMP errors queued on this shard's socket `fd` and hands each refusal to the
+/// shard ([`Shard::refused`]).
+pub fn take_refusals(shard: &Shard, fd: RawFd) {
+    read_refusals(fd, |dst, sent| shard.refused(dst, sent));
 }
 
 /// Receive slots for one `recvmmsg` call (headers are rebuilt per call, so nothing here
@@ -343,10 +508,15 @@ fn send_now(fd: RawFd, msgs: &[(SocketAddr, &[u8])]) -> io::Result<usize> {
 }
 
 /// Sends every datagram of `msgs` on `sock`, batched; counts what was sent and what failed.
-/// Waits (through glommio) only for a datagram the kernel refused with EAGAIN.
-pub async fn send_all(edge: &EdgeCounters, sock: &UdpSocket, msgs: &[(SocketAddr, &[u8])]) {
+/// Waits (through glommio) only for a datagram the kernel refused with EAGAIN. Returns
+/// whether ICMP errors may wait in the socket's error queue: a send failed on one (see
+/// [`is_icmp_error`]; that datagram is offered again), or a batch was cut short, which is
+/// how `sendmmsg` reports an error past its first datagram.
+pub async fn send_all(edge: &EdgeCounters, sock: &UdpSocket, msgs: &[(SocketAddr, &[u8])]) -> bool {
     let fd = sock.as_raw_fd();
     let mut i = 0;
+    let mut errors_waiting = false;
+    let mut past_errors = 0;
     while i < msgs.len() {
         match send_now(fd, &msgs[i..]) {
             Ok(0) => {
@@ -357,7 +527,9 @@ pub async fn send_all(edge: &EdgeCounters, sock: &UdpSocket, msgs: &[(SocketAddr
             Ok(k) => {
                 EdgeCounters::add(&edge.udp_out, k as u64);
                 EdgeCounters::inc(&edge.udp_send_batches);
+                errors_waiting |= k < (msgs.len() - i).min(SEND_BATCH);
                 i += k;
+                past_errors = 0;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // Socket buffer full: wait for room with this one, then batch again.
@@ -365,13 +537,21 @@ pub async fn send_all(edge: &EdgeCounters, sock: &UdpSocket, msgs: &[(SocketAddr
                 i += 1;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_icmp_error(&e) && past_errors < MAX_SENDS_PAST_ERRORS => {
+                // The kernel reported an ICMP error about an earlier datagram and sent
+                // nothing: the same datagram again.
+                errors_waiting = true;
+                past_errors += 1;
+            }
             Err(e) => {
                 EdgeCounters::inc(&edge.udp_send_errors);
                 tracing::debug!(dst = %msgs[i].0, error = %e, "UDP send failed");
                 i += 1;
+                past_errors = 0;
             }
         }
     }
+    errors_waiting
 }
 
 async fn send_one(edge: &EdgeCounters, sock: &UdpSocket, (dst, bytes): (SocketAddr, &[u8])) {
@@ -393,11 +573,11 @@ mod tests {
     #[test]
     fn kernel_steers_requests_to_their_owner() {
         let shards = 3u16;
-        let first = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let first = bind("127.0.0.1:0".parse().unwrap(), true).unwrap();
         let addr = first.local_addr().unwrap().as_socket().unwrap();
         let mut socks = vec![first];
         for _ in 1..shards {
-            socks.push(bind(addr).unwrap());
+            socks.push(bind(addr, true).unwrap());
         }
         let prog = crate::core::steer::program(shards).unwrap();
         attach_steering(&socks[0], &prog).expect("kernel accepts the program");
@@ -445,7 +625,7 @@ mod tests {
             .make()
             .unwrap();
         ex.run(async {
-            let sock = adopt(bind("127.0.0.1:0".parse().unwrap()).unwrap());
+            let sock = adopt(bind("127.0.0.1:0".parse().unwrap(), false).unwrap());
             let dst = sock.local_addr().unwrap();
             let mut probe = [0u8; 1];
             let e = sock.peek(&mut probe).await.unwrap_err();
@@ -487,5 +667,91 @@ mod tests {
         }
         let e = batch.recv(rx.as_raw_fd()).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    /// With `--udp-icmp-errors`, a datagram to a closed port comes back as a refusal naming
+    /// its destination and its start; the next send, which the kernel fails with that
+    /// pending error, is offered again and leaves; and the wait of the receive loop ends on
+    /// the error instead of sleeping through it.
+    #[test]
+    fn icmp_port_unreachable_is_read_and_the_next_send_still_leaves() {
+        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(1 << 20)
+            .make()
+            .unwrap();
+        ex.run(async {
+            let sock = adopt(bind("127.0.0.1:0".parse().unwrap(), true).unwrap());
+            let fd = sock.as_raw_fd();
+            let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let gone = closed.local_addr().unwrap();
+            drop(closed);
+            let open = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let notify = [
+                b"NOTIFY sip:w@h SIP/2.0\r\nVia: x\r\n".as_slice(),
+                &[b'x'; 2000],
+            ]
+            .concat();
+            let edge = EdgeCounters::default();
+            assert!(!send_all(&edge, &sock, &[(gone, &notify)]).await);
+            // Loopback answers at once; the wait ends with the pending error.
+            let mut probe = [0u8; 1];
+            let e = sock.peek_from(&mut probe).await.unwrap_err();
+            assert!(is_icmp_wait_error(&e), "{e}");
+            // The error is set again by the next ICMP: provoke one, then send elsewhere.
+            assert!(!send_all(&edge, &sock, &[(gone, b"second")]).await);
+            std::thread::sleep(Duration::from_millis(20));
+            assert!(send_all(&edge, &sock, &[(open.local_addr().unwrap(), b"hello")]).await);
+            let mut buf = [0u8; 16];
+            let (n, _) = open.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"hello", "the send past the error left");
+            assert_eq!(
+                edge.udp_send_errors
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                0
+            );
+            let mut refused = Vec::new();
+            let read = read_refusals(fd, |dst, sent| refused.push((dst, sent.to_vec())));
+            assert_eq!(read, 2);
+            assert_eq!(refused.len(), 2);
+            assert_eq!(refused[0].0, gone);
+            assert!(refused[0]
+                .1
+                .starts_with(b"NOTIFY sip:w@h SIP/2.0\r\nVia: x\r\n"));
+            assert!(refused[0].1.len() >= 400 && refused[0].1.len() <= REFUSED_PREFIX);
+            assert_eq!(refused[1], (gone, b"second".to_vec()));
+            assert_eq!(read_refusals(fd, |_, _| panic!("queue is empty")), 0);
+        });
+    }
+
+    #[test]
+    fn only_unreachable_errors_are_refusals() {
+        let ee = |origin, t, code| libc::sock_extended_err {
+            ee_errno: 0,
+            ee_origin: origin,
+            ee_type: t,
+            ee_code: code,
+            ee_pad: 0,
+            ee_info: 0,
+            ee_data: 0,
+        };
+        let icmp = libc::SO_EE_ORIGIN_ICMP;
+        let icmp6 = libc::SO_EE_ORIGIN_ICMP6;
+        for (e, want) in [
+            (ee(icmp, 3, 3), true),   // port unreachable
+            (ee(icmp, 3, 1), true),   // host unreachable
+            (ee(icmp, 3, 4), false),  // fragmentation needed: path MTU, not a refusal
+            (ee(icmp, 11, 0), false), // time exceeded
+            (ee(icmp, 12, 0), true),  // parameter problem
+            (ee(icmp6, 1, 4), true),
+            (ee(icmp6, 2, 0), false), // packet too big
+            (ee(libc::SO_EE_ORIGIN_LOCAL, 0, 0), false),
+        ] {
+            assert_eq!(
+                is_refusal(&e),
+                want,
+                "{:?}",
+                (e.ee_origin, e.ee_type, e.ee_code)
+            );
+        }
     }
 }
