@@ -137,45 +137,86 @@ fn is_refusal(ee: &libc::sock_extended_err) -> bool {
     }
 }
 
-/// Reads the ICMP errors queued on `fd` (at most [`MAX_REFUSALS_PER_READ`]) and gives
-/// `refused` each one that says the destination cannot be reached: that destination, and
-/// the start of the datagram the network refused. Returns how many errors it read.
+/// Error-queue entries taken by one `recvmmsg`: a wave of expiring dialogs whose watchers
+/// left brings one ICMP error per NOTIFY, and each entry holds room in the socket's receive
+/// buffer until read, room new requests need.
+const ERRORS_PER_CALL: usize = 32;
+
+/// Receive slots for error-queue reads, reused by every read of the shard thread.
+struct ErrorScratch {
+    bufs: Vec<u8>,
+    /// `u64` for cmsghdr alignment; room for one extended error and its offender address.
+    controls: Vec<[u64; 16]>,
+    names: Vec<libc::sockaddr_storage>,
+}
+
+thread_local! {
+    static ERROR_SCRATCH: RefCell<ErrorScratch> = RefCell::new(ErrorScratch {
+        bufs: vec![0; ERRORS_PER_CALL * REFUSED_PREFIX],
+        controls: vec![[0; 16]; ERRORS_PER_CALL],
+        // SAFETY: plain old data; all-zero is valid.
+        names: vec![unsafe { std::mem::zeroed() }; ERRORS_PER_CALL],
+    });
+}
+
+/// Reads the ICMP errors queued on `fd` (at most [`MAX_REFUSALS_PER_READ`], up to
+/// [`ERRORS_PER_CALL`] per `recvmmsg`) and gives `refused` each one that says the
+/// destination cannot be reached: that destination, and the start of the datagram the
+/// network refused. Returns how many errors it read.
 pub fn read_refusals(fd: RawFd, mut refused: impl FnMut(SocketAddr, &[u8])) -> usize {
-    let mut buf = [0u8; REFUSED_PREFIX];
-    // cmsghdr alignment; room for one extended error and its offender address.
-    let mut control = [0u64; 16];
-    let mut read = 0;
-    while read < MAX_REFUSALS_PER_READ {
-        // SAFETY: plain old data; all-zero is valid.
-        let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        // SAFETY: plain old data; all-zero is valid.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
-        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&control);
-        // SAFETY: every pointer in `msg` points at a live buffer of the stated size.
-        let r = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
-        if r < 0 {
-            // EAGAIN: the queue is empty. Anything else: try again at the next error.
-            break;
+    ERROR_SCRATCH.with(|s| {
+        let s = &mut *s.borrow_mut();
+        let mut read = 0;
+        while read < MAX_REFUSALS_PER_READ {
+            let mut iovs = [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; ERRORS_PER_CALL];
+            // SAFETY: mmsghdr is plain old data; all-zero is a valid (empty) header.
+            let mut hdrs: [libc::mmsghdr; ERRORS_PER_CALL] = unsafe { std::mem::zeroed() };
+            for (i, chunk) in s.bufs.chunks_exact_mut(REFUSED_PREFIX).enumerate() {
+                iovs[i].iov_base = chunk.as_mut_ptr().cast();
+                iovs[i].iov_len = chunk.len();
+                let h = &mut hdrs[i].msg_hdr;
+                h.msg_name = (&mut s.names[i] as *mut libc::sockaddr_storage).cast();
+                h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                h.msg_iov = &mut iovs[i];
+                h.msg_iovlen = 1;
+                h.msg_control = s.controls[i].as_mut_ptr().cast();
+                h.msg_controllen = std::mem::size_of::<[u64; 16]>();
+            }
+            // SAFETY: every header points at live buffers of the stated sizes.
+            let r = unsafe {
+                libc::recvmmsg(
+                    fd,
+                    hdrs.as_mut_ptr(),
+                    ERRORS_PER_CALL as libc::c_uint,
+                    libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            if r <= 0 {
+                // EAGAIN: the queue is empty. Anything else: try again at the next error.
+                break;
+            }
+            let n = r as usize;
+            read += n;
+            for (i, h) in hdrs.iter().take(n).enumerate() {
+                let len = (h.msg_len as usize).min(REFUSED_PREFIX);
+                let Some(dst) = from_storage(&s.names[i]) else {
+                    continue;
+                };
+                if extended_error(&h.msg_hdr).is_some_and(|ee| is_refusal(&ee)) {
+                    let start = i * REFUSED_PREFIX;
+                    refused(dst, &s.bufs[start..start + len]);
+                }
+            }
+            if n < ERRORS_PER_CALL {
+                break;
+            }
         }
-        read += 1;
-        let len = (r as usize).min(buf.len());
-        let Some(dst) = from_storage(&name) else {
-            continue;
-        };
-        if extended_error(&msg).is_some_and(|ee| is_refusal(&ee)) {
-            refused(dst, &buf[..len]);
-        }
-    }
-    read
+        read
+    })
 }
 
 /// The `IP_RECVERR` / `IPV6_RECVERR` control message of an error-queue read.
@@ -187,7 +228,7 @@ fn extended_error(msg: &libc::msghdr) -> Option<libc::sock_extended_err> {
         let mut c = libc::CMSG_FIRSTHDR(msg);
         while !c.is_null() {
             let (level, kind) = ((*c).cmsg_level, (*c).cmsg_type);
-            let data_len = (*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+            let data_len = ((*c).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
             if ((level, kind) == (libc::SOL_IP, libc::IP_RECVERR)
                 || (level, kind) == (libc::SOL_IPV6, libc::IPV6_RECVERR))
                 && data_len >= std::mem::size_of::<libc::sock_extended_err>()
