@@ -23,7 +23,7 @@
 
 use std::net::SocketAddr;
 
-use sip_parser::Via;
+use sip_parser::{HeaderKind, Via};
 
 use super::tags::Branch;
 use super::{Core, Instant, Route, Transport};
@@ -52,8 +52,7 @@ pub fn refused_notify_branch(sent: &[u8]) -> Option<(u32, u64, u32)> {
             return None;
         }
         let colon = line.iter().position(|&b| b == b':')?;
-        let name = line[..colon].trim_ascii();
-        if name.eq_ignore_ascii_case(b"Via") || name.eq_ignore_ascii_case(b"v") {
+        if HeaderKind::from_name(line[..colon].trim_ascii()) == HeaderKind::Via {
             let via = Via::parse(&line[colon + 1..])?;
             return via.branch.and_then(Branch::decode);
         }

@@ -7,6 +7,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -152,18 +153,22 @@ impl Shard {
         self.core.borrow_mut().handle_message(now, from, bytes);
     }
 
+    /// Queues `item` for shard `to` without waiting. `None`: no channel to that shard (it is
+    /// this one, or out of range); `Some(false)`: its queue is full.
+    fn try_hand_to(&self, to: ShardId, item: Handoff) -> Option<bool> {
+        let tx = self.handoff_tx.get(usize::from(to.0))?.as_ref()?;
+        Some(tx.try_send(item).is_ok())
+    }
+
     fn hand_over(&self, to: ShardId, from: Peer, bytes: &[u8], out: &mut Outbox) {
-        let Some(Some(tx)) = self.handoff_tx.get(to.0 as usize) else {
-            EdgeCounters::inc(&self.edge().dropped_unroutable);
-            return;
-        };
         let item = Handoff::Inbound {
             from,
             bytes: bytes.into(),
         };
-        match tx.try_send(item) {
-            Ok(()) => EdgeCounters::inc(&self.edge().handoff_out),
-            Err(_) => {
+        match self.try_hand_to(to, item) {
+            None => EdgeCounters::inc(&self.edge().dropped_unroutable),
+            Some(true) => EdgeCounters::inc(&self.edge().handoff_out),
+            Some(false) => {
                 let start = out.buf.len();
                 match core::reply_overloaded(
                     bytes,
@@ -187,19 +192,15 @@ impl Shard {
 
     /// Sends bytes to a TCP connection held by another shard. False when its queue is full.
     pub fn hand_over_outbound(&self, to: ShardId, dst: Peer, bytes: &[u8]) -> bool {
-        let Some(Some(tx)) = self.handoff_tx.get(to.0 as usize) else {
-            return false;
-        };
-        match tx.try_send(Handoff::Outbound {
+        let item = Handoff::Outbound {
             dst,
             bytes: bytes.into(),
-        }) {
-            Ok(()) => {
-                EdgeCounters::inc(&self.edge().handoff_out);
-                true
-            }
-            Err(_) => false,
+        };
+        let sent = self.try_hand_to(to, item) == Some(true);
+        if sent {
+            EdgeCounters::inc(&self.edge().handoff_out);
         }
+        sent
     }
 
     /// An ICMP error read on one of this shard's UDP sockets: the network refused a datagram
@@ -210,17 +211,15 @@ impl Shard {
         EdgeCounters::inc(&self.edge().udp_icmp_errors);
         match core::route_refused(sent, self.settings.shards) {
             Route::Shard(s) if s != self.id => {
-                let Some(Some(tx)) = self.handoff_tx.get(usize::from(s.0)) else {
-                    return;
-                };
                 let item = Handoff::Refused {
                     dst,
                     sent: sent.into(),
                 };
-                match tx.try_send(item) {
-                    Ok(()) => EdgeCounters::inc(&self.edge().udp_icmp_handed_over),
+                match self.try_hand_to(s, item) {
+                    Some(true) => EdgeCounters::inc(&self.edge().udp_icmp_handed_over),
                     // Best effort: the NOTIFY then ends by Timer F, as without the error.
-                    Err(_) => EdgeCounters::inc(&self.edge().handoff_full_dropped),
+                    Some(false) => EdgeCounters::inc(&self.edge().handoff_full_dropped),
+                    None => {}
                 }
             }
             Route::Shard(_) | Route::Local => self.handle_refused(dst, sent),
@@ -313,7 +312,7 @@ impl Shard {
             {
                 // A send consumed the error flag the receive loop waits on: read the
                 // errors here, or they would wait for the next one.
-                udp::take_refusals(self, std::os::fd::AsRawFd::as_raw_fd(&**sock));
+                udp::take_refusals(self, sock.as_raw_fd());
             }
         }
         if self.udp.is_empty() {
@@ -647,14 +646,10 @@ async fn handoff_loop(
         batch.push(first);
         handoff::drain_ready(&rx, &mut batch, MAX_HANDOFF_BATCH);
         let n = batch.len() as u64;
-        // ICMP errors are not messages: `udp_icmp_handed_over` counts them on the sender.
-        let errors = batch
-            .iter()
-            .filter(|h| matches!(h, Handoff::Refused { .. }))
-            .count() as u64;
-        EdgeCounters::add(&shard.edge().handoff_in, n - errors);
         EdgeCounters::inc(&shard.edge().handoff_batches);
         EdgeCounters::max(&shard.edge().handoff_queue_max, n);
+        // ICMP errors are not messages: `udp_icmp_handed_over` counts them on the sender.
+        let mut errors = 0;
         for item in batch.drain(..) {
             match item {
                 Handoff::Inbound { from, bytes } => {
@@ -671,9 +666,13 @@ async fn handoff_loop(
                 }
                 Handoff::Outbound { dst, bytes } => tcp::send_local(&shard, dst, &bytes),
                 Handoff::ConnClosed(c) => shard.core.borrow_mut().handle_conn_closed(c),
-                Handoff::Refused { dst, sent } => shard.handle_refused(dst, &sent),
+                Handoff::Refused { dst, sent } => {
+                    errors += 1;
+                    shard.handle_refused(dst, &sent);
+                }
             }
         }
+        EdgeCounters::add(&shard.edge().handoff_in, n - errors);
         shard.flush(&mut out).await;
         if !shard.settings.coalesce.is_zero() {
             // As in `udp::recv_loop`: while this task sleeps it is not waiting on the

@@ -64,7 +64,7 @@ pub fn bind(addr: SocketAddr, icmp_errors: bool) -> std::io::Result<Socket> {
             SocketAddr::V4(_) => (libc::SOL_IP, libc::IP_RECVERR),
             SocketAddr::V6(_) => (libc::SOL_IPV6, libc::IPV6_RECVERR),
         };
-        set_int_option(&sock, level, name, 1)?;
+        set_option(&sock, level, name, &1 as &libc::c_int)?;
     }
     let _ = sock.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
     let _ = sock.set_send_buffer_size(SOCKET_BUFFER_BYTES);
@@ -72,20 +72,17 @@ pub fn bind(addr: SocketAddr, icmp_errors: bool) -> std::io::Result<Socket> {
     Ok(sock)
 }
 
-fn set_int_option(
-    sock: &Socket,
-    level: libc::c_int,
-    name: libc::c_int,
-    v: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: `v` lives for the call and its size is passed; the kernel copies it.
+/// `setsockopt` with a plain value (an int, a `sock_fprog`) the kernel copies.
+fn set_option<T>(sock: &Socket, level: libc::c_int, name: libc::c_int, v: &T) -> io::Result<()> {
+    // SAFETY: `v` points at a live `T` for the call and its size is passed; the kernel
+    // copies what it needs (for a `sock_fprog`, the program it points at too).
     let rc = unsafe {
         libc::setsockopt(
             sock.as_raw_fd(),
             level,
             name,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            (v as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
         )
     };
     if rc == 0 {
@@ -263,21 +260,8 @@ pub fn attach_steering(sock: &Socket, prog: &[crate::core::steer::asm::Insn]) ->
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
         filter: filter.as_mut_ptr(),
     };
-    // SAFETY: `fprog` points at `filter`, alive for the call; the kernel copies the program.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_ATTACH_REUSEPORT_CBPF,
-            (&fprog as *const libc::sock_fprog).cast(),
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    // `fprog` points at `filter`, alive for the call; the kernel copies the program.
+    set_option(sock, libc::SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &fprog)
 }
 
 /// Hands a bound socket to the current executor's reactor.
