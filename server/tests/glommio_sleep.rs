@@ -1,10 +1,11 @@
-//! The vendored glommio's sleep path (`vendor/glommio/HERALD.md`, patches 2 and 3), tested
+//! The vendored glommio's sleep path (`vendor/glommio/HERALD.md`, patches 2 to 4), tested
 //! through glommio's public API on real rings: an idle executor's wait is bounded by its
 //! next timer (`IORING_ENTER_EXT_ARG`) and really sleeps until then; a datagram still wakes
 //! it at once through the ring link, long before a far timer; a signal (herald's watchdog
-//! nudge) ends a wait without being counted as a lost wake-up. Every bound below is a
-//! liveness bound, seconds wide, not a performance figure: what fails is a shard that
-//! spins, never wakes, or wakes only at its timer.
+//! nudge) ends a wait without being counted as a lost wake-up; a busy task is still
+//! preempted, again after every yield, now that the preemption timer stays armed. Every
+//! bound below is a liveness bound, seconds wide, not a performance figure: what fails is a
+//! shard that spins, never wakes, wakes only at its timer, or is never preempted.
 
 use std::net::UdpSocket as StdUdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,7 +34,17 @@ where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = T> + 'static,
 {
-    LocalExecutorBuilder::new(Placement::Unbound)
+    on(LocalExecutorBuilder::new(Placement::Unbound), f)
+}
+
+/// [`on_executor`] with the caller's builder.
+fn on<T, F, Fut>(builder: LocalExecutorBuilder, f: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + 'static,
+{
+    builder
         .io_memory(1 << 20)
         .spawn(f)
         .expect("executor")
@@ -162,4 +173,33 @@ fn a_signal_ends_a_wait_without_counting_a_lost_wake_up() {
         "timer fired late: {slept:?}"
     );
     assert_eq!(misses, 0);
+}
+
+/// A task that never awaits anything on its own is still told to yield
+/// (`need_preempt`) once the executor's preemption timer fires, and told again after each
+/// yield. Patch 4 keeps that timer armed across the executor's loop and arms a new one only
+/// once it has fired: if a fired timer were taken for one still armed, the second round
+/// would spin until its bound.
+#[test]
+fn a_busy_task_is_preempted_again_after_each_yield() {
+    let builder =
+        LocalExecutorBuilder::new(Placement::Unbound).preempt_timer(Duration::from_millis(20));
+    let waits = on(builder, || async {
+        let mut waits = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            while !glommio::executor().need_preempt() && t.elapsed() < Duration::from_secs(5) {
+                std::hint::spin_loop();
+            }
+            waits.push(t.elapsed());
+            glommio::yield_if_needed().await;
+        }
+        waits
+    });
+    for (round, w) in waits.iter().enumerate() {
+        assert!(
+            *w < Duration::from_secs(5),
+            "round {round}: not preempted within {w:?} (timer 20 ms): {waits:?}"
+        );
+    }
 }

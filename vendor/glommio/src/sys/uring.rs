@@ -583,6 +583,12 @@ fn to_user_data(id: SourceId) -> u64 {
     id.to_raw() as u64 + 1
 }
 
+/// herald: the source in `cell` if its op is still with the kernel (or queued for it); a
+/// source whose completion has been consumed is dropped, which cancels nothing.
+fn take_in_flight(cell: &Cell<Option<Source>>) -> Option<Source> {
+    cell.take().filter(|s| s.inner.borrow().enqueued.is_some())
+}
+
 impl SourceMap {
     fn add_source(&mut self, source: &Source, queue: ReactorQueue) -> SourceId {
         let item = source.inner.clone();
@@ -1838,22 +1844,22 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Cancel the old timer regardless of whether we can sleep:
-        // if we won't sleep, we will register the new timer with its new
-        // value.
-        //
-        // But if we will sleep, there might be a timer registered that needs
-        // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
-
-        // Schedule the throughput-based timeout immediately: it won't matter if we end
-        // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        // herald: upstream cancelled the latency preemption timer here and cancelled and
+        // re-armed the throughput one on every call: three ops on the main ring and one on
+        // the latency ring, submitted by two `io_uring_enter`s each time, and this runs twice
+        // per wake-up (the executor loop's `poll_io`, then `park`). Both timers now stay
+        // armed until they fire, and a new one is armed only then (HERALD.md, patch 4).
+        // A latency timer left armed through a sleep can wake the executor once when it
+        // fires (every 100 ms by default, a shard's own timers wake it more often); the
+        // throughput timer counts completions, which a sleeping executor does not make.
+        let throughput_armed = take_in_flight(&self.throughput_preemption_timeout_src);
+        self.throughput_preemption_timeout_src
+            .set(Some(throughput_armed.unwrap_or_else(|| {
+                main_ring.prepare_throughput_preemption_timer(
+                    self.ring_depth() as u32,
+                    self.eventfd_src.raw(),
+                )
+            })));
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1918,9 +1924,15 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            self.latency_preemption_timeout_src
-                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-            flush_rings!(lat_ring, main_ring)?;
+            // herald: only when the last one fired (see the top of this function).
+            match take_in_flight(&self.latency_preemption_timeout_src) {
+                Some(armed) => self.latency_preemption_timeout_src.set(Some(armed)),
+                None => {
+                    self.latency_preemption_timeout_src
+                        .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+                    flush_rings!(lat_ring, main_ring)?;
+                }
+            }
         }
 
         // A Note about `need_preempt`:
