@@ -21,7 +21,9 @@ pub const DEFAULT_COMMIT_INTERVAL_US: u64 = 0;
 /// per run, `herald-load -s subscribe -r R`): CPU per 1,000 SUBSCRIBE 118 → 93 ms at 4k/s and
 /// 56–69 → 31–35 ms at 16k/s (0 → 250); fan-out PUBLISH→NOTIFY at 48k NOTIFY/s p50 0.10 → 0.29
 /// ms, p99 1.2–2.0 ms either way (4 runs each, within this VM's noise). A 1 ms window saves
-/// more CPU but moved p99 to 2.2 ms (0.94 with 0); 0 takes every datagram at once.
+/// more CPU but moved p99 to 2.2 ms (0.94 with 0); 0 takes every datagram at once. Since
+/// session 25 the pause applies only while it is expected to gather a datagram
+/// (`edge::coalesce`): at 1,000 SUBSCRIBE/s it cost a second wake-up per datagram.
 pub const DEFAULT_COALESCE_US: u64 = 250;
 
 /// `--udp-steering`.
@@ -282,8 +284,10 @@ pub struct RunArgs {
 
     /// After a shard handled a batch of datagrams (or hand-offs), it waits this many
     /// microseconds before taking the next batch, so that under steady load one wake-up
-    /// serves many messages instead of one each. An idle shard still wakes at once for the
-    /// first message. Bounds the extra delay per hop; 0 = take every message at once.
+    /// serves many messages instead of one each. It pauses only while datagrams arrive at
+    /// least once per pause on average (measured over 10 ms); slower traffic and an idle
+    /// shard are answered at once. Bounds the extra delay per hop; 0 = take every message
+    /// at once.
     #[arg(long, default_value_t = DEFAULT_COALESCE_US)]
     pub coalesce_us: u64,
 

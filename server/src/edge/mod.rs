@@ -9,6 +9,7 @@
 //! (possibly on the shard that owns that connection).
 
 pub mod admin;
+pub mod coalesce;
 pub mod handoff;
 pub mod memory;
 pub mod reject;

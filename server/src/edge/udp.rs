@@ -24,6 +24,7 @@ use std::time::Duration;
 use glommio::net::UdpSocket;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::coalesce::Coalesce;
 use super::shard::{Outbox, Shard};
 use super::stats::EdgeCounters;
 use crate::core::{Peer, Transport};
@@ -278,6 +279,7 @@ pub async fn recv_loop(shard: Rc<Shard>, sock: Rc<UdpSocket>) {
     let mut batch = RecvBatch::new(slot);
     let mut out = Outbox::new();
     let mut probe = [0u8; 1];
+    let mut coalesce = Coalesce::new(shard.settings.coalesce);
     let fd = sock.as_raw_fd();
     loop {
         let n = match batch.recv(fd) {
@@ -317,17 +319,23 @@ pub async fn recv_loop(shard: Rc<Shard>, sock: Rc<UdpSocket>) {
             glommio::yield_if_needed().await;
             continue;
         }
-        if n > 0 && !shard.settings.coalesce.is_zero() {
-            // Traffic is flowing: let the next datagrams gather for a moment and take them
-            // with one wake-up. If none came, the next round waits for one below.
-            glommio::timer::sleep(shard.settings.coalesce).await;
-            continue;
+        if n > 0 {
+            // Traffic is flowing fast enough: let the next datagrams gather for a moment
+            // and take them with one wake-up. If none came, the next round waits for one
+            // below. Slower traffic goes straight to that wait (`coalesce.rs`).
+            if let Some(pause) = coalesce.after_batch(std::time::Instant::now(), n) {
+                glommio::timer::sleep(pause).await;
+                continue;
+            }
         }
         // The queue was empty when recvmmsg returned: wait until a datagram is there.
-        // `peek_from`, not `peek`: glommio's `peek` is for connected sockets and fails at
-        // once with ENOTCONN on ours, which turned this wait into a 1 ms poll (the error
-        // back-off): ~0.5 ms added to every reply and a wake-up per ms on an idle shard.
-        match sock.peek_from(&mut probe).await {
+        // A peek with a source address, not glommio's `peek`: that one is for connected
+        // sockets and fails at once with ENOTCONN on ours, which turned this wait into a
+        // 1 ms poll (the error back-off): ~0.5 ms added to every reply and a wake-up per ms
+        // on an idle shard. `peek_from_ring`, not `peek_from`: the latter first tries a
+        // non-blocking `recvmsg`, a syscall that fails here every time since `recvmmsg`
+        // just found the queue empty (vendor/glommio/HERALD.md, patch 5).
+        match sock.peek_from_ring(&mut probe).await {
             Ok(_) => {}
             // An ICMP error arrived (it ends the wait): read it, then wait again.
             Err(e) if is_icmp_wait_error(&e) => {
@@ -641,8 +649,9 @@ mod tests {
     }
 
     /// The receive loop's wait must work on an unconnected socket: glommio's `peek` does not
-    /// (ENOTCONN at once, which made the loop poll every `ERROR_BACKOFF`), `peek_from` does
-    /// and leaves the datagram queued for the next `recvmmsg`.
+    /// (ENOTCONN at once, which made the loop poll every `ERROR_BACKOFF`), `peek_from_ring`
+    /// does, waits for a datagram that is not there yet, and leaves it queued for the next
+    /// `recvmmsg`.
     #[test]
     fn wait_for_datagram_on_unconnected_socket() {
         let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
@@ -656,12 +665,24 @@ mod tests {
             let e = sock.peek(&mut probe).await.unwrap_err();
             assert!(e.to_string().contains("connected"), "{e}");
             let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let txa = tx.local_addr().unwrap();
             tx.send_to(b"hello", dst).unwrap();
-            let (n, from) = sock.peek_from(&mut probe).await.unwrap();
-            assert_eq!((n, from), (1, tx.local_addr().unwrap()));
+            let (n, from) = sock.peek_from_ring(&mut probe).await.unwrap();
+            assert_eq!((n, from), (1, txa));
+            // Sent 50 ms on, when the peek is most likely waiting in the ring: the wait ends
+            // on its arrival.
+            let sender = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                tx.send_to(b"later", dst).unwrap();
+            });
             let mut batch = RecvBatch::new(16);
             assert_eq!(batch.recv(sock.as_raw_fd()).unwrap(), 1);
             assert_eq!(batch.get(0).unwrap().1, b"hello");
+            let (n, from) = sock.peek_from_ring(&mut probe).await.unwrap();
+            assert_eq!((n, from), (1, txa));
+            sender.join().unwrap();
+            assert_eq!(batch.recv(sock.as_raw_fd()).unwrap(), 1);
+            assert_eq!(batch.get(0).unwrap().1, b"later");
         });
     }
 
@@ -720,7 +741,7 @@ mod tests {
             assert!(!send_all(&edge, &sock, &[(gone, &notify)]).await);
             // Loopback answers at once; the wait ends with the pending error.
             let mut probe = [0u8; 1];
-            let e = sock.peek_from(&mut probe).await.unwrap_err();
+            let e = sock.peek_from_ring(&mut probe).await.unwrap_err();
             assert!(is_icmp_wait_error(&e), "{e}");
             // The error is set again by the next ICMP: provoke one, then send elsewhere.
             assert!(!send_all(&edge, &sock, &[(gone, b"second")]).await);

@@ -105,6 +105,14 @@ impl<S: AsRawFd + FromRawFd + From<socket2::Socket>> GlommioDatagram<S> {
         }
     }
 
+    /// herald: `peek_from` without the non-blocking attempt (HERALD.md, patch 5).
+    pub(crate) async fn peek_from_ring<T: SockaddrLike>(
+        &self,
+        buf: &mut [u8],
+    ) -> io::Result<(usize, T)> {
+        self.recv_from_blocking(buf, MsgFlags::MSG_PEEK).await
+    }
+
     pub(crate) async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self.yolo_rx(buf) {
             Some(x) => x,

@@ -513,6 +513,16 @@ impl UdpSocket {
         Ok((sz, addr))
     }
 
+    /// herald: [`UdpSocket::peek_from`] without its first, non-blocking `recvmsg`: the peek
+    /// goes to the ring at once. For a caller that has just found the socket empty (its own
+    /// non-blocking read failed with `EWOULDBLOCK`), where that first attempt is a syscall
+    /// that fails every time (HERALD.md, patch 5).
+    pub async fn peek_from_ring(&self, buf: &mut [u8]) -> Result<(usize, SocketAddr)> {
+        let (sz, addr) = self.socket.peek_from_ring(buf).await?;
+        let addr = sockaddr_storage_to_std(addr).expect("invalid socket addr for this family!");
+        Ok((sz, addr))
+    }
+
     /// Returns the socket address of the remote peer this socket was connected
     /// to.
     pub fn peer_addr(&self) -> Result<SocketAddr> {
