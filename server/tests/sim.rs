@@ -6,7 +6,9 @@
 //! retransmission), every live subscription has exactly one expiry timer and the core's
 //! indexes agree (`Core::check_invariants`), and after settling every watcher still
 //! subscribed was told exactly the live publications (converges to the last accepted
-//! PUBLISH of each publisher).
+//! PUBLISH of each publisher). Watchers that leave for good get ICMP errors back for what
+//! the server sends them: one that ends a NOTIFY in flight must free that dialog at once, and
+//! one quoting a NOTIFY must always be read and routed as ours.
 //!
 //! `SIM_SEEDS=n` runs n seeds from `SIM_FIRST` (defaults 5000 and 0: what CI runs, a few
 //! seconds); for long runs past those, in release: `SIM_FIRST=5000 SIM_SEEDS=1000000 cargo
@@ -46,6 +48,7 @@ fn simulation_many_seeds() {
             (first..first.saturating_add(n)).collect()
         }
     };
+    let n_seeds = seeds.len();
     let mut total = sim::Outcome::default();
     for seed in seeds {
         match run_seed(seed) {
@@ -55,10 +58,18 @@ fn simulation_many_seeds() {
                 total.notifies += o.notifies;
                 total.converged_checks += o.converged_checks;
                 total.crashes += o.crashes;
+                total.refusals += o.refusals;
+                total.refusals_ended += o.refusals_ended;
             }
             Err(e) => panic!("simulation seed {seed} failed: {e}\nreplay: SIM_SEED={seed} cargo test -p server --test sim"),
         }
     }
     eprintln!("simulation: {total:?}");
     assert!(total.notifies > 0, "the simulation exercised nothing");
+    if n_seeds >= 100 {
+        assert!(
+            total.refusals_ended > 0,
+            "no ICMP error ended a NOTIFY: departures are not exercised"
+        );
+    }
 }

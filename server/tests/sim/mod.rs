@@ -1,6 +1,10 @@
 //! The simulated world: one or two cores (a shard each, `route()` picks the owner as the
 //! edge would), simulated watchers and publishers, a lossy network and a simulated clock.
-//! Everything derives from one seed, so a failing seed replays exactly.
+//! Some watchers leave for good without unsubscribing: what the server then sends them hits a
+//! closed port, and the host answers with an ICMP port unreachable (itself lossy and late)
+//! that reaches the owning core through `route_refused` / `handle_refused`, as the edge does
+//! with `--udp-icmp-errors`. Everything derives from one seed, so a failing seed replays
+//! exactly.
 
 pub mod net;
 pub mod ua;
@@ -9,8 +13,8 @@ use net::{Net, Packet};
 use server::core::rng::Rng;
 use server::core::tags::Token;
 use server::core::{
-    route, shard_for, Config, Core, Instant, Peer, PersistOp, PublicationRecord, Route, ShardId,
-    SubscriptionRecord, Transport,
+    route, route_refused, shard_for, Config, Core, Instant, Peer, PersistOp, PublicationRecord,
+    Route, SendRefused, ShardId, SubscriptionRecord, Transport,
 };
 use std::collections::BTreeSet;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -31,6 +35,21 @@ pub struct Outcome {
     pub notifies: u64,
     pub converged_checks: u64,
     pub crashes: u64,
+    /// ICMP errors delivered to a core, and how many of them ended a NOTIFY in flight.
+    pub refusals: u64,
+    pub refusals_ended: u64,
+}
+
+/// Bytes of a refused datagram an ICMP error quotes, at most: the kernel gives ~520. Cuts
+/// are drawn from `MIN_QUOTE..=MAX_QUOTE`, so some end mid-header.
+const MIN_QUOTE: usize = 200;
+const MAX_QUOTE: usize = 600;
+
+/// An ICMP error on its way back to the server.
+struct Refusal {
+    due: u64,
+    dst: SocketAddr,
+    quoted: Vec<u8>,
 }
 
 /// A simulated store: ops commit `delay` ms after the core emits them; a crash loses the
@@ -76,6 +95,14 @@ pub struct World {
     presentities: usize,
     now: u64,
     limits: sip_parser::Limits,
+    /// Watchers that leave for good, and when.
+    departures: HashMap<SocketAddr, u64>,
+    /// Per mille of ICMP errors lost (0 in some worlds: every one arrives).
+    icmp_loss: u64,
+    icmp_rng: Rng,
+    refusals: Vec<Refusal>,
+    refused: u64,
+    refused_ended: u64,
 }
 
 impl World {
@@ -135,7 +162,26 @@ impl World {
                 ));
             }
         }
+        // Its own generator, so the worlds drawn above stay what they were before departures.
+        let mut icmp_rng = Rng::new(seed ^ 0x1c3b_7e57_0000_0001);
+        let mut departures = HashMap::new();
+        for w in &watchers {
+            if icmp_rng.below(3) == 0 {
+                let at = EPOCH + 20_000 + icmp_rng.below(ACT_MS - 40_000);
+                departures.insert(w.addr, at);
+            }
+        }
+        let icmp_loss = match icmp_rng.below(4) {
+            0 => 0,
+            _ => icmp_rng.below(600),
+        };
         World {
+            departures,
+            icmp_loss,
+            icmp_rng,
+            refusals: Vec::new(),
+            refused: 0,
+            refused_ended: 0,
             net,
             rng,
             config,
@@ -341,8 +387,11 @@ impl World {
             for c in &self.cores {
                 next = next.min(c.poll_timeout().map_or(end, |t| t.0));
             }
-            for w in &self.watchers {
+            for w in self.watchers.iter().filter(|w| !self.departed(w.addr)) {
                 next = next.min(w.next_wakeup(acting).unwrap_or(end));
+            }
+            for r in &self.refusals {
+                next = next.min(r.due);
             }
             for p in &self.publishers {
                 next = next.min(p.next_wakeup(acting).unwrap_or(end));
@@ -372,6 +421,8 @@ impl World {
                         };
                         self.cores[c].handle_message(now, from, &p.bytes);
                     }
+                } else if self.departed(p.dst) {
+                    self.port_closed(p);
                 } else if let Some(w) = self.watchers.iter_mut().find(|w| w.addr == p.dst) {
                     w.on_packet(self.now, &p.bytes, self.server, &mut outbox);
                     let src = w.addr;
@@ -382,6 +433,7 @@ impl World {
                 self.run_store();
                 self.drain_cores();
             }
+            self.deliver_refusals()?;
             for c in &mut self.cores {
                 if c.poll_timeout().is_some_and(|t| t <= now) {
                     c.handle_timeout(now);
@@ -390,6 +442,9 @@ impl World {
             self.run_store();
             self.drain_cores();
             for i in 0..self.watchers.len() {
+                if self.departed(self.watchers[i].addr) {
+                    continue;
+                }
                 self.watchers[i].on_timer(self.now, self.server, acting, &mut outbox);
                 let src = self.watchers[i].addr;
                 self.flush(&mut outbox, src);
@@ -408,6 +463,8 @@ impl World {
             packets: self.net.sent,
             lost: self.net.lost,
             crashes: self.crashes,
+            refusals: self.refused,
+            refusals_ended: self.refused_ended,
             ..Outcome::default()
         };
         for w in &self.watchers {
@@ -450,6 +507,9 @@ impl World {
                 .filter_map(|x| x.marker.clone())
                 .collect();
             for w in self.watchers.iter().filter(|w| w.presentity == p) {
+                if self.departures.contains_key(&w.addr) {
+                    continue;
+                }
                 let Some(d) = w.dialog.as_ref() else { continue };
                 if d.to_tag.is_empty()
                     || d.terminated_at.is_some()
@@ -483,6 +543,72 @@ impl World {
             }
         }
         Ok(checked)
+    }
+
+    /// Whether the watcher at `addr` has left (its port is closed).
+    fn departed(&self, addr: SocketAddr) -> bool {
+        self.departures.get(&addr).is_some_and(|&t| t <= self.now)
+    }
+
+    /// A datagram reached a closed port: the host answers the server with an ICMP port
+    /// unreachable quoting its start, unless that error is lost.
+    fn port_closed(&mut self, p: Packet) {
+        if p.src != self.server || self.icmp_rng.below(1000) < self.icmp_loss {
+            return;
+        }
+        let cut = MIN_QUOTE + self.icmp_rng.below((MAX_QUOTE - MIN_QUOTE + 1) as u64) as usize;
+        let due = self.now + 1 + self.icmp_rng.below(self.net.max_delay);
+        self.refusals.push(Refusal {
+            due,
+            dst: p.dst,
+            quoted: p.bytes[..cut.min(p.bytes.len())].to_vec(),
+        });
+    }
+
+    /// Hands the ICMP errors that are due to the core that sent the datagram, and checks
+    /// what each did: one that ends a NOTIFY in flight frees that dialog at once
+    /// (`end_sub_on_timeout`, on here); one quoting a NOTIFY is always read as ours.
+    fn deliver_refusals(&mut self) -> Result<(), String> {
+        let now = self.now;
+        let (due, later): (Vec<Refusal>, Vec<Refusal>) = std::mem::take(&mut self.refusals)
+            .into_iter()
+            .partition(|r| r.due <= now);
+        self.refusals = later;
+        for r in due {
+            let Route::Shard(ShardId(c)) = route_refused(&r.quoted, self.cores.len() as u16) else {
+                if r.quoted.starts_with(b"NOTIFY") {
+                    return Err(format!(
+                        "an ICMP error quoting a NOTIFY of ours was not routed: {:?}",
+                        String::from_utf8_lossy(&r.quoted)
+                    ));
+                }
+                continue;
+            };
+            let core = &mut self.cores[c as usize];
+            let before = core.stats().subscriptions;
+            let outcome = core.handle_refused(Instant(now), r.dst, &r.quoted);
+            self.refused += 1;
+            match outcome {
+                SendRefused::Ended => {
+                    self.refused_ended += 1;
+                    let after = core.stats().subscriptions;
+                    if after + 1 != before {
+                        return Err(format!("an ICMP error ended a NOTIFY to {} but the core holds {after} dialogs, {before} before", r.dst));
+                    }
+                }
+                SendRefused::Stale => {}
+                SendRefused::NotNotify if r.quoted.starts_with(b"NOTIFY") => {
+                    return Err(format!(
+                        "an ICMP error quoting our NOTIFY to {} was not read as one",
+                        r.dst
+                    ));
+                }
+                SendRefused::NotNotify => {}
+            }
+            self.run_store();
+            self.drain_cores();
+        }
+        Ok(())
     }
 
     fn owner_of_tag(&self, tag: &str) -> Option<usize> {
