@@ -296,6 +296,12 @@ pub async fn recv_loop(shard: Rc<Shard>, sock: Rc<UdpSocket>) {
                 continue;
             }
         };
+        // Every batch counts towards the arrival rate, full ones too.
+        let pause = if n > 0 {
+            coalesce.after_batch(std::time::Instant::now(), n)
+        } else {
+            None
+        };
         if n > 0 {
             EdgeCounters::add(&shard.edge().udp_in, n as u64);
             EdgeCounters::inc(&shard.edge().udp_recv_batches);
@@ -319,14 +325,12 @@ pub async fn recv_loop(shard: Rc<Shard>, sock: Rc<UdpSocket>) {
             glommio::yield_if_needed().await;
             continue;
         }
-        if n > 0 {
+        if let Some(pause) = pause {
             // Traffic is flowing fast enough: let the next datagrams gather for a moment
             // and take them with one wake-up. If none came, the next round waits for one
             // below. Slower traffic goes straight to that wait (`coalesce.rs`).
-            if let Some(pause) = coalesce.after_batch(std::time::Instant::now(), n) {
-                glommio::timer::sleep(pause).await;
-                continue;
-            }
+            glommio::timer::sleep(pause).await;
+            continue;
         }
         // The queue was empty when recvmmsg returned: wait until a datagram is there.
         // A peek with a source address, not glommio's `peek`: that one is for connected

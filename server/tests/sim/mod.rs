@@ -575,16 +575,18 @@ impl World {
             .partition(|r| r.due <= now);
         self.refusals = later;
         for r in due {
-            let Route::Shard(ShardId(c)) = route_refused(&r.quoted, self.cores.len() as u16) else {
-                if r.quoted.starts_with(b"NOTIFY") {
+            let c = match route_refused(&r.quoted, self.cores.len() as u16) {
+                Route::Local => 0,
+                Route::Shard(ShardId(c)) => usize::from(c),
+                Route::Drop if r.quoted.starts_with(b"NOTIFY") => {
                     return Err(format!(
                         "an ICMP error quoting a NOTIFY of ours was not routed: {:?}",
                         String::from_utf8_lossy(&r.quoted)
                     ));
                 }
-                continue;
+                Route::Drop => continue,
             };
-            let core = &mut self.cores[c as usize];
+            let core = &mut self.cores[c];
             let before = core.stats().subscriptions;
             let outcome = core.handle_refused(Instant(now), r.dst, &r.quoted);
             self.refused += 1;
