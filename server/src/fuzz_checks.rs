@@ -12,6 +12,9 @@ use sip_parser::{parse, Framing, Header, Limits, ResponseWriter, Status};
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
+/// Bytes of a refused datagram the kernel hands back with its ICMP error (about 520).
+const ICMP_QUOTE: usize = 520;
+
 /// Up to four published bodies (split at NUL bytes) through the PIDF validator; the ones it
 /// accepts aggregated newest first. The aggregate of accepted bodies must itself be accepted
 /// with all their top-level children, and every element in it must resolve to the
@@ -556,7 +559,9 @@ fn settle(core: &mut Core, now: Instant, out: &mut Vec<u8>, answers: &mut Vec<(P
                 match answer(msg) {
                     Reply::Respond(a) => answers.push((t.dst, a)),
                     // What the kernel hands back of a refused datagram: its start.
-                    Reply::Refuse => refused.push((t.dst, msg[..msg.len().min(520)].to_vec())),
+                    Reply::Refuse => {
+                        refused.push((t.dst, msg[..msg.len().min(ICMP_QUOTE)].to_vec()))
+                    }
                     Reply::Nothing => {}
                 }
             } else {

@@ -146,6 +146,17 @@ enum Out {
     Retransmit(u64, u32),
 }
 
+impl Out {
+    /// The dialog's next NOTIFY, queued by a timer or not.
+    fn notify(id: u64, from_timer: bool) -> Out {
+        if from_timer {
+            Out::TimerNotify(id)
+        } else {
+            Out::Notify(id)
+        }
+    }
+}
+
 /// What a timer is for. Tokens / CSeqs tell live timers from stale ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKey {

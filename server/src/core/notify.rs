@@ -44,11 +44,7 @@ impl Core {
             return;
         }
         sub.queued = true;
-        let item = if self.in_timer {
-            Out::TimerNotify(id)
-        } else {
-            Out::Notify(id)
-        };
+        let item = Out::notify(id, self.in_timer);
         if sub.gate > persisted {
             self.gated.push_back((sub.gate, item));
         } else {
@@ -189,12 +185,8 @@ impl Core {
         }
         if sub.gate > persisted {
             sub.queued = true;
-            let item = if from_timer {
-                Out::TimerNotify(id)
-            } else {
-                Out::Notify(id)
-            };
-            self.gated.push_back((sub.gate, item));
+            self.gated
+                .push_back((sub.gate, Out::notify(id, from_timer)));
             return None;
         }
         sub.pending = false;

@@ -68,17 +68,20 @@ impl Coalesce {
 mod tests {
     use super::*;
 
-    /// Feeds one datagram every `gap` for `total` and returns the verdict at the end.
+    const PAUSE: Duration = Duration::from_micros(250);
+
+    /// Feeds a batch of `per_batch` datagrams every `gap` for 50 ms from `start` and returns
+    /// the last verdict.
     fn steady(
         c: &mut Coalesce,
         start: Instant,
         gap: Duration,
-        total: Duration,
+        per_batch: usize,
     ) -> Option<Duration> {
         let mut t = start;
         let mut last = None;
-        while t <= start + total {
-            last = c.after_batch(t, 1);
+        while t <= start + Duration::from_millis(50) {
+            last = c.after_batch(t, per_batch);
             t += gap;
         }
         last
@@ -86,56 +89,31 @@ mod tests {
 
     #[test]
     fn pauses_only_while_a_pause_gathers_a_datagram() {
-        let pause = Duration::from_micros(250);
         let t0 = Instant::now();
-        let mut c = Coalesce::new(pause);
+        let mut c = Coalesce::new(PAUSE);
         // Cold: no verdict yet, so no pause.
         assert_eq!(c.after_batch(t0, 1), None);
         // 1,000 datagrams/s: 0.25 per pause.
-        assert_eq!(
-            steady(
-                &mut c,
-                t0,
-                Duration::from_millis(1),
-                Duration::from_millis(50)
-            ),
-            None
-        );
+        assert_eq!(steady(&mut c, t0, Duration::from_millis(1), 1), None);
         // 5,000/s: 1.25 per pause.
         let t1 = t0 + Duration::from_millis(60);
         assert_eq!(
-            steady(
-                &mut c,
-                t1,
-                Duration::from_micros(200),
-                Duration::from_millis(50)
-            ),
-            Some(pause)
+            steady(&mut c, t1, Duration::from_micros(200), 1),
+            Some(PAUSE)
         );
         // Load drops: within a window or two the loop stops pausing.
         let t2 = t1 + Duration::from_millis(60);
-        assert_eq!(
-            steady(
-                &mut c,
-                t2,
-                Duration::from_millis(2),
-                Duration::from_millis(50)
-            ),
-            None
-        );
+        assert_eq!(steady(&mut c, t2, Duration::from_millis(2), 1), None);
     }
 
     #[test]
     fn batches_count_every_datagram() {
-        let pause = Duration::from_micros(250);
-        let t0 = Instant::now();
-        let mut c = Coalesce::new(pause);
+        let mut c = Coalesce::new(PAUSE);
         // 4 datagrams per batch, a batch per ms: 4,000/s, one per pause.
-        let mut verdict = None;
-        for i in 0..=30u64 {
-            verdict = c.after_batch(t0 + Duration::from_millis(i), 4);
-        }
-        assert_eq!(verdict, Some(pause));
+        assert_eq!(
+            steady(&mut c, Instant::now(), Duration::from_millis(1), 4),
+            Some(PAUSE)
+        );
     }
 
     #[test]

@@ -339,8 +339,7 @@ impl Shard {
     /// Datagrams and TCP messages received so far (the timer task's sign of input).
     fn input_count(&self) -> u64 {
         let e = self.edge();
-        e.udp_in.load(std::sync::atomic::Ordering::Relaxed)
-            + e.tcp_in.load(std::sync::atomic::Ordering::Relaxed)
+        e.udp_in.load(Ordering::Relaxed) + e.tcp_in.load(Ordering::Relaxed)
     }
 
     fn udp_for(&self, dst: SocketAddr) -> Option<&Rc<UdpSocket>> {
@@ -675,8 +674,9 @@ async fn handoff_loop(
         EdgeCounters::add(&shard.edge().handoff_in, n - errors);
         shard.flush(&mut out).await;
         if !shard.settings.coalesce.is_zero() {
-            // As in `udp::recv_loop`: while this task sleeps it is not waiting on the
-            // channel, so senders queue without waking this shard; one wake-up takes all.
+            // While this task sleeps it is not waiting on the channel, so senders queue
+            // without waking this shard; one wake-up takes all. Unlike `udp::recv_loop`, it
+            // pauses after every batch: this task wakes only when hand-offs came.
             glommio::timer::sleep(shard.settings.coalesce).await;
         }
     }

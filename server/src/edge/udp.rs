@@ -652,17 +652,21 @@ mod tests {
         }
     }
 
+    /// An executor as a shard's (1 MiB of I/O memory), on the test's thread.
+    fn executor() -> glommio::LocalExecutor {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(1 << 20)
+            .make()
+            .unwrap()
+    }
+
     /// The receive loop's wait must work on an unconnected socket: glommio's `peek` does not
     /// (ENOTCONN at once, which made the loop poll every `ERROR_BACKOFF`), `peek_from_ring`
     /// does, waits for a datagram that is not there yet, and leaves it queued for the next
     /// `recvmmsg`.
     #[test]
     fn wait_for_datagram_on_unconnected_socket() {
-        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(1 << 20)
-            .make()
-            .unwrap();
-        ex.run(async {
+        executor().run(async {
             let sock = adopt(bind("127.0.0.1:0".parse().unwrap(), false).unwrap());
             let dst = sock.local_addr().unwrap();
             let mut probe = [0u8; 1];
@@ -725,11 +729,7 @@ mod tests {
     /// the error instead of sleeping through it.
     #[test]
     fn icmp_port_unreachable_is_read_and_the_next_send_still_leaves() {
-        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(1 << 20)
-            .make()
-            .unwrap();
-        ex.run(async {
+        executor().run(async {
             let sock = adopt(bind("127.0.0.1:0".parse().unwrap(), true).unwrap());
             let fd = sock.as_raw_fd();
             let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
