@@ -6,11 +6,13 @@
 //!   iteration notifies all 100 instead of coalescing).
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
-use server::core::{Config, Core, Instant, Peer, ShardId, Transport};
-use sip_parser::{parse, Framing, Header, Limits, ResponseWriter, Status};
+use server::core::{Config, Core, Instant, ShardId};
+use server::core_speed::{
+    answer, core_for, peer, retire_all, run_pairs, settle, subscribe, DEFAULT_PAIRS as BATCH,
+    DEFAULT_ROUNDS, PRESENTITIES,
+};
 use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::time::Duration;
 
@@ -49,28 +51,6 @@ unsafe impl GlobalAlloc for Counting {
     }
 }
 
-const BATCH: usize = 20_000;
-
-fn peer(i: usize) -> Peer {
-    let addr = SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 5060));
-    Peer {
-        transport: Transport::Udp,
-        addr,
-        conn: None,
-    }
-}
-
-fn subscribe(i: usize, presentities: usize) -> Vec<u8> {
-    format!(
-        "SUBSCRIBE sip:p{p}@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKb{i}\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:w{i}@example.com>;tag=f{i}\r\nTo: <sip:p{p}@example.com>\r\n\
-         Call-ID: c{i}@bench\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:w{i}@10.0.0.1:5060>\r\nEvent: presence\r\n\
-         Expires: 3600\r\nAccept: application/pidf+xml\r\nContent-Length: 0\r\n\r\n",
-        p = i % presentities
-    )
-    .into_bytes()
-}
-
 fn config() -> Config {
     Config {
         max_server_transactions: 1 << 16,
@@ -80,7 +60,7 @@ fn config() -> Config {
 }
 
 fn bench_subscribe(c: &mut Criterion) {
-    let msgs: Vec<Vec<u8>> = (0..BATCH).map(|i| subscribe(i, 1000)).collect();
+    let msgs: Vec<Vec<u8>> = (0..BATCH).map(|i| subscribe(i, PRESENTITIES)).collect();
     let mut g = c.benchmark_group("core");
     g.throughput(Throughput::Elements(1));
     g.bench_function("subscribe_200_notify", |b| {
@@ -125,74 +105,6 @@ fn bench_subscribe(c: &mut Criterion) {
     g.finish();
 }
 
-/// The bench config, with room for the server transactions of `n` pairs at once.
-fn batch_config(n: usize) -> Config {
-    Config {
-        max_server_transactions: n + 1,
-        ..config()
-    }
-}
-
-/// A core to run `msgs` on, and its time: fresh, or (`steady`) one that has held and
-/// retired them once, as a long-running shard has.
-fn core_for(msgs: &[Vec<u8>], steady: bool, out: &mut Vec<u8>) -> (Core, Instant) {
-    let now = Instant(1_000_000);
-    let mut core = Core::new(batch_config(msgs.len()), ShardId(0), 1, 7, now);
-    if !steady {
-        return (core, now);
-    }
-    warm_up(&mut core, now, msgs, out);
-    let now = retire_all(&mut core, now, out);
-    (core, now)
-}
-
-/// Ends every subscription of `core` the way a running server sees them go (expiry, the
-/// final NOTIFYs answered, Timer J retiring the transactions) and returns the new time, so
-/// the next batch finds the slabs, free lists and buffers a long-running shard has.
-fn retire_all(core: &mut Core, now: Instant, out: &mut Vec<u8>) -> Instant {
-    let mut resp = Vec::new();
-    let later = Instant(now.0 + 3_700_000);
-    core.handle_timeout(later);
-    settle(core, later, out, &mut resp);
-    let done = Instant(later.0 + 40_000);
-    core.handle_timeout(done);
-    assert_eq!(core.stats().subscriptions, 0, "{}", core.stats());
-    done
-}
-
-/// Median nanoseconds per pair over `rounds` batches of `n`: on a fresh core each time
-/// (`warm == false`) or on one core whose previous batch has been retired.
-fn time_pairs(n: usize, rounds: usize, warm: bool) -> f64 {
-    let msgs: Vec<Vec<u8>> = (0..n).map(|i| subscribe(i, 1000)).collect();
-    let mut out = Vec::with_capacity(4096);
-    let (mut core, mut now) = core_for(&msgs, warm, &mut out);
-    let mut per_pair = Vec::new();
-    for _ in 0..rounds {
-        if !warm {
-            core = Core::new(batch_config(n), ShardId(0), 1, 7, now);
-        }
-        let start = std::time::Instant::now();
-        run_pairs(&mut core, now, &msgs, &mut out);
-        per_pair.push(start.elapsed().as_nanos() as f64 / n as f64);
-        assert_eq!(core.stats().subscriptions, n as u64);
-        if warm {
-            now = retire_all(&mut core, now, &mut out);
-        }
-    }
-    per_pair.sort_by(f64::total_cmp);
-    per_pair[per_pair.len() / 2]
-}
-
-/// A 200 for a NOTIFY we received.
-fn answer(notify: &[u8], out: &mut Vec<u8>) {
-    let mut slots = [Header::EMPTY; 32];
-    let Ok(Status::Complete(m)) = parse(notify, &mut slots, Framing::Datagram, &Limits::default())
-    else {
-        panic!("core sent an unparseable NOTIFY")
-    };
-    ResponseWriter::new(out, &m, 200, "OK", None).finish();
-}
-
 fn pidf(n: u64) -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" \
@@ -223,27 +135,6 @@ fn etag_of(resp: &[u8]) -> String {
         .find_map(|l| l.strip_prefix("SIP-ETag: "))
         .expect("SIP-ETag")
         .to_string()
-}
-
-/// Answers every NOTIFY the core sends until it has nothing more to say.
-fn settle(core: &mut Core, now: Instant, out: &mut Vec<u8>, resp: &mut Vec<u8>) {
-    loop {
-        out.clear();
-        let mut sent = Vec::new();
-        while let Some(t) = core.poll_transmit(out) {
-            sent.push(t);
-        }
-        if sent.is_empty() {
-            return;
-        }
-        for t in sent {
-            let m = &out[t.offset..t.offset + t.len];
-            if m.starts_with(b"NOTIFY") {
-                answer(m, resp);
-                core.handle_message(now, t.dst, resp);
-            }
-        }
-    }
 }
 
 fn bench_fanout(c: &mut Criterion) {
@@ -293,30 +184,6 @@ fn bench_fanout(c: &mut Criterion) {
         },
     );
     g.finish();
-}
-
-/// [`run_pairs`] under another name, so callgrind's `--toggle-collect` leaves it out.
-#[inline(never)]
-fn warm_up(core: &mut Core, now: Instant, msgs: &[Vec<u8>], out: &mut Vec<u8>) {
-    for (i, m) in msgs.iter().enumerate() {
-        core.handle_message(now, peer(i), m);
-        out.clear();
-        while core.poll_transmit(out).is_some() {}
-    }
-}
-
-/// `n` SUBSCRIBE→200+NOTIFY pairs on a fresh core, the loop the criterion bench times.
-/// Separate and never inlined so `valgrind --tool=callgrind --toggle-collect='*run_pairs*'`
-/// counts instructions per pair on a loaded machine where wall-clock is noise.
-#[inline(never)]
-fn run_pairs(core: &mut Core, now: Instant, msgs: &[Vec<u8>], out: &mut Vec<u8>) {
-    for (i, m) in msgs.iter().enumerate() {
-        core.handle_message(now, peer(i), m);
-        out.clear();
-        let a = core.poll_transmit(out);
-        let b = core.poll_transmit(out);
-        black_box((a, b));
-    }
 }
 
 fn rss_kb() -> u64 {
@@ -413,7 +280,7 @@ fn main() {
             Some((n, w)) => (n.parse().unwrap(), w == "warm"),
             None => (v.parse().unwrap(), false),
         };
-        let msgs: Vec<Vec<u8>> = (0..n).map(|i| subscribe(i, 1000)).collect();
+        let msgs: Vec<Vec<u8>> = (0..n).map(|i| subscribe(i, PRESENTITIES)).collect();
         let mut out = Vec::with_capacity(4096);
         let (mut core, now) = core_for(&msgs, warm, &mut out);
         run_pairs(&mut core, now, &msgs, &mut out);
@@ -425,14 +292,8 @@ fn main() {
     if let Ok(v) = std::env::var("CORE_TIME") {
         let mut it = v.split(',').map(|x| x.parse::<usize>().unwrap());
         let n = it.next().unwrap_or(BATCH);
-        let rounds = it.next().unwrap_or(15);
-        let cold = time_pairs(n, rounds, false);
-        let warm = time_pairs(n, rounds, true);
-        println!(
-            "{n} pairs × {rounds}: fresh core {cold:.0} ns/pair ({:.0}k/s), steady core {warm:.0} ns/pair ({:.0}k/s)",
-            1e6 / cold,
-            1e6 / warm
-        );
+        let rounds = it.next().unwrap_or(DEFAULT_ROUNDS);
+        println!("{}", server::core_speed::report(n, rounds));
         return;
     }
     if let Ok(v) = std::env::var("CORE_MEM") {

@@ -55,6 +55,18 @@ pub enum Command {
     /// XCAP users (the `subscriber` table: user, domain, HA1), like OpenXCAP's.
     #[command(subcommand)]
     User(UserCommand),
+    /// Time the sans-IO core on this machine, one thread, no sockets: initial SUBSCRIBEs in,
+    /// each one's 200 and first NOTIFY out. Prints the median ns per pair on a fresh core and
+    /// on a steady one (tables sized by an earlier batch). What one shard can do at most
+    /// before the kernel's UDP costs; run it on an idle machine.
+    BenchCore {
+        /// SUBSCRIBEs per timed batch.
+        #[arg(long, default_value_t = crate::core_speed::DEFAULT_PAIRS)]
+        pairs: usize,
+        /// Batches timed (the median is printed).
+        #[arg(long, default_value_t = crate::core_speed::DEFAULT_ROUNDS)]
+        rounds: usize,
+    },
 }
 
 /// `herald user …`.

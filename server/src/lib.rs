@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod core;
+pub mod core_speed;
 pub mod edge;
 pub mod fuzz_checks;
 pub mod persist;

@@ -33,6 +33,15 @@ fn main() -> ExitCode {
             return admin_cmd::run(cmd, &cli.run.data_dir, cli.run.map_size_max);
         }
         Some(Command::User(cmd)) => return admin_cmd::run_user(cmd, &cli.run),
+        Some(Command::BenchCore { pairs, rounds }) => {
+            // Under the allocator settings the server runs with.
+            edge::memory::configure(cli.run.transparent_huge_pages, cli.run.heap_purge_delay_ms);
+            println!(
+                "{}",
+                server::core_speed::report((*pairs).max(1), (*rounds).max(1))
+            );
+            return ExitCode::SUCCESS;
+        }
         None => {}
     }
 
