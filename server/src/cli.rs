@@ -60,12 +60,14 @@ pub enum Command {
     /// on a steady one (tables sized by an earlier batch). What one shard can do at most
     /// before the kernel's UDP costs; run it on an idle machine.
     BenchCore {
-        /// SUBSCRIBEs per timed batch.
-        #[arg(long, default_value_t = crate::core_speed::DEFAULT_PAIRS)]
-        pairs: usize,
+        /// SUBSCRIBEs per timed batch (each batch's messages are held in memory, ~300 B each).
+        #[arg(long, default_value_t = crate::core_speed::DEFAULT_PAIRS as u64,
+              value_parser = clap::value_parser!(u64).range(1..=crate::core_speed::MAX_PAIRS as u64))]
+        pairs: u64,
         /// Batches timed (the median is printed).
-        #[arg(long, default_value_t = crate::core_speed::DEFAULT_ROUNDS)]
-        rounds: usize,
+        #[arg(long, default_value_t = crate::core_speed::DEFAULT_ROUNDS as u64,
+              value_parser = clap::value_parser!(u64).range(1..=crate::core_speed::MAX_ROUNDS as u64))]
+        rounds: u64,
     },
 }
 

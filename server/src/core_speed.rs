@@ -18,6 +18,11 @@ use std::net::SocketAddr;
 pub const DEFAULT_PAIRS: usize = 20_000;
 /// Batches timed unless told otherwise (the median is reported).
 pub const DEFAULT_ROUNDS: usize = 15;
+/// Most pairs per batch `herald bench-core` accepts: the batch's SUBSCRIBEs, and the
+/// subscriptions they make, are all held at once.
+pub const MAX_PAIRS: usize = 1_000_000;
+/// Most batches `herald bench-core` accepts.
+pub const MAX_ROUNDS: usize = 1_000;
 /// Presentities the watchers of a batch subscribe to (20 watchers each at the default).
 pub const PRESENTITIES: usize = 1000;
 

@@ -38,7 +38,7 @@ fn main() -> ExitCode {
             edge::memory::configure(cli.run.transparent_huge_pages, cli.run.heap_purge_delay_ms);
             println!(
                 "{}",
-                server::core_speed::report((*pairs).max(1), (*rounds).max(1))
+                server::core_speed::report(*pairs as usize, *rounds as usize)
             );
             return ExitCode::SUCCESS;
         }
