@@ -221,14 +221,7 @@ fn notify_answered_481_removes_subscription() {
     // Give the 481 time to land, then change state: no NOTIFY may follow.
     std::thread::sleep(Duration::from_millis(300));
     let mut pubc = Client::udp(s.sip);
-    let r = pubc.request(&publish(
-        &pubc,
-        p,
-        600,
-        None,
-        Some(&pidf(p, "t", "open", "x")),
-    ));
-    assert_eq!(r.code, Some(200), "{}", r.text());
+    publish_ok(&mut pubc, p, "x");
     let late = w.collect_notifies(Duration::from_secs(2));
     assert!(
         late.iter().all(|n| n.call_id() != d.call_id),
@@ -264,14 +257,7 @@ fn a_watcher_that_left_is_dropped_at_its_first_notify() {
         });
         let mut pubc = Client::udp(s.sip);
         for p in &presentities {
-            let r = pubc.request(&publish(
-                &pubc,
-                p,
-                600,
-                None,
-                Some(&pidf(p, "t", "open", "x")),
-            ));
-            assert_eq!(r.code, Some(200), "{}", r.text());
+            publish_ok(&mut pubc, p, "x");
         }
         if icmp {
             s.wait_stats("watchers that left dropped", |st| {

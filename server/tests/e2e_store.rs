@@ -9,19 +9,6 @@ fn ok(m: &Msg) -> bool {
     m.code.is_some_and(|c| (200..300).contains(&c))
 }
 
-/// A new publication of `p` (600 s, a PIDF with `note`) that must get 200; its ETag.
-fn publish_ok(c: &mut Client, p: &str, note: &str) -> String {
-    let r = c.request(&publish(
-        c,
-        p,
-        600,
-        None,
-        Some(&pidf(p, "t1", "open", note)),
-    ));
-    assert_eq!(r.code, Some(200), "{}", r.text());
-    r.header("SIP-ETag").expect("SIP-ETag").trim().to_string()
-}
-
 #[test]
 fn state_survives_kill9_and_store_commands_work() {
     let dir = fresh_data_dir();
@@ -173,14 +160,7 @@ fn durability_none_writes_nothing() {
     let s = Server::start(&["--durability", "none"]);
     let p = "sip:dave@example.com";
     let mut c = Client::udp(s.sip);
-    let r = c.request(&publish(
-        &c,
-        p,
-        600,
-        None,
-        Some(&pidf(p, "t1", "open", "x")),
-    ));
-    assert_eq!(r.code, Some(200), "{}", r.text());
+    publish_ok(&mut c, p, "x");
     let (ok, out) = s.store_cmd(&["list", "presentities"]);
     assert!(!ok, "no environment in none mode: {out}");
 }

@@ -684,6 +684,19 @@ pub fn pidf(entity: &str, tuple: &str, basic: &str, note: &str) -> String {
     )
 }
 
+/// A new publication of `p` (600 s, a PIDF with `note`) that must get 200; its ETag.
+pub fn publish_ok(c: &mut Client, p: &str, note: &str) -> String {
+    let r = c.request(&publish(
+        c,
+        p,
+        600,
+        None,
+        Some(&pidf(p, "t1", "open", note)),
+    ));
+    assert_eq!(r.code, Some(200), "{}", r.text());
+    r.header("SIP-ETag").expect("SIP-ETag").trim().to_string()
+}
+
 /// A PUBLISH request.
 pub fn publish(
     c: &Client,
