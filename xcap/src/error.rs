@@ -43,6 +43,9 @@ pub enum XcapError {
     Conflict(Conflict),
     PreconditionFailed,
     UnsupportedMediaType,
+    /// 415 for a body in a content coding other than `identity` (RFC 9110 §15.5.16); the
+    /// response names the one herald reads in `Accept-Encoding`.
+    UnsupportedContentEncoding,
     PayloadTooLarge,
     /// The store refused the write (I/O error, full map); 500/503 without leaking details.
     Storage(String),
@@ -58,7 +61,7 @@ impl XcapError {
             XcapError::Conflict(_) => 409,
             XcapError::PreconditionFailed => 412,
             XcapError::PayloadTooLarge => 413,
-            XcapError::UnsupportedMediaType => 415,
+            XcapError::UnsupportedMediaType | XcapError::UnsupportedContentEncoding => 415,
             XcapError::Storage(_) => 503,
         }
     }
@@ -81,6 +84,7 @@ impl fmt::Display for XcapError {
             XcapError::PreconditionFailed => f.write_str("precondition failed"),
             XcapError::PayloadTooLarge => f.write_str("payload too large"),
             XcapError::UnsupportedMediaType => f.write_str("unsupported media type"),
+            XcapError::UnsupportedContentEncoding => f.write_str("unsupported content coding"),
             XcapError::Storage(s) => write!(f, "storage error: {s}"),
         }
     }

@@ -585,6 +585,9 @@ impl Core {
                             }
                         }
                     }
+                    Add::Extra(Extra::AcceptEncoding) => {
+                        push_header(w, b"Accept-Encoding", b"identity")
+                    }
                     Add::Extra(Extra::Unsupported) => {
                         for v in msg.require() {
                             push_header(w, b"Unsupported", v);

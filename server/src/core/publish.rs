@@ -75,6 +75,14 @@ impl Core {
             {
                 return Err(Reject::new(415, Reason::Std, Extra::Accept(pkg)));
             }
+            // RFC 3261 §8.2.3: a body in an encoding we do not decode (gzip, say) gets 415
+            // naming the ones we do, rather than 400 from reading compressed bytes as XML.
+            if msg
+                .values(HeaderKind::ContentEncoding)
+                .any(|c| !c.eq_ignore_ascii_case(b"identity"))
+            {
+                return Err(Reject::new(415, Reason::Std, Extra::AcceptEncoding));
+            }
             Some(
                 package
                     .validate(body)

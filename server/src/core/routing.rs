@@ -49,6 +49,8 @@ pub enum Extra {
     MinExpires(u32),
     /// Accept: the content types of this package.
     Accept(super::package::PkgId),
+    /// Accept-Encoding: identity, the only content coding herald reads.
+    AcceptEncoding,
     /// Unsupported: echo the Require header values.
     Unsupported,
     RetryAfter(u32),

@@ -373,6 +373,19 @@ fn publish_refusals() {
     let p = h.publish("Expires: 1\r\n", PIDF_A, 1);
     h.send(udp(5080), &p);
     assert_eq!(code(&h.drain()[0].1), 423);
+    // A content coding we do not decode: 415 naming the one we do (RFC 3261 §8.2.3), not
+    // 400 from reading the compressed bytes as XML; `identity` (any case) is no coding.
+    let p = h.publish("Content-Encoding: gzip\r\n", PIDF_A, 1);
+    h.send(udp(5080), &p);
+    let r = h.drain().remove(0).1;
+    assert_eq!(
+        (code(&r), hdr(&r, "Accept-Encoding")),
+        (415, Some("identity"))
+    );
+    assert_eq!(h.core.stats().publications, 0);
+    let p = h.publish("e: Identity\r\n", PIDF_A, 1);
+    h.send(udp(5080), &p);
+    assert_eq!(code(&h.drain()[0].1), 200);
 }
 
 #[test]
