@@ -58,6 +58,49 @@ fn untrusted_peer_gets_403() {
     assert_eq!(r.code, Some(403), "{}", r.text());
 }
 
+/// RFC 3261 §18.3 / RFC 4475 §3.1.2.2 (clerr): a request datagram whose Content-Length is larger
+/// than what arrived gets a stateless 400 (it used to be dropped, so the client retransmitted it
+/// for 32 s); a broken ACK gets nothing.
+#[test]
+fn request_with_content_length_beyond_the_datagram_gets_400() {
+    let s = Server::start(&[]);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let call_id = unique("clerr");
+    let broken = |method: &str| {
+        format!(
+            "{method} sip:clerr@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{method}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:w@example.com>;tag=1\r\nTo: <sip:clerr@example.com>\r\n\
+             Call-ID: {call_id}\r\nCSeq: 1 {method}\r\nContact: <sip:w@127.0.0.1:{port}>\r\n\
+             Event: presence\r\nContent-Length: 100\r\n\r\nshort"
+        )
+    };
+    let mut buf = [0u8; 4096];
+    let mut answer = None;
+    for _ in 0..10 {
+        sock.send_to(broken("SUBSCRIBE").as_bytes(), s.sip).unwrap();
+        if let Ok(n) = sock.recv(&mut buf) {
+            answer = Some(buf[..n].to_vec());
+            break;
+        }
+    }
+    let answer = answer.expect("an answer to the broken SUBSCRIBE");
+    let (m, _) = Msg::parse(&answer, sip_parser::Framing::Datagram).expect("a parseable response");
+    assert_eq!(m.code, Some(400), "{}", m.text());
+    assert_eq!(m.call_id(), call_id);
+    assert!(m.text().contains("Content-Length"), "{}", m.text());
+    s.wait_stats("the 400 counted", |st| {
+        st.get("edge.broken_framing_400").copied() == Some(1)
+    });
+    sock.send_to(broken("ACK").as_bytes(), s.sip).unwrap();
+    assert!(sock.recv(&mut buf).is_err(), "no answer to an ACK");
+    s.wait_stats("the ACK dropped", |st| {
+        st.get("edge.dropped_unroutable").copied().unwrap_or(0) >= 1
+    });
+}
+
 #[test]
 fn subscribe_gets_200_and_notify() {
     let s = Server::start(&[]);

@@ -71,7 +71,7 @@ pub use event::Event;
 pub use header::{Header, HeaderKind};
 pub use limits::{Limits, DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEADER_LEN, DEFAULT_MAX_MESSAGE_LEN};
 pub use media_type::MediaType;
-pub use message::{parse, Framing, Message, StartLine, Status};
+pub use message::{parse, parse_head, Framing, Message, StartLine, Status};
 pub use method::Method;
 pub use name_addr::{Contact, NameAddr};
 pub use params::{param, Params};

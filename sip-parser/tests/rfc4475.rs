@@ -419,6 +419,13 @@ fn clerr() {
         parse(buf, &mut slots, Framing::Stream, &Limits::default()),
         Ok(Status::Partial)
     );
+    // What a 400 needs is readable: `parse_head` stops at the empty line.
+    let mut slots = [Header::EMPTY; 64];
+    let m = parse_head(buf, &mut slots, &Limits::default()).unwrap();
+    assert_eq!(m.method(), Some(Method::Invite));
+    assert!(m.via().is_ok() && m.call_id().is_ok() && m.cseq().is_ok());
+    assert!(m.body.is_empty());
+    assert_eq!(&buf[m.len - 4..m.len], b"\r\n\r\n");
 }
 
 /// §3.1.2.3 ncl: negative Content-Length. RFC: error; close a TCP connection. Herald:
@@ -432,6 +439,9 @@ fn ncl() {
         parse(buf, &mut slots, Framing::Stream, &Limits::default()).err(),
         Some(ParseError::InvalidContentLength)
     );
+    let mut slots = [Header::EMPTY; 64];
+    let m = parse_head(buf, &mut slots, &Limits::default()).unwrap();
+    assert!(m.is_request() && m.via().is_ok() && m.body.is_empty());
 }
 
 /// §3.1.2.4 scalar02: CSeq > 2^32-1, Max-Forwards > 255, Expires and contact expires

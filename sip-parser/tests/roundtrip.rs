@@ -471,6 +471,22 @@ proptest! {
         let m = parse(&out, &mut slots, framing, &Limits::default()).unwrap().complete().unwrap();
         prop_assert_eq!(m.len, out.len());
         check_request(&r, &m);
+        // `parse_head` reads the same head and stops where the body starts; with the
+        // datagram cut short of its body, `parse` fails and `parse_head` still reads it.
+        let mut hslots = [Header::EMPTY; 64];
+        let h = parse_head(&out, &mut hslots, &Limits::default()).unwrap();
+        prop_assert_eq!(h.headers, m.headers);
+        prop_assert_eq!(h.len + m.body.len(), m.len);
+        prop_assert!(h.body.is_empty());
+        let (head_len, nheaders, has_body) = (h.len, h.headers.len(), !m.body.is_empty());
+        if has_body {
+            let cut = &out[..out.len() - 1];
+            prop_assert_eq!(parse(cut, &mut slots, Framing::Datagram, &Limits::default()).err(),
+                            Some(ParseError::BodyTooShort));
+            let h = parse_head(cut, &mut hslots, &Limits::default()).unwrap();
+            prop_assert_eq!((h.len, h.headers.len()), (head_len, nheaders));
+            prop_assert!(h.via().is_ok() && h.call_id().is_ok() && h.cseq().is_ok());
+        }
     }
 
     #[test]

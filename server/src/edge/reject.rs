@@ -1,7 +1,8 @@
 //! Stateless refusals the edge sends without involving any core: 403 to peers outside
-//! `--trusted-peers` (as the reference presence-agent script does before anything else).
+//! `--trusted-peers` (as the reference presence-agent script does before anything else), and
+//! 400 to a request datagram whose body framing is broken.
 
-use sip_parser::{Framing, Header, Limits, Method, Status};
+use sip_parser::{Framing, Header, Limits, Message, Method, ParseError, Status};
 
 /// Appends `403 Forbidden` for `bytes` to `out` if it is a request other than ACK; returns
 /// the number of bytes appended. Responses, ACKs and unparseable input get nothing (drop).
@@ -12,13 +13,47 @@ pub fn forbidden(bytes: &[u8], out: &mut Vec<u8>, limits: &Limits) -> Option<usi
         Ok(Status::Complete(m)) => m,
         _ => return None,
     };
+    answer(&msg, 403, "Forbidden", Some(b"untrusted"), out)
+}
+
+/// Appends a final response to `msg` unless it is a response or an ACK; returns its length.
+fn answer(
+    msg: &Message<'_, '_>,
+    code: u16,
+    reason: &str,
+    to_tag: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) -> Option<usize> {
     match msg.method() {
         None | Some(Method::Ack) => return None,
         Some(_) => {}
     }
     let start = out.len();
-    sip_parser::ResponseWriter::new(out, &msg, 403, "Forbidden", Some(b"untrusted")).finish();
+    sip_parser::ResponseWriter::new(out, msg, code, reason, to_tag).finish();
     Some(out.len() - start)
+}
+
+/// Appends a stateless `400` for a request datagram whose body framing is broken (`err` from
+/// `parse`: a `Content-Length` larger than the datagram, or not a number); returns the number
+/// of bytes appended. Why: RFC 3261 §18.3 wants a 400 for such a request, and a client left
+/// without an answer retransmits it for 32 s. Its head is read with `parse_head`; other errors,
+/// responses, ACKs and heads that do not parse get nothing (drop).
+pub fn broken_framing(
+    bytes: &[u8],
+    err: ParseError,
+    out: &mut Vec<u8>,
+    limits: &Limits,
+) -> Option<usize> {
+    let reason: &str = match err {
+        ParseError::BodyTooShort => "Body shorter than Content-Length",
+        ParseError::InvalidContentLength => "Invalid Content-Length",
+        _ => return None,
+    };
+    let mut slots = [Header::EMPTY; 64];
+    let slots = &mut slots[..limits.max_headers.clamp(1, 64)];
+    let msg = sip_parser::parse_head(bytes, slots, limits).ok()?;
+    msg.via().ok()?;
+    answer(&msg, 400, reason, None, out)
 }
 
 /// True when the first line looks like a response (`SIP/2.0 …`): such input from an

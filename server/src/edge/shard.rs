@@ -79,6 +79,17 @@ impl Outbox {
             txs: Vec::with_capacity(64),
         }
     }
+
+    /// Queues to `dst` what `write` appends to the buffer (a stateless reply), if it appends
+    /// anything (`Some(len)`); returns whether it did.
+    pub fn reply(&mut self, dst: Peer, write: impl FnOnce(&mut Vec<u8>) -> Option<usize>) -> bool {
+        let offset = self.buf.len();
+        let Some(len) = write(&mut self.buf) else {
+            return false;
+        };
+        self.txs.push(Transmit { dst, offset, len });
+        true
+    }
 }
 
 pub struct Shard {
@@ -112,14 +123,7 @@ impl Shard {
         if !self.settings.is_trusted(from.addr.ip()) {
             EdgeCounters::inc(&self.edge().untrusted_403);
             if !reject::looks_like_response(bytes) {
-                let start = out.buf.len();
-                if let Some(len) = reject::forbidden(bytes, &mut out.buf, limits) {
-                    out.txs.push(Transmit {
-                        dst: from,
-                        offset: start,
-                        len,
-                    });
-                }
+                out.reply(from, |buf| reject::forbidden(bytes, buf, limits));
             }
             return;
         }
@@ -130,8 +134,16 @@ impl Shard {
         // One parse serves routing and, when this shard owns the message, the core.
         let framing = core::framing_of(from.transport);
         core::with_parsed(bytes, framing, limits, |parsed| {
-            let Ok(Status::Complete(msg)) = parsed else {
-                return EdgeCounters::inc(&self.edge().dropped_unroutable);
+            let msg = match parsed {
+                Ok(Status::Complete(msg)) => msg,
+                Err(e) if from.transport == Transport::Udp => {
+                    return if out.reply(from, |buf| reject::broken_framing(bytes, e, buf, limits)) {
+                        EdgeCounters::inc(&self.edge().broken_framing_400)
+                    } else {
+                        EdgeCounters::inc(&self.edge().dropped_unroutable)
+                    };
+                }
+                _ => return EdgeCounters::inc(&self.edge().dropped_unroutable),
             };
             match core::route_message(&msg, self.settings.shards) {
                 Route::Shard(s) if s != self.id => self.hand_over(s, from, bytes, out),
@@ -169,22 +181,14 @@ impl Shard {
             None => EdgeCounters::inc(&self.edge().dropped_unroutable),
             Some(true) => EdgeCounters::inc(&self.edge().handoff_out),
             Some(false) => {
-                let start = out.buf.len();
-                match core::reply_overloaded(
-                    bytes,
-                    self.settings.retry_after,
-                    &mut out.buf,
-                    &self.settings.core.limits,
-                ) {
-                    Some(len) => {
-                        EdgeCounters::inc(&self.edge().handoff_full_503);
-                        out.txs.push(Transmit {
-                            dst: from,
-                            offset: start,
-                            len,
-                        });
-                    }
-                    None => EdgeCounters::inc(&self.edge().handoff_full_dropped),
+                let limits = &self.settings.core.limits;
+                let retry_after = self.settings.retry_after;
+                if out.reply(from, |buf| {
+                    core::reply_overloaded(bytes, retry_after, buf, limits)
+                }) {
+                    EdgeCounters::inc(&self.edge().handoff_full_503)
+                } else {
+                    EdgeCounters::inc(&self.edge().handoff_full_dropped)
                 }
             }
         }

@@ -43,6 +43,7 @@ edge_counters! {
     tcp_queue_full: "messages dropped because a TCP connection's write queue was full",
     tcp_no_route: "messages for a TCP connection that no longer exists and could not be re-dialled",
     dropped_unroutable: "messages dropped because route() could not place them",
+    broken_framing_400: "UDP requests answered 400 statelessly because their Content-Length was larger than the datagram or not a number (RFC 3261 §18.3); not in dropped_unroutable",
     dropped_oversize: "messages dropped because they exceed --max-message-size",
     untrusted_403: "requests from untrusted peers answered 403 (responses from them dropped)",
     handoff_out: "messages handed to another shard",
