@@ -91,6 +91,11 @@ fn request_with_content_length_beyond_the_datagram_gets_400() {
     assert_eq!(m.code, Some(400), "{}", m.text());
     assert_eq!(m.call_id(), call_id);
     assert!(m.text().contains("Content-Length"), "{}", m.text());
+    assert!(
+        m.tag_of("To").is_some(),
+        "a To tag (RFC 3261 §8.2.6.2): {}",
+        m.text()
+    );
     s.wait_stats("the 400 counted", |st| {
         st.get("edge.broken_framing_400").copied() == Some(1)
     });

@@ -116,7 +116,8 @@ pub fn reply_overloaded(
             return None;
         }
         let mut buf = Vec::new();
-        let mut w = ResponseWriter::new(&mut buf, &msg, 503, "Service Unavailable", None);
+        // RFC 3261 §8.2.6.2: a To tag on every final response.
+        let mut w = ResponseWriter::new(&mut buf, &msg, 503, "Service Unavailable", Some(b"busy"));
         w.header_u32("Retry-After", retry_after_s);
         w.finish();
         out.extend_from_slice(&buf);

@@ -760,6 +760,7 @@ fn routing_finds_the_owner_without_lookup() {
     let n = reply_overloaded(s.as_bytes(), 5, &mut out, &limits).unwrap();
     let r = std::str::from_utf8(&out[6..6 + n]).unwrap();
     assert_eq!((code(r), hdr(r, "Retry-After")), (503, Some("5")));
+    assert!(hdr(r, "To").unwrap().contains(";tag="), "{r}");
     assert_eq!(
         reply_overloaded(resp.as_bytes(), 5, &mut out, &limits),
         None

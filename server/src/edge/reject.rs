@@ -53,7 +53,8 @@ pub fn broken_framing(
     let slots = &mut slots[..limits.max_headers.clamp(1, 64)];
     let msg = sip_parser::parse_head(bytes, slots, limits).ok()?;
     msg.via().ok()?;
-    answer(&msg, 400, reason, None, out)
+    // RFC 3261 §8.2.6.2: a To tag on every final response, as the 403's `untrusted`.
+    answer(&msg, 400, reason, Some(b"framing"), out)
 }
 
 /// True when the first line looks like a response (`SIP/2.0 …`): such input from an
