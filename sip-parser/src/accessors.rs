@@ -171,6 +171,16 @@ impl<'h, 'b> Message<'h, 'b> {
         self.values(kind).next()
     }
 
+    /// Whether a header of `kind` is present, even with an empty value (an empty Accept
+    /// accepts nothing, while an absent one means the default).
+    pub fn has(&self, kind: HeaderKind) -> bool {
+        match self.lookup(kind) {
+            Lookup::Absent => false,
+            Lookup::Once(_) | Lookup::Repeated(_) => true,
+            Lookup::Unknown => self.candidates(kind).iter().any(|h| h.kind == kind),
+        }
+    }
+
     /// All values of `kind` in order, comma-split for list headers (`HeaderKind::is_list`).
     pub fn values(&self, kind: HeaderKind) -> Values<'h, 'b> {
         Values::new(self.candidates(kind), kind)
@@ -335,8 +345,8 @@ impl<'h, 'b> Message<'h, 'b> {
 
     typed_list!(
         /// Accept media ranges. An Accept header present with an empty value yields nothing
-        /// (the client accepts no body); check `header(HeaderKind::Accept)` to tell it from
-        /// an absent one.
+        /// (the client accepts no body); check `has(HeaderKind::Accept)` to tell it from an
+        /// absent one.
         accept, HeaderKind::Accept, MediaType
     );
 

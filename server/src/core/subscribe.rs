@@ -40,6 +40,20 @@ pub(super) fn request_aor_into<'b>(
     }
 }
 
+/// Whether an Accept `q` parameter is zero ("0", "0.", "0.0"... RFC 3261 §25.1 qvalue),
+/// which marks a range as not acceptable. A malformed q is not zero.
+fn zero_q(q: Option<Option<&[u8]>>) -> bool {
+    let Some(Some(v)) = q else { return false };
+    match v.split_first() {
+        Some((b'0', rest)) => match rest.split_first() {
+            None => true,
+            Some((b'.', frac)) => frac.len() <= 3 && frac.iter().all(|&b| b == b'0'),
+            Some(_) => false,
+        },
+        _ => false,
+    }
+}
+
 impl Core {
     /// Expires of a request: default when absent, 423 below the minimum, clamped to `max`.
     pub(super) fn granted_expires(
@@ -59,6 +73,28 @@ impl Core {
         Ok(e.min(max))
     }
 
+    /// RFC 3856 §6.2, RFC 3261 §21.4.7: a SUBSCRIBE whose Accept names no type the
+    /// package's NOTIFYs carry gets 406 naming the one they do, instead of a dialog whose
+    /// bodies the watcher cannot read. No Accept means the package's default (PIDF); an
+    /// empty one accepts nothing (RFC 3261 §20.1); `q=0` excludes a range.
+    fn check_accept(
+        &self,
+        msg: &Message<'_, '_>,
+        pkg: super::package::PkgId,
+    ) -> Result<(), Reject> {
+        if !msg.has(HeaderKind::Accept) {
+            return Ok(());
+        }
+        let notify_type = self.packages[pkg as usize].content_types()[0].as_bytes();
+        for range in msg.accept() {
+            let range = range?;
+            if range.accepts(notify_type) && !zero_q(range.param(b"q")) {
+                return Ok(());
+            }
+        }
+        Err(Reject::new(406, Reason::Std, Extra::Accept(pkg)))
+    }
+
     pub(super) fn on_subscribe(
         &mut self,
         now: Instant,
@@ -75,6 +111,7 @@ impl Core {
             Reason::Std,
             Extra::AllowEvents,
         ))?;
+        self.check_accept(msg, pkg)?;
         if let Some(tag) = to.tag() {
             return self.on_refresh(now, peer, key, msg, dlg, tag, pkg, event.id);
         }

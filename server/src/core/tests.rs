@@ -201,6 +201,52 @@ fn subscribe_refusals() {
     assert_eq!(code(&h.drain()[0].1), 403);
 }
 
+/// RFC 3856 §6.2: an Accept, when present, must admit PIDF; otherwise 406 naming it, and no
+/// dialog. Wildcards, parameters, several headers and `q` are honoured.
+#[test]
+fn subscribe_accept_must_admit_pidf() {
+    let mut h = H::new(Config::default());
+    for refused in [
+        "Accept: application/xpidf+xml\r\n",
+        "Accept: text/*, application/cpim-pidf+xml\r\n",
+        "Accept: application/pidf+xml;q=0, application/xpidf+xml\r\n",
+        "Accept: application/pidf+xml;q=0.000\r\n",
+        "Accept:\r\n",
+    ] {
+        let s = h.subscribe(&format!("Event: presence\r\n{refused}"), None, 1);
+        h.send(udp(5070), &s);
+        let out = h.drain();
+        assert_eq!(out.len(), 1, "{refused}: {out:?}");
+        let r = &out[0].1;
+        assert!(
+            r.starts_with("SIP/2.0 406 Not Acceptable\r\n"),
+            "{refused}: {r}"
+        );
+        assert_eq!(hdr(r, "Accept"), Some("application/pidf+xml"), "{refused}");
+    }
+    assert_eq!(h.core.stats().subscriptions, 0);
+    let s = h.subscribe(
+        "Event: presence\r\nAccept: pidf, application/pidf+xml\r\n",
+        None,
+        1,
+    );
+    h.send(udp(5070), &s);
+    assert_eq!(code(&h.drain()[0].1), 400, "malformed media range");
+    for accepted in [
+        "Accept: application/pidf+xml\r\n",
+        "Accept: Application/PIDF+XML;q=0.8\r\n",
+        "Accept: application/xpidf+xml\r\nAccept: application/pidf+xml\r\n",
+        "Accept: multipart/related;type=\"application/rlmi+xml\", application/*;q=0.1\r\n",
+        "Accept: */*\r\n",
+        "",
+    ] {
+        let s = h.subscribe(&format!("Event: presence\r\n{accepted}"), None, 1);
+        h.send(udp(5070), &s);
+        let out = h.drain();
+        assert_eq!(code(&out[0].1), 200, "{accepted}: {out:?}");
+    }
+}
+
 /// Every NOTIFY of a dialog carries its Contact as Request-URI: a Contact that is not a SIP
 /// URI is refused (found by the `core_messages` fuzz target: a NOTIFY that did not parse).
 #[test]
