@@ -625,6 +625,44 @@ fn tcp_garbage_closes_connection() {
     );
 }
 
+/// RFC 3261 §18.3: Content-Length is mandatory on a stream. A request without one (or with
+/// one beyond `--max-message-size`) cannot be framed, so the connection closes, but only
+/// after the answers to the requests before it and a 400 (513) saying why.
+#[test]
+fn tcp_request_without_content_length_gets_400_then_close() {
+    use std::io::{Read, Write};
+    let s = Server::start(&["--max-message-size", "4096"]);
+    for (strip, code) in [("Content-Length: 0\r\n", 400), ("", 513)] {
+        let client = Client::tcp(s.sip);
+        let Link::Tcp { stream: c, .. } = &client.link else {
+            unreachable!("a TCP client")
+        };
+        let mut c = c.try_clone().unwrap();
+        let ok = options(&client, "sip:herald@127.0.0.1");
+        let mut bad = options(&client, "sip:herald@127.0.0.1");
+        if strip.is_empty() {
+            bad = bad.replace("Content-Length: 0", "Content-Length: 100000");
+        } else {
+            bad = bad.replace(strip, "");
+        }
+        c.write_all(format!("{ok}{bad}").as_bytes()).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+        let mut got = Vec::new();
+        let _ = c.read_to_end(&mut got);
+        let got = String::from_utf8_lossy(&got);
+        let codes: Vec<&str> = got
+            .split("SIP/2.0 ")
+            .skip(1)
+            .map(|r| r.get(..3).unwrap_or(r))
+            .collect();
+        assert_eq!(codes, ["200", &code.to_string()[..]], "{got}");
+        assert!(got.contains(";tag=framing"), "{got}");
+    }
+    s.wait_stats("answered garbage counted", |st| {
+        st.get("edge.tcp_garbage_answered").copied() == Some(2)
+    });
+}
+
 /// A burst against a one-slot hand-off queue: every request still gets a final answer,
 /// either 200 or 503 with Retry-After (never silence), and the 503s are counted.
 #[test]

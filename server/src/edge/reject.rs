@@ -1,6 +1,6 @@
 //! Stateless refusals the edge sends without involving any core: 403 to peers outside
 //! `--trusted-peers` (as the reference presence-agent script does before anything else), and
-//! 400 to a request datagram whose body framing is broken.
+//! 400 (or 513) to a request whose body framing is broken.
 
 use sip_parser::{Framing, Header, Limits, Message, Method, ParseError, Status};
 
@@ -49,12 +49,47 @@ pub fn broken_framing(
         ParseError::InvalidContentLength => "Invalid Content-Length",
         _ => return None,
     };
+    answer_head(bytes, 400, reason, out, limits)
+}
+
+/// Appends the final response for a request on a stream (TCP) that cannot be framed (`err`
+/// from `parse` with stream framing): `400` when its `Content-Length` is missing (RFC 3261
+/// §18.3 makes it mandatory on streams) or not a number, `513` when it would take the message
+/// past `--max-message-size`; returns the number of bytes appended. The connection closes
+/// after it (the next message's start is unknown), but the client learns why instead of
+/// seeing a bare close. Other errors, responses, ACKs and heads that do not parse get nothing.
+pub fn broken_stream_framing(
+    bytes: &[u8],
+    err: ParseError,
+    out: &mut Vec<u8>,
+    limits: &Limits,
+) -> Option<usize> {
+    let (code, reason) = match err {
+        ParseError::MissingContentLength => (400, "Missing Content-Length"),
+        ParseError::InvalidContentLength => (400, "Invalid Content-Length"),
+        ParseError::TooLarge => (513, "Message Too Large"),
+        _ => return None,
+    };
+    // The head must lie within the size limit; what follows it may be any length.
+    let head = bytes.get(..limits.max_message_len).unwrap_or(bytes);
+    answer_head(head, code, reason, out, limits)
+}
+
+/// Reads the start line and headers of `bytes` (`parse_head`) and appends `code` to it if it
+/// is a request other than ACK with a Via.
+fn answer_head(
+    bytes: &[u8],
+    code: u16,
+    reason: &str,
+    out: &mut Vec<u8>,
+    limits: &Limits,
+) -> Option<usize> {
     let mut slots = [Header::EMPTY; 64];
     let slots = &mut slots[..limits.max_headers.clamp(1, 64)];
     let msg = sip_parser::parse_head(bytes, slots, limits).ok()?;
     msg.via().ok()?;
     // RFC 3261 §8.2.6.2: a To tag on every final response, as the 403's `untrusted`.
-    answer(&msg, 400, reason, Some(b"framing"), out)
+    answer(&msg, code, reason, Some(b"framing"), out)
 }
 
 /// True when the first line looks like a response (`SIP/2.0 …`): such input from an

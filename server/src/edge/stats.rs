@@ -39,6 +39,7 @@ edge_counters! {
     tcp_closed: "TCP connections closed",
     tcp_refused: "TCP connections refused (too many)",
     tcp_garbage: "TCP connections closed because of unframeable bytes",
+    tcp_garbage_answered: "of tcp_garbage, requests answered 400 (Content-Length missing or not a number) or 513 (too large) before the close",
     tcp_idle_closed: "TCP connections closed for idleness",
     tcp_queue_full: "messages dropped because a TCP connection's write queue was full",
     tcp_no_route: "messages for a TCP connection that no longer exists and could not be re-dialled",

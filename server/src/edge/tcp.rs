@@ -23,6 +23,7 @@ use glommio::net::{TcpListener, TcpStream};
 use sip_parser::{Framing, Header, Status};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::reject;
 use super::shard::{Outbox, Shard};
 use super::stats::EdgeCounters;
 use crate::core::conn_lost::ConnLoss;
@@ -185,6 +186,10 @@ fn start_connection(
     EdgeCounters::inc(&shard.edge().tcp_open);
     match dup_stream(&stream) {
         Ok(writer) => {
+            // A write that makes no progress for the idle timeout ends the connection: a
+            // watcher that stopped reading cannot hold the writer (nor, after a garbage close,
+            // the socket) forever.
+            let _ = writer.set_write_timeout(Some(shard.settings.tcp_idle_timeout));
             glommio::spawn_local(write_loop(writer, rx)).detach();
             glommio::spawn_local(read_loop(shard.clone(), stream, id, addr)).detach();
         }
@@ -257,6 +262,9 @@ async fn read_loop(shard: Rc<Shard>, mut stream: TcpStream, id: ConnId, addr: So
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut out = Outbox::new();
     let nslots = MAX_FRAMING_HEADERS.min(limits.max_headers.max(1));
+    // Closed for unframeable input: the writer still sends what is queued (answers to the
+    // messages before it, and the 400/513 for it), then shuts the socket.
+    let mut garbage = false;
     'conn: loop {
         // Frame and deliver every complete message already buffered.
         let mut start = 0;
@@ -290,6 +298,7 @@ async fn read_loop(shard: Rc<Shard>, mut stream: TcpStream, id: ConnId, addr: So
                 Ok(Status::Partial) => {
                     if buf.len() - start >= limits.max_message_len {
                         EdgeCounters::inc(&shard.edge().tcp_garbage);
+                        garbage = true;
                         break 'conn;
                     }
                     break;
@@ -298,6 +307,15 @@ async fn read_loop(shard: Rc<Shard>, mut stream: TcpStream, id: ConnId, addr: So
                     tracing::debug!(%addr, error = %e, "unframeable TCP input: closing");
                     EdgeCounters::inc(&shard.edge().tcp_garbage);
                     shard.flush(&mut out).await;
+                    // After the answers to what came before it, on the same queue.
+                    let mut answer = Vec::new();
+                    if reject::broken_stream_framing(&buf[start..], e, &mut answer, &limits)
+                        .is_some()
+                        && shard.tcp.queue(id.0, &answer).is_ok()
+                    {
+                        EdgeCounters::inc(&shard.edge().tcp_garbage_answered);
+                    }
+                    garbage = true;
                     break 'conn;
                 }
             }
@@ -319,7 +337,10 @@ async fn read_loop(shard: Rc<Shard>, mut stream: TcpStream, id: ConnId, addr: So
             }
         }
     }
-    let _ = stream.shutdown(std::net::Shutdown::Both).await;
+    if !garbage {
+        let _ = stream.shutdown(std::net::Shutdown::Both).await;
+    }
+    // Dropping the queue's sender ends the writer once it has sent what is queued.
     close(&shard, id, ConnLoss::Closed);
 }
 
