@@ -181,6 +181,21 @@ impl<'h, 'b> Message<'h, 'b> {
         }
     }
 
+    /// The whole value of `kind`, not comma-split, when exactly one such header is present
+    /// (`None` when absent or repeated): lets a caller compare a list header against its
+    /// common single value (`Accept: application/pidf+xml`) before parsing its elements.
+    pub fn sole_value(&self, kind: HeaderKind) -> Option<&'b [u8]> {
+        match self.lookup(kind) {
+            Lookup::Once(i) => self.headers.get(i).map(|h| h.value),
+            Lookup::Absent | Lookup::Repeated(_) => None,
+            Lookup::Unknown => {
+                let mut it = self.headers.iter().filter(|h| h.kind == kind);
+                let first = it.next()?;
+                it.next().is_none().then_some(first.value)
+            }
+        }
+    }
+
     /// All values of `kind` in order, comma-split for list headers (`HeaderKind::is_list`).
     pub fn values(&self, kind: HeaderKind) -> Values<'h, 'b> {
         Values::new(self.candidates(kind), kind)

@@ -683,6 +683,10 @@ Expires: 1\r\nExpires: 2\r\nl: 0\r\n\r\n";
         assert_eq!(m.call_id(), Ok(&b"x"[..]));
         assert_eq!(m.header(HeaderKind::Event), None);
         assert_eq!(m.content_length(), Ok(Some(0)));
+        assert_eq!(m.sole_value(HeaderKind::Accept), None, "repeated");
+        assert_eq!(m.sole_value(HeaderKind::CallId), Some(&b"x"[..]));
+        assert_eq!(m.sole_value(HeaderKind::Event), None);
+        assert!(m.has(HeaderKind::Accept) && !m.has(HeaderKind::Event));
 
         // A caller swapping the public `headers` field gets a scan, not a stale index.
         let other = [Header {
@@ -697,6 +701,11 @@ Expires: 1\r\nExpires: 2\r\nl: 0\r\n\r\n";
         assert!(matches!(swapped.lookup(HeaderKind::Event), Lookup::Unknown));
         assert_eq!(swapped.header(HeaderKind::Event), Some(&b"presence"[..]));
         assert_eq!(swapped.header(HeaderKind::CallId), None);
+        assert_eq!(
+            swapped.sole_value(HeaderKind::Event),
+            Some(&b"presence"[..])
+        );
+        assert!(swapped.has(HeaderKind::Event) && !swapped.has(HeaderKind::CallId));
         let mut slots2 = [Header::EMPTY; 16];
         let reparsed = parse(msg, &mut slots2, Framing::Datagram, &Limits::default())
             .unwrap()

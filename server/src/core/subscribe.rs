@@ -82,10 +82,12 @@ impl Core {
         msg: &Message<'_, '_>,
         pkg: super::package::PkgId,
     ) -> Result<(), Reject> {
-        if !msg.has(HeaderKind::Accept) {
+        let notify_type = self.packages[pkg as usize].content_types()[0].as_bytes();
+        // What nearly every client sends, compared before parsing any media range (the
+        // general path below costs ~500 instructions per SUBSCRIBE).
+        if msg.sole_value(HeaderKind::Accept) == Some(notify_type) || !msg.has(HeaderKind::Accept) {
             return Ok(());
         }
-        let notify_type = self.packages[pkg as usize].content_types()[0].as_bytes();
         for range in msg.accept() {
             let range = range?;
             if range.accepts(notify_type) && !zero_q(range.param(b"q")) {
