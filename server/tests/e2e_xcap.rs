@@ -575,6 +575,24 @@ fn digest_auth_documents_preconditions_and_errors_on_two_shards() {
         .to_string();
     assert_eq!(a.req("DELETE", &path, &[("If-Match", &e)], b"").status, 200);
     assert_eq!(a.req("GET", &path, &[], b"").status, 404);
+    // What an operator reads in /stats: requests by method, responses by status, summed
+    // over the shards that answered them.
+    server.wait_stats("xcap counters", |st| {
+        let at_least = |name: &str, n: u64| st.get(name).copied().unwrap_or(0) >= n;
+        at_least("xcap.connections_accepted", 4)
+            && at_least("xcap.requests_delete", 1)
+            && at_least("xcap.requests_put", 6)
+            && at_least("xcap.requests_other", 1)
+            && at_least("xcap.responses_2xx", 8)
+            && at_least("xcap.responses_304", 2)
+            && at_least("xcap.responses_401", 4)
+            && at_least("xcap.responses_403", 1)
+            && at_least("xcap.responses_404", 3)
+            && at_least("xcap.responses_409", 1)
+            && at_least("xcap.responses_412", 2)
+            && at_least("xcap.responses_4xx_other", 1)
+            && st.get("xcap.responses_5xx") == Some(&0)
+    });
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,19 +1,20 @@
 //! Edge statistics: per-shard counters written only by their shard (relaxed atomics, so the
-//! request path never takes a lock or contends a cache line with another shard), plus a
-//! periodic snapshot of the core's own counters. The admin listener reads and sums them.
+//! request path never takes a lock or contends a cache line with another shard), for the SIP
+//! edge and the XCAP front, plus a periodic snapshot of the core's own counters. The admin
+//! listener reads and sums them.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-macro_rules! edge_counters {
-    ($($name:ident : $doc:literal),* $(,)?) => {
-        /// Counters of one shard's edge. Only the owning shard writes; anyone may read.
+macro_rules! counters {
+    ($(#[$meta:meta])* $ty:ident { $($name:ident : $doc:literal),* $(,)? }) => {
+        $(#[$meta])*
         #[derive(Default, Debug)]
-        pub struct EdgeCounters {
+        pub struct $ty {
             $(#[doc = $doc] pub $name: AtomicU64,)*
         }
-        impl EdgeCounters {
+        impl $ty {
             /// (name, value) of every counter, in declaration order.
             pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
                 vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)*]
@@ -22,7 +23,9 @@ macro_rules! edge_counters {
     };
 }
 
-edge_counters! {
+counters! {
+    /// Counters of one shard's edge. Only the owning shard writes; anyone may read.
+    EdgeCounters {
     udp_in: "UDP datagrams received",
     udp_out: "UDP datagrams sent",
     udp_send_errors: "UDP sends that failed",
@@ -57,6 +60,62 @@ edge_counters! {
     core_transmits: "messages produced by the core",
     sleep_link_misses: "times this shard's executor slept until its next timer (or a signal) although network completions waited on its latency ring and its ring link never fired (a lost io_uring wake-up, now bounded by the timer; see vendor/glommio/HERALD.md)",
     watchdog_nudges: "times the main thread signalled this shard's executor after it made no progress for edge::watchdog::WEDGED_AFTER",
+    }
+}
+
+counters! {
+    /// Counters of one shard's XCAP front (`xcap.*` in /stats): the connections it accepted
+    /// and the requests it answered, by method and by status. Only the owning shard writes.
+    XcapCounters {
+    connections_accepted: "XCAP connections accepted",
+    connections_refused: "XCAP connections closed at once because --xcap-max-connections were open",
+    connections_open: "XCAP connections currently open on this shard (gauge)",
+    tls_handshake_failures: "XCAP connections whose TLS handshake failed",
+    requests_get: "XCAP GET requests answered",
+    requests_put: "XCAP PUT requests answered",
+    requests_delete: "XCAP DELETE requests answered",
+    requests_other: "XCAP requests with another method answered (HEAD, OPTIONS...)",
+    responses_2xx: "XCAP responses 200-299",
+    responses_304: "XCAP responses 304 (If-None-Match matched)",
+    responses_401: "XCAP responses 401 (a challenge: no or wrong credentials, or a stale nonce)",
+    responses_403: "XCAP responses 403",
+    responses_404: "XCAP responses 404",
+    responses_409: "XCAP responses 409 (schema, uniqueness or well-formedness conflicts)",
+    responses_412: "XCAP responses 412 (ETag precondition failed)",
+    responses_4xx_other: "XCAP responses 400-499 not counted above",
+    responses_5xx: "XCAP responses 500-599 (503: the owner shard's queue was full)",
+    http_errors: "XCAP requests that could not be framed or exceeded a limit (answered 400/413/431... then closed)",
+    request_timeouts: "XCAP requests answered 408 because they arrived slower than --xcap-request-timeout",
+    }
+}
+
+impl XcapCounters {
+    /// Counts one response by status.
+    pub fn response(&self, status: u16) {
+        let c = match status {
+            200..=299 => &self.responses_2xx,
+            304 => &self.responses_304,
+            401 => &self.responses_401,
+            403 => &self.responses_403,
+            404 => &self.responses_404,
+            409 => &self.responses_409,
+            412 => &self.responses_412,
+            400..=499 => &self.responses_4xx_other,
+            500..=599 => &self.responses_5xx,
+            _ => return,
+        };
+        EdgeCounters::inc(c);
+    }
+
+    /// Counts one answered request by method.
+    pub fn request(&self, method: &str) {
+        EdgeCounters::inc(match method {
+            "GET" => &self.requests_get,
+            "PUT" => &self.requests_put,
+            "DELETE" => &self.requests_delete,
+            _ => &self.requests_other,
+        });
+    }
 }
 
 impl EdgeCounters {
@@ -88,6 +147,8 @@ impl EdgeCounters {
 #[derive(Default, Debug)]
 pub struct ShardStats {
     pub edge: EdgeCounters,
+    /// Shared with this shard's XCAP front (its `FrontConfig`).
+    pub xcap: Arc<XcapCounters>,
     /// Beaten by the shard, watched by the main thread (`edge::watchdog`).
     pub heartbeat: super::watchdog::Heartbeat,
     /// Core counters as (name, value), refreshed periodically by the shard (off the request
@@ -126,6 +187,11 @@ impl StatsRegistry {
         for (i, s) in self.shards.iter().enumerate() {
             for (name, v) in s.edge.snapshot() {
                 push(&mut rows, &format!("edge.{name}"), i, v);
+            }
+        }
+        for (i, s) in self.shards.iter().enumerate() {
+            for (name, v) in s.xcap.snapshot() {
+                push(&mut rows, &format!("xcap.{name}"), i, v);
             }
         }
         for (i, s) in self.shards.iter().enumerate() {
@@ -235,6 +301,12 @@ mod tests {
         assert!(text.contains("core.subscriptions 7 0 7"), "{text}");
         let json = reg.render_json();
         assert!(json.contains("\"edge.udp_in\":7"), "{json}");
+        reg.shards[1].xcap.response(409);
+        reg.shards[1].xcap.response(201);
+        reg.shards[0].xcap.request("PUT");
+        assert_eq!(reg.total("xcap.responses_409"), Some(1));
+        assert_eq!(reg.total("xcap.responses_2xx"), Some(1));
+        assert_eq!(reg.total("xcap.requests_put"), Some(1));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use xcap::http::{decode, write_continue, write_response, Decoded, HttpError, Lim
 use xcap::Request;
 
 use super::service::XcapService;
+use crate::edge::stats::{EdgeCounters, XcapCounters};
 
 /// Listen backlog of each shard's XCAP socket.
 const LISTEN_BACKLOG: i32 = 1024;
@@ -33,6 +34,8 @@ pub struct FrontConfig {
     pub max_connections: usize,
     /// Peers that skip authentication (`--xcap-trusted-peers`).
     pub trusted_peers: Vec<crate::cli::Cidr>,
+    /// Where this front counts connections and requests (the shard's `xcap.*` in /stats).
+    pub counters: Arc<XcapCounters>,
 }
 
 impl FrontConfig {
@@ -49,6 +52,7 @@ impl Default for FrontConfig {
             request_timeout: Duration::from_secs(60),
             max_connections: 4096,
             trusted_peers: Vec::new(),
+            counters: Arc::default(),
         }
     }
 }
@@ -91,10 +95,14 @@ pub async fn accept_loop<S: XcapService + 'static>(
                 continue;
             }
         };
+        let counters = &cfg.counters;
         if open.get() >= cfg.max_connections {
+            EdgeCounters::inc(&counters.connections_refused);
             drop(stream);
             continue;
         }
+        EdgeCounters::inc(&counters.connections_accepted);
+        EdgeCounters::inc(&counters.connections_open);
         open.set(open.get() + 1);
         let (service, cfg, open, tls) = (service.clone(), cfg.clone(), open.clone(), tls.clone());
         glommio::spawn_local(async move {
@@ -110,12 +118,14 @@ pub async fn accept_loop<S: XcapService + 'static>(
                 None => {
                     let _ = serve_connection(stream, trusted, &*service, &cfg).await;
                 }
-                Some(tls) => {
-                    if let Ok(s) = super::tls::accept(tls, stream).await {
+                Some(tls) => match super::tls::accept(tls, stream).await {
+                    Ok(s) => {
                         let _ = serve_connection(s, trusted, &*service, &cfg).await;
                     }
-                }
+                    Err(_) => EdgeCounters::inc(&cfg.counters.tls_handshake_failures),
+                },
             }
+            EdgeCounters::dec(&cfg.counters.connections_open);
             open.set(open.get() - 1);
         })
         .detach();
@@ -175,6 +185,8 @@ where
                     };
                     let outcome = service.handle(req, now_secs()).await;
                     let r = &outcome.response;
+                    cfg.counters.request(head.method);
+                    cfg.counters.response(r.status);
                     let headers: Vec<(&str, &[u8])> =
                         r.headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
                     write_response(
@@ -193,6 +205,8 @@ where
                     }
                 }
                 Err(e) => {
+                    EdgeCounters::inc(&cfg.counters.http_errors);
+                    cfg.counters.response(e.status());
                     write_error(&mut out, &e);
                     close = true;
                     break;
@@ -206,6 +220,8 @@ where
             request_started = Some(std::time::Instant::now());
         }
         if !close && request_started.is_some_and(|t| t.elapsed() > cfg.request_timeout) {
+            EdgeCounters::inc(&cfg.counters.request_timeouts);
+            cfg.counters.response(408);
             write_response(&mut out, Version::Http11, 408, &[], b"", false, false);
             close = true;
         }
@@ -226,6 +242,8 @@ where
                 buf.truncate(start);
                 // Timed out or reset: a request in progress gets 408, an idle one nothing.
                 if start > 0 && e.kind() == std::io::ErrorKind::TimedOut {
+                    EdgeCounters::inc(&cfg.counters.request_timeouts);
+                    cfg.counters.response(408);
                     write_response(&mut out, Version::Http11, 408, &[], b"", false, false);
                     let _ = stream.write_all(&out).await;
                     let _ = stream.flush().await;

@@ -121,6 +121,7 @@ impl XcapSettings {
             request_timeout: self.request_timeout,
             max_connections: self.max_connections,
             trusted_peers: self.trusted.clone(),
+            counters: Default::default(),
         }
     }
 }
@@ -254,8 +255,11 @@ pub fn spawn(shard: Rc<Shard>, init: ShardXcapInit) {
     };
     let docs = docs::ShardDocs::new(backend, init.all);
     let retry_after = shard.settings.retry_after;
+    let front = Rc::new(FrontConfig {
+        counters: shard.stats.xcap.clone(),
+        ..x.front()
+    });
     let node = Rc::new(node::XcapNode::new(shard, xc, docs, committer, retry_after));
-    let front = Rc::new(x.front());
     let ShardXcapInit {
         listener,
         ends,
