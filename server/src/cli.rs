@@ -343,7 +343,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 4096)]
     pub tcp_write_queue: usize,
 
-    /// Statistics listener (plain HTTP/1.0: `GET /stats`, `GET /stats.json`). `off` disables it.
+    /// Statistics listener (plain HTTP/1.0: `GET /stats`, `GET /stats.json`, `GET /metrics` for
+    /// Prometheus). `off` disables it.
     #[arg(long, default_value = "127.0.0.1:5080")]
     pub admin_listen: String,
 

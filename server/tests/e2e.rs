@@ -99,6 +99,32 @@ fn request_with_content_length_beyond_the_datagram_gets_400() {
     s.wait_stats("the 400 counted", |st| {
         st.get("edge.broken_framing_400").copied() == Some(1)
     });
+    // The same counter as Prometheus scrapes it, per shard: the shards' values sum to 1.
+    let metrics = s.http_get("/metrics").expect("/metrics answers");
+    let samples: Vec<u64> = metrics
+        .lines()
+        .filter(|l| l.starts_with("herald_edge_broken_framing_400{shard=\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(
+        (samples.len(), samples.iter().sum::<u64>()),
+        (2, 1),
+        "{metrics}"
+    );
+    // The core's rows appear with its first periodic snapshot.
+    let deadline = std::time::Instant::now() + REPLY_TIMEOUT;
+    while !s
+        .http_get("/metrics")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l == "# TYPE herald_core_subscriptions gauge")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no core gauge in /metrics"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     sock.send_to(broken("ACK").as_bytes(), s.sip).unwrap();
     assert!(sock.recv(&mut buf).is_err(), "no answer to an ACK");
     s.wait_stats("the ACK dropped", |st| {

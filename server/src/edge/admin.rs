@@ -1,4 +1,5 @@
-//! Statistics over plain HTTP/1.0 (`GET /stats`, `GET /stats.json`), for operators and tests.
+//! Statistics over plain HTTP/1.0 (`GET /stats`, `GET /stats.json`, and `GET /metrics` for
+//! Prometheus), for operators and tests.
 //!
 //! Runs on its own small OS thread with blocking std sockets: it is off every shard, so a
 //! slow admin client can never stall SIP traffic, and it only reads the shards' atomics.
@@ -67,6 +68,11 @@ fn serve(mut s: TcpStream, stats: &StatsRegistry) -> std::io::Result<()> {
     let (status, ctype, body) = match (method, path) {
         ("GET", "/stats") | ("GET", "/stats.txt") => ("200 OK", "text/plain", stats.render_text()),
         ("GET", "/stats.json") => ("200 OK", "application/json", stats.render_json()),
+        ("GET", "/metrics") => (
+            "200 OK",
+            "text/plain; version=0.0.4",
+            stats.render_prometheus(),
+        ),
         ("GET", "/health") | ("GET", "/") => ("200 OK", "text/plain", "ok\n".to_string()),
         ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
         _ => (

@@ -15,6 +15,9 @@ macro_rules! counters {
             $(#[doc = $doc] pub $name: AtomicU64,)*
         }
         impl $ty {
+            /// (name, description) of every counter, in declaration order.
+            pub const DOCS: &'static [(&'static str, &'static str)] =
+                &[$((stringify!($name), $doc),)*];
             /// (name, value) of every counter, in declaration order.
             pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
                 vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)*]
@@ -253,6 +256,71 @@ impl StatsRegistry {
     }
 }
 
+/// Rows of /stats that are levels, not running totals: Prometheus must not `rate()` them.
+const GAUGES: &[&str] = &[
+    "edge.tcp_open",
+    "edge.handoff_queue_max",
+    "xcap.connections_open",
+    "core.subscriptions",
+    "core.presentities",
+    "core.publications",
+    "core.pending_transmits",
+    "core.pending_persist",
+    "core.persist_last_commit_us",
+    "core.persist_max_commit_us",
+    "core.persist_last_checkpoint_us",
+    "core.persist_max_checkpoint_us",
+    "core.persist_wal_pending_bytes",
+    "core.persist_driver_phase",
+    "core.persist_driver_phase_ms",
+];
+
+impl StatsRegistry {
+    /// The Prometheus text exposition format (version 0.0.4): `herald_<row>{shard="N"}` per
+    /// shard, with HELP from the counters' descriptions and TYPE counter or gauge. Why: it is
+    /// what the OpenSIPS `prometheus` and Kamailio `xhttp_prom` modules give the operators
+    /// who scrape them; sums over shards are left to PromQL (`sum without (shard)`).
+    pub fn render_prometheus(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP herald_shards Shards (executors) serving.");
+        let _ = writeln!(out, "# TYPE herald_shards gauge");
+        let _ = writeln!(out, "herald_shards {}", self.shards.len());
+        let docs = |name: &str| -> Option<&'static str> {
+            let (group, field) = name.split_once('.')?;
+            let table = match group {
+                "edge" => EdgeCounters::DOCS,
+                "xcap" => XcapCounters::DOCS,
+                _ => return None,
+            };
+            table.iter().find(|(n, _)| *n == field).map(|(_, d)| *d)
+        };
+        for (name, per, _) in self.rows() {
+            let metric: String = std::iter::once("herald_")
+                .flat_map(str::chars)
+                .chain(
+                    name.chars()
+                        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }),
+                )
+                .collect();
+            if let Some(d) = docs(&name) {
+                // HELP text escapes only backslash and line feed.
+                let d = d.replace('\\', "\\\\").replace('\n', "\\n");
+                let _ = writeln!(out, "# HELP {metric} {d}");
+            }
+            let kind = if GAUGES.contains(&name.as_str()) {
+                "gauge"
+            } else {
+                "counter"
+            };
+            let _ = writeln!(out, "# TYPE {metric} {kind}");
+            for (shard, v) in per.iter().enumerate() {
+                let _ = writeln!(out, "{metric}{{shard=\"{shard}\"}} {v}");
+            }
+        }
+        out
+    }
+}
+
 fn json_escape(s: &str) -> String {
     s.chars()
         .flat_map(|c| match c {
@@ -307,6 +375,28 @@ mod tests {
         assert_eq!(reg.total("xcap.responses_409"), Some(1));
         assert_eq!(reg.total("xcap.responses_2xx"), Some(1));
         assert_eq!(reg.total("xcap.requests_put"), Some(1));
+        let prom = reg.render_prometheus();
+        for line in [
+            "herald_shards 2",
+            "# HELP herald_edge_udp_in UDP datagrams received",
+            "# TYPE herald_edge_udp_in counter",
+            "herald_edge_udp_in{shard=\"0\"} 3",
+            "herald_edge_udp_in{shard=\"1\"} 4",
+            "# TYPE herald_core_subscriptions gauge",
+            "herald_core_subscriptions{shard=\"1\"} 7",
+            "# TYPE herald_xcap_connections_open gauge",
+            "herald_xcap_responses_409{shard=\"1\"} 1",
+        ] {
+            assert!(prom.lines().any(|l| l == line), "{line} in\n{prom}");
+        }
+        // Every sample line is `name{shard="N"} value` with a legal metric name.
+        for l in prom.lines().filter(|l| !l.starts_with('#')) {
+            let name = l.split(['{', ' ']).next().unwrap();
+            assert!(
+                name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "{l}"
+            );
+        }
     }
 
     #[test]
