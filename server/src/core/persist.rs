@@ -398,6 +398,7 @@ impl Core {
                     core.stx.replace_response(*tx, rewrite_as_store_full);
                     core.stats.tx_2xx = core.stats.tx_2xx.saturating_sub(1);
                     core.stats.tx_5xx += 1;
+                    core.stats.tx_500 += 1;
                 }
                 true
             }

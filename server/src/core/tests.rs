@@ -191,6 +191,9 @@ fn subscribe_refusals() {
     let s = h.subscribe("Event: presence\r\n", Some("nosuchtag"), 2);
     h.send(udp(5070), &s);
     assert_eq!(code(&h.drain()[0].1), 481);
+    // Each refusal counted by its code (and in tx_4xx), for /stats.
+    let st = h.core.stats();
+    assert_eq!((st.tx_489, st.tx_423, st.tx_481, st.tx_4xx), (1, 1, 1, 3));
     let cfg = Config {
         local_domains: vec![b"other.org".to_vec()],
         ..Config::default()
@@ -225,6 +228,7 @@ fn subscribe_accept_must_admit_pidf() {
         assert_eq!(hdr(r, "Accept"), Some("application/pidf+xml"), "{refused}");
     }
     assert_eq!(h.core.stats().subscriptions, 0);
+    assert_eq!((h.core.stats().tx_406, h.core.stats().tx_4xx), (5, 5));
     let s = h.subscribe(
         "Event: presence\r\nAccept: pidf, application/pidf+xml\r\n",
         None,
