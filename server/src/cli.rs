@@ -248,6 +248,12 @@ pub struct RunArgs {
           require_equals = true, default_missing_value = "true")]
     pub end_sub_on_timeout: bool,
 
+    /// Answer 406 to a SUBSCRIBE whose Accept does not admit application/pidf+xml (RFC 3856
+    /// §6.2). `--check-accept=false` serves it PIDF anyway, as Kamailio and OpenSIPS do.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true")]
+    pub check_accept: bool,
+
     /// SIP timer T1 (RTT estimate) in milliseconds.
     #[arg(long, default_value_t = 500)]
     pub t1_ms: u64,
@@ -735,6 +741,12 @@ mod tests {
         assert!(r.listen[0].udp && r.listen[0].tcp);
         assert_eq!(r.server_address(), "sip:127.0.0.1:5060");
         assert!(r.end_sub_on_timeout);
+        assert!(r.check_accept);
+        assert!(
+            !Cli::parse_from(["herald", "--check-accept=false"])
+                .run
+                .check_accept
+        );
         assert!(r.is_trusted("127.0.0.1".parse().unwrap()));
         assert!(r.is_trusted("::1".parse().unwrap()));
         assert!(!r.is_trusted("10.0.0.1".parse().unwrap()));

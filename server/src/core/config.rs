@@ -22,6 +22,8 @@ pub struct Config {
     pub notify_offline_body: bool,
     /// A 408 or Timer F on a NOTIFY ends the subscription.
     pub end_sub_on_timeout: bool,
+    /// A SUBSCRIBE whose Accept does not admit the package's body type gets 406.
+    pub check_accept: bool,
     pub t1_ms: u64,
     pub t2_ms: u64,
     pub t4_ms: u64,
@@ -59,6 +61,7 @@ impl Default for Config {
             clean_period: 100,
             notify_offline_body: false,
             end_sub_on_timeout: true,
+            check_accept: true,
             t1_ms: 500,
             t2_ms: 4000,
             t4_ms: 5000,

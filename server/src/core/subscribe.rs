@@ -113,7 +113,9 @@ impl Core {
             Reason::Std,
             Extra::AllowEvents,
         ))?;
-        self.check_accept(msg, pkg)?;
+        if self.cfg.check_accept {
+            self.check_accept(msg, pkg)?;
+        }
         if let Some(tag) = to.tag() {
             return self.on_refresh(now, peer, key, msg, dlg, tag, pkg, event.id);
         }

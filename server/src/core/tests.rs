@@ -249,6 +249,18 @@ fn subscribe_accept_must_admit_pidf() {
         let out = h.drain();
         assert_eq!(code(&out[0].1), 200, "{accepted}: {out:?}");
     }
+    // `--check-accept=false`: PIDF for everyone, as Kamailio and OpenSIPS serve it.
+    let mut h = H::new(Config {
+        check_accept: false,
+        ..Config::default()
+    });
+    let s = h.subscribe(
+        "Event: presence\r\nAccept: application/xpidf+xml\r\n",
+        None,
+        1,
+    );
+    h.send(udp(5070), &s);
+    assert_eq!(code(&h.drain()[0].1), 200);
 }
 
 /// Every NOTIFY of a dialog carries its Contact as Request-URI: a Contact that is not a SIP

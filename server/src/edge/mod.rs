@@ -114,6 +114,7 @@ impl Settings {
             clean_period: a.clean_period,
             notify_offline_body: a.notify_offline_body,
             end_sub_on_timeout: a.end_sub_on_timeout,
+            check_accept: a.check_accept,
             t1_ms: a.t1_ms,
             t2_ms: a.t2_ms,
             t4_ms: a.t4_ms,
