@@ -1,7 +1,9 @@
 //! Writers: build responses and requests straight into a caller-owned, reused `Vec<u8>`,
 //! so steady-state sending allocates nothing once the buffer has grown to size.
 //!
-//! Both writers CLEAR the buffer first (one message per buffer), copy values verbatim
+//! Both writers' `new` CLEAR the buffer first (one message per buffer);
+//! [`ResponseWriter::append`] adds a response after what the buffer holds (a batch of
+//! replies in one send buffer). They copy values verbatim
 //! (folded values stay valid SIP), and always end the header section with a Content-Length
 //! computed from the body actually written.
 
@@ -26,6 +28,18 @@ impl<'a> ResponseWriter<'a> {
         to_tag: Option<&[u8]>,
     ) -> Self {
         out.clear();
+        Self::append(out, req, code, reason, to_tag)
+    }
+
+    /// As [`new`](Self::new), but after what `out` already holds: the response is
+    /// `out[len_before..]` once finished.
+    pub fn append(
+        out: &'a mut Vec<u8>,
+        req: &Message<'_, '_>,
+        code: u16,
+        reason: &str,
+        to_tag: Option<&[u8]>,
+    ) -> Self {
         out.extend_from_slice(b"SIP/2.0 ");
         push_u32(out, u32::from(code));
         out.push(b' ');

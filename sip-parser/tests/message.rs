@@ -464,6 +464,17 @@ fn response_writer_copies_dialog_headers() {
         assert_eq!(r.to().unwrap().tag(), Some(&b"old"[..]));
         assert_eq!(r.body, b"no");
         assert!(r.content_type().unwrap().unwrap().matches(b"text/plain"));
+        // `append` keeps what the buffer holds and adds the same response after it; `new`
+        // starts the buffer over.
+        let alone = out.clone();
+        let mut batch = b"earlier".to_vec();
+        ResponseWriter::append(&mut batch, &req, 489, "Bad Event", Some(b"new"))
+            .finish_with_body("text/plain", b"no");
+        assert_eq!(&batch[..7], b"earlier");
+        assert_eq!(&batch[7..], &alone[..]);
+        ResponseWriter::new(&mut batch, &req, 489, "Bad Event", Some(b"new"))
+            .finish_with_body("text/plain", b"no");
+        assert_eq!(batch, alone);
     });
 }
 

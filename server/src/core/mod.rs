@@ -604,31 +604,7 @@ impl Core {
             return;
         };
         self.stats.tx_responses += 1;
-        match code {
-            200..=299 => self.stats.tx_2xx += 1,
-            400..=499 => self.stats.tx_4xx += 1,
-            500..=599 => self.stats.tx_5xx += 1,
-            600..=699 => self.stats.tx_6xx += 1,
-            _ => {}
-        }
-        let by_code = match code {
-            400 => Some(&mut self.stats.tx_400),
-            403 => Some(&mut self.stats.tx_403),
-            405 => Some(&mut self.stats.tx_405),
-            406 => Some(&mut self.stats.tx_406),
-            412 => Some(&mut self.stats.tx_412),
-            415 => Some(&mut self.stats.tx_415),
-            423 => Some(&mut self.stats.tx_423),
-            481 => Some(&mut self.stats.tx_481),
-            483 => Some(&mut self.stats.tx_483),
-            489 => Some(&mut self.stats.tx_489),
-            500 => Some(&mut self.stats.tx_500),
-            503 => Some(&mut self.stats.tx_503),
-            _ => None,
-        };
-        if let Some(n) = by_code {
-            *n += 1;
-        }
+        self.stats.count_code(code);
         if gate > self.persisted_seq {
             self.gated.push_back((gate, Out::Response(seq)));
         } else {

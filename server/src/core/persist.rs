@@ -397,8 +397,7 @@ impl Core {
                 if core.stx.get(*tx).is_some() {
                     core.stx.replace_response(*tx, rewrite_as_store_full);
                     core.stats.tx_2xx = core.stats.tx_2xx.saturating_sub(1);
-                    core.stats.tx_5xx += 1;
-                    core.stats.tx_500 += 1;
+                    core.stats.count_code(500);
                 }
                 true
             }

@@ -115,12 +115,11 @@ pub fn reply_overloaded(
         if !msg.is_request() || msg.method() == Some(Method::Ack) || msg.via().is_err() {
             return None;
         }
-        let mut buf = Vec::new();
+        let start = out.len();
         // RFC 3261 §8.2.6.2: a To tag on every final response.
-        let mut w = ResponseWriter::new(&mut buf, &msg, 503, "Service Unavailable", Some(b"busy"));
+        let mut w = ResponseWriter::append(out, &msg, 503, "Service Unavailable", Some(b"busy"));
         w.header_u32("Retry-After", retry_after_s);
         w.finish();
-        out.extend_from_slice(&buf);
-        Some(buf.len())
+        Some(out.len() - start)
     })
 }

@@ -61,6 +61,36 @@ pub struct Stats {
     pub pending_persist: u64,
 }
 
+impl Stats {
+    /// Counts a response sent with `code` in its class and, for the refusals that have one,
+    /// in its own counter.
+    pub fn count_code(&mut self, code: u16) {
+        match code {
+            200..=299 => self.tx_2xx += 1,
+            400..=499 => self.tx_4xx += 1,
+            500..=599 => self.tx_5xx += 1,
+            600..=699 => self.tx_6xx += 1,
+            _ => {}
+        }
+        let own = match code {
+            400 => &mut self.tx_400,
+            403 => &mut self.tx_403,
+            405 => &mut self.tx_405,
+            406 => &mut self.tx_406,
+            412 => &mut self.tx_412,
+            415 => &mut self.tx_415,
+            423 => &mut self.tx_423,
+            481 => &mut self.tx_481,
+            483 => &mut self.tx_483,
+            489 => &mut self.tx_489,
+            500 => &mut self.tx_500,
+            503 => &mut self.tx_503,
+            _ => return,
+        };
+        *own += 1;
+    }
+}
+
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         macro_rules! fields {

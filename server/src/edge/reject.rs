@@ -29,64 +29,40 @@ fn answer(
         Some(_) => {}
     }
     let start = out.len();
-    sip_parser::ResponseWriter::new(out, msg, code, reason, to_tag).finish();
+    sip_parser::ResponseWriter::append(out, msg, code, reason, to_tag).finish();
     Some(out.len() - start)
 }
 
-/// Appends a stateless `400` for a request datagram whose body framing is broken (`err` from
-/// `parse`: a `Content-Length` larger than the datagram, or not a number); returns the number
-/// of bytes appended. Why: RFC 3261 §18.3 wants a 400 for such a request, and a client left
-/// without an answer retransmits it for 32 s. Its head is read with `parse_head`; other errors,
-/// responses, ACKs and heads that do not parse get nothing (drop).
+/// Appends the stateless final response for a request whose body framing is broken (`err`
+/// from `parse`); returns the number of bytes appended. Why: RFC 3261 §18.3 wants a 400 for
+/// such a request; over UDP a client left without an answer retransmits it for 32 s, and over
+/// TCP, where the connection closes after it (the next message's start is unknown), it learns
+/// why instead of seeing a bare close.
+/// - `400` when `Content-Length` is larger than the datagram, not a number, or missing on a
+///   stream (where it is mandatory);
+/// - `513` when it would take a stream message past `--max-message-size` (an oversize
+///   datagram is dropped before parsing and never gets here).
+///
+/// Its head is read with `parse_head`; other errors, responses, ACKs and heads that do not
+/// parse get nothing (drop).
 pub fn broken_framing(
     bytes: &[u8],
     err: ParseError,
     out: &mut Vec<u8>,
     limits: &Limits,
 ) -> Option<usize> {
-    let reason: &str = match err {
-        ParseError::BodyTooShort => "Body shorter than Content-Length",
-        ParseError::InvalidContentLength => "Invalid Content-Length",
-        _ => return None,
-    };
-    answer_head(bytes, 400, reason, out, limits)
-}
-
-/// Appends the final response for a request on a stream (TCP) that cannot be framed (`err`
-/// from `parse` with stream framing): `400` when its `Content-Length` is missing (RFC 3261
-/// §18.3 makes it mandatory on streams) or not a number, `513` when it would take the message
-/// past `--max-message-size`; returns the number of bytes appended. The connection closes
-/// after it (the next message's start is unknown), but the client learns why instead of
-/// seeing a bare close. Other errors, responses, ACKs and heads that do not parse get nothing.
-pub fn broken_stream_framing(
-    bytes: &[u8],
-    err: ParseError,
-    out: &mut Vec<u8>,
-    limits: &Limits,
-) -> Option<usize> {
     let (code, reason) = match err {
-        ParseError::MissingContentLength => (400, "Missing Content-Length"),
+        ParseError::BodyTooShort => (400, "Body shorter than Content-Length"),
         ParseError::InvalidContentLength => (400, "Invalid Content-Length"),
+        ParseError::MissingContentLength => (400, "Missing Content-Length"),
         ParseError::TooLarge => (513, "Message Too Large"),
         _ => return None,
     };
-    // The head must lie within the size limit; what follows it may be any length.
+    // The head must lie within the size limit; on a stream what follows may be any length.
     let head = bytes.get(..limits.max_message_len).unwrap_or(bytes);
-    answer_head(head, code, reason, out, limits)
-}
-
-/// Reads the start line and headers of `bytes` (`parse_head`) and appends `code` to it if it
-/// is a request other than ACK with a Via.
-fn answer_head(
-    bytes: &[u8],
-    code: u16,
-    reason: &str,
-    out: &mut Vec<u8>,
-    limits: &Limits,
-) -> Option<usize> {
     let mut slots = [Header::EMPTY; 64];
     let slots = &mut slots[..limits.max_headers.clamp(1, 64)];
-    let msg = sip_parser::parse_head(bytes, slots, limits).ok()?;
+    let msg = sip_parser::parse_head(head, slots, limits).ok()?;
     msg.via().ok()?;
     // RFC 3261 §8.2.6.2: a To tag on every final response, as the 403's `untrusted`.
     answer(&msg, code, reason, Some(b"framing"), out)
@@ -96,4 +72,35 @@ fn answer_head(
 /// untrusted peer is dropped rather than answered.
 pub fn looks_like_response(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[..8].eq_ignore_ascii_case(b"SIP/2.0 ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REQ: &[u8] =
+        b"SUBSCRIBE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKr\r\n\
+From: <sip:a@example.com>;tag=1\r\nTo: <sip:bob@example.com>\r\nCall-ID: r\r\nCSeq: 1 SUBSCRIBE\r\n\
+Content-Length: 0\r\n\r\n";
+
+    /// The edge writes these into its batch's shared send buffer: each reply is appended after
+    /// the replies already queued for earlier datagrams of the batch, which stay intact.
+    #[test]
+    fn replies_append_to_what_the_batch_already_holds() {
+        let limits = Limits::default();
+        let mut out = b"earlier".to_vec();
+        let n = forbidden(REQ, &mut out, &limits).unwrap();
+        assert_eq!(out.len(), 7 + n);
+        assert!(out.starts_with(b"earlierSIP/2.0 403 Forbidden\r\n"));
+        let broken = String::from_utf8_lossy(REQ).replace("Content-Length: 0", "Content-Length: 9");
+        let m = broken_framing(
+            broken.as_bytes(),
+            ParseError::BodyTooShort,
+            &mut out,
+            &limits,
+        );
+        assert_eq!(out.len(), 7 + n + m.unwrap());
+        assert!(out.starts_with(b"earlierSIP/2.0 403 Forbidden\r\n"));
+        assert!(out[7 + n..].starts_with(b"SIP/2.0 400 Body shorter than Content-Length\r\n"));
+    }
 }

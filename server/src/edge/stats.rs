@@ -295,13 +295,10 @@ impl StatsRegistry {
             table.iter().find(|(n, _)| *n == field).map(|(_, d)| *d)
         };
         for (name, per, _) in self.rows() {
-            let metric: String = std::iter::once("herald_")
-                .flat_map(str::chars)
-                .chain(
-                    name.chars()
-                        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }),
-                )
-                .collect();
+            let metric = format!(
+                "herald_{}",
+                name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+            );
             if let Some(d) = docs(&name) {
                 // HELP text escapes only backslash and line feed.
                 let d = d.replace('\\', "\\\\").replace('\n', "\\n");

@@ -309,8 +309,7 @@ async fn read_loop(shard: Rc<Shard>, mut stream: TcpStream, id: ConnId, addr: So
                     shard.flush(&mut out).await;
                     // After the answers to what came before it, on the same queue.
                     let mut answer = Vec::new();
-                    if reject::broken_stream_framing(&buf[start..], e, &mut answer, &limits)
-                        .is_some()
+                    if reject::broken_framing(&buf[start..], e, &mut answer, &limits).is_some()
                         && shard.tcp.queue(id.0, &answer).is_ok()
                     {
                         EdgeCounters::inc(&shard.edge().tcp_garbage_answered);
